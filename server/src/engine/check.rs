@@ -1,0 +1,825 @@
+//! One check of a task's pending actions, in request order.
+//!
+//! The check never mutates the [`State`]. It lays an overlay over it: temporary locks for the
+//! actions granted earlier in this check (so later actions see them as unavailable), and
+//! scheduled locks for the pending actions of strictly higher-priority tasks (which block the
+//! items they want and take node-limit capacity). The overlay is dropped when the check ends;
+//! the caller applies the [`Verdict`].
+//!
+//! Per action, in this order (the first failure decides): lock conflicts on the action's own
+//! items; then, unless the items are already down or the mode is force, the cluster and tenant
+//! node limits, every affected storage group, the state-storage rings and the system tablets.
+
+use crate::engine::cluster::{GroupId, NodeId, PDiskKey};
+use crate::engine::rules::{self, Level, LimitBreach};
+use crate::engine::state::{Class, Count, Items, LockRef, State};
+use crate::engine::task::{ActionStatus, Mode, Reason, Task};
+use crate::engine::time::Timestamp;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::Duration;
+
+/// How long after a state-storage replica came up its ring still counts as unavailable.
+pub(crate) const RING_SETTLE: Duration = Duration::from_secs(120);
+
+/// An action's position in its task: (group index, action index).
+pub(crate) type Pos = (usize, usize);
+
+/// The outcome of one check.
+#[derive(Debug, Default)]
+pub(crate) struct Verdict {
+    /// Actions to grant, in request order.
+    pub(crate) granted: Vec<Pos>,
+    /// Actions that wait, with why.
+    pub(crate) pending: Vec<(Pos, Reason, String)>,
+    /// When to try again, if nothing was granted.
+    pub(crate) retry_after: Option<Timestamp>,
+    /// The first failure that no retry can cure (the request itself is contradictory).
+    pub(crate) impossible: Option<String>,
+}
+
+impl Verdict {
+    /// Fills a dry run's task with the would-be outcome; no locks, no tokens.
+    pub(crate) fn apply_dry(&self, task: &mut Task, st: &State, now: Timestamp) {
+        let default = st.cluster.defaults().lock_duration;
+        for (gi, ai) in &self.granted {
+            let a = &mut task.groups[*gi].actions[*ai];
+            a.status = ActionStatus::Performed {
+                granted_at: now,
+                deadline: now.plus(a.duration.unwrap_or(default)),
+                fencing_token: 0,
+            };
+        }
+        for ((gi, ai), reason, details) in &self.pending {
+            task.groups[*gi].actions[*ai].status = ActionStatus::Pending {
+                reason: *reason,
+                details: details.clone(),
+            };
+        }
+    }
+}
+
+/// Why one action cannot be granted now.
+#[derive(Debug)]
+struct Failure {
+    /// No retry can help: the request conflicts with itself.
+    permanent: bool,
+    reason: Reason,
+    details: String,
+    /// The earliest time things may have changed.
+    retry_at: Timestamp,
+}
+
+/// A pending action of a higher-priority task.
+#[derive(Debug, Clone)]
+struct Sched {
+    task: String,
+    owner: String,
+    priority: i32,
+}
+
+/// Who makes an item unavailable.
+enum Holder<'a> {
+    Lock(&'a LockRef),
+    Temp,
+    Sched(&'a Sched),
+}
+
+/// The overlay of one check.
+pub(crate) struct CheckCtx<'s> {
+    st: &'s State,
+    task: &'s Task,
+    now: Timestamp,
+    temp_nodes: HashSet<NodeId>,
+    temp_pdisks: HashSet<PDiskKey>,
+    /// Nodes this check has taken, whole or by a disk.
+    own_nodes: BTreeSet<NodeId>,
+    sched_nodes: HashMap<NodeId, Sched>,
+    sched_pdisks: HashMap<PDiskKey, Sched>,
+    sched_pdisk_nodes: HashMap<NodeId, PDiskKey>,
+    /// Nodes the overlay turned into Locked for the limits: (was down, tenant).
+    cluster_delta: Count,
+    tenant_delta: HashMap<String, Count>,
+}
+
+impl<'s> CheckCtx<'s> {
+    /// Checks every pending action of `task` against `st` at `now`.
+    pub(crate) fn run(st: &'s State, task: &'s Task, now: Timestamp) -> Verdict {
+        let mut ctx = CheckCtx {
+            st,
+            task,
+            now,
+            temp_nodes: HashSet::new(),
+            temp_pdisks: HashSet::new(),
+            own_nodes: BTreeSet::new(),
+            sched_nodes: HashMap::new(),
+            sched_pdisks: HashMap::new(),
+            sched_pdisk_nodes: HashMap::new(),
+            cluster_delta: Count::default(),
+            tenant_delta: HashMap::new(),
+        };
+        ctx.reserve_higher_priority();
+        ctx.check_all()
+    }
+
+    fn partial(&self) -> bool {
+        !self.task.composite
+    }
+
+    fn default_retry(&self) -> Timestamp {
+        self.now.plus(self.st.cluster.defaults().retry_after)
+    }
+
+    /// Marks the pending actions of strictly higher-priority tasks as scheduled locks.
+    fn reserve_higher_priority(&mut self) {
+        let st = self.st;
+        for (_, uids) in st.pending_by_priority.range(..self.task.priority) {
+            for uid in uids {
+                if *uid == self.task.uid {
+                    continue;
+                }
+                let Some(other) = st.tasks.get(uid) else {
+                    continue;
+                };
+                let sched = Sched {
+                    task: other.uid.clone(),
+                    owner: other.owner.clone(),
+                    priority: other.priority,
+                };
+                for a in other.actions().filter(|a| a.is_pending()) {
+                    match st.resolve(&a.scope) {
+                        Ok(Items::Nodes(nodes)) => {
+                            for n in nodes {
+                                if !self.sched_nodes.contains_key(&n) {
+                                    let s = sched.clone();
+                                    self.mark(n, |c| {
+                                        c.sched_nodes.insert(n, s);
+                                    });
+                                }
+                            }
+                        }
+                        Ok(Items::PDisk(k)) => {
+                            if !self.sched_pdisks.contains_key(&k) {
+                                let s = sched.clone();
+                                self.mark(k.node, |c| {
+                                    c.sched_pdisks.insert(k, s);
+                                    c.sched_pdisk_nodes.entry(k.node).or_insert(k);
+                                });
+                            }
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_all(mut self) -> Verdict {
+        let mut v = Verdict::default();
+        let mut retry: Option<Timestamp> = None;
+        let mut blocked: Option<String> = None;
+        for (gi, g) in self.task.groups.iter().enumerate() {
+            for (ai, a) in g.actions.iter().enumerate() {
+                if !a.is_pending() {
+                    continue;
+                }
+                if let Some(why) = &blocked {
+                    let details =
+                        format!("all-or-nothing group: waits until {why} can be taken too");
+                    v.pending.push(((gi, ai), Reason::Generic, details));
+                    continue;
+                }
+                match self.check_action(&a.scope) {
+                    Ok(items) => {
+                        self.temp_lock(&items);
+                        v.granted.push((gi, ai));
+                    }
+                    Err(f) => {
+                        retry = Some(retry.map_or(f.retry_at, |r| r.min(f.retry_at)));
+                        if f.permanent && v.impossible.is_none() {
+                            v.impossible = Some(format!("{}: {}", a.scope, f.details));
+                        }
+                        v.pending.push(((gi, ai), f.reason, f.details));
+                        if self.task.composite {
+                            blocked = Some(a.scope.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(why) = blocked {
+            // All or nothing: what passed before the failure waits too.
+            for pos in v.granted.drain(..) {
+                let details = format!("all-or-nothing group: waits until {why} can be taken too");
+                v.pending.push((pos, Reason::Generic, details));
+            }
+            v.pending.sort_by_key(|(pos, _, _)| *pos);
+        }
+        if v.granted.is_empty() && !v.pending.is_empty() {
+            v.retry_after = Some(retry.unwrap_or_else(|| self.default_retry()));
+        }
+        v
+    }
+
+    fn check_action(&self, scope: &crate::engine::task::Scope) -> Result<Items, Failure> {
+        let items = self.st.resolve(scope).map_err(|e| Failure {
+            permanent: true,
+            reason: Reason::Generic,
+            details: e.to_string(),
+            retry_at: self.default_retry(),
+        })?;
+        match &items {
+            Items::Nodes(nodes) => {
+                for n in nodes {
+                    self.node_conflict(*n)?;
+                }
+                let active: Vec<NodeId> = nodes
+                    .iter()
+                    .copied()
+                    .filter(|n| !self.st.is_down(*n))
+                    .collect();
+                if active.is_empty() || self.task.mode == Mode::Force {
+                    return Ok(items);
+                }
+                self.check_limits(&active)?;
+                let mut cands: BTreeMap<GroupId, Vec<usize>> = BTreeMap::new();
+                for n in &active {
+                    if let Some(node) = self.st.cluster.node(*n) {
+                        for pd in &node.pdisks {
+                            for (g, i) in self.st.cluster.vdisks_on(PDiskKey {
+                                node: *n,
+                                pdisk: pd.id,
+                            }) {
+                                cands.entry(*g).or_default().push(*i);
+                            }
+                        }
+                    }
+                }
+                self.check_groups(&cands)?;
+                self.check_rings(&active)?;
+                self.check_tablets(&active)?;
+            }
+            Items::PDisk(k) => {
+                self.pdisk_conflict(*k)?;
+                if self.st.is_down(k.node) || self.task.mode == Mode::Force {
+                    return Ok(items);
+                }
+                if self.class(k.node) == Class::Up {
+                    self.check_limits(&[k.node])?;
+                }
+                let mut cands: BTreeMap<GroupId, Vec<usize>> = BTreeMap::new();
+                for (g, i) in self.st.cluster.vdisks_on(*k) {
+                    cands.entry(*g).or_default().push(*i);
+                }
+                self.check_groups(&cands)?;
+            }
+        }
+        Ok(items)
+    }
+
+    // ----- the overlay -------------------------------------------------------------------
+
+    fn class(&self, n: NodeId) -> Class {
+        if self.st.class(n) == Class::Locked
+            || self.own_nodes.contains(&n)
+            || self.sched_nodes.contains_key(&n)
+            || self.sched_pdisk_nodes.contains_key(&n)
+        {
+            Class::Locked
+        } else if self.st.is_down(n) {
+            Class::Down
+        } else {
+            Class::Up
+        }
+    }
+
+    /// Applies an overlay change to node `n`, keeping the limit counts in step.
+    fn mark(&mut self, n: NodeId, f: impl FnOnce(&mut Self)) {
+        let before = self.class(n);
+        f(self);
+        let after = self.class(n);
+        if before != after {
+            let tenant = self.st.cluster.node(n).and_then(|x| x.tenant.clone());
+            let bump = |c: &mut Count| {
+                c.locked += 1;
+                if before == Class::Down {
+                    c.down += 1;
+                }
+            };
+            bump(&mut self.cluster_delta);
+            if let Some(t) = tenant {
+                bump(self.tenant_delta.entry(t).or_default());
+            }
+        }
+    }
+
+    fn temp_lock(&mut self, items: &Items) {
+        match items {
+            Items::Nodes(nodes) => {
+                for n in nodes {
+                    let n = *n;
+                    self.mark(n, |c| {
+                        c.temp_nodes.insert(n);
+                        c.own_nodes.insert(n);
+                    });
+                }
+            }
+            Items::PDisk(k) => {
+                let k = *k;
+                self.mark(k.node, |c| {
+                    c.temp_pdisks.insert(k);
+                    c.own_nodes.insert(k.node);
+                });
+            }
+        }
+    }
+
+    /// (locked, down) with the overlay, for the cluster (`None`) or a tenant.
+    fn counts(&self, tenant: Option<&str>) -> (u32, u32) {
+        let (base, delta) = match tenant {
+            None => (self.st.cluster_count, self.cluster_delta),
+            Some(t) => (
+                self.st.tenant_counts.get(t).copied().unwrap_or_default(),
+                self.tenant_delta.get(t).copied().unwrap_or_default(),
+            ),
+        };
+        (
+            base.locked + delta.locked,
+            base.down.saturating_sub(delta.down),
+        )
+    }
+
+    fn node_holder(&self, n: NodeId) -> Option<Holder<'_>> {
+        if let Some(l) = self.st.node_locks.get(&n) {
+            Some(Holder::Lock(l))
+        } else if self.temp_nodes.contains(&n) {
+            Some(Holder::Temp)
+        } else {
+            self.sched_nodes.get(&n).map(Holder::Sched)
+        }
+    }
+
+    fn pdisk_holder(&self, k: PDiskKey) -> Option<Holder<'_>> {
+        if let Some(h) = self.node_holder(k.node) {
+            Some(h)
+        } else if let Some(l) = self.st.pdisk_locks.get(&k) {
+            Some(Holder::Lock(l))
+        } else if self.temp_pdisks.contains(&k) {
+            Some(Holder::Temp)
+        } else {
+            self.sched_pdisks.get(&k).map(Holder::Sched)
+        }
+    }
+
+    fn holder_text(&self, h: &Holder<'_>) -> String {
+        match h {
+            Holder::Lock(l) => format!("task '{}' of {}", l.task, self.st.owner_of(&l.task)),
+            Holder::Temp => String::from("this task"),
+            Holder::Sched(s) => {
+                format!("pending, higher-priority task '{}' of {}", s.task, s.owner)
+            }
+        }
+    }
+
+    // ----- lock conflicts ----------------------------------------------------------------
+
+    fn locked_by(&self, what: String, l: &LockRef) -> Failure {
+        Failure {
+            permanent: false,
+            reason: Reason::Generic,
+            details: format!(
+                "{what} is locked by task '{}' of {} until {}",
+                l.task,
+                self.st.owner_of(&l.task),
+                l.deadline
+            ),
+            retry_at: l.deadline,
+        }
+    }
+
+    fn taken_here(&self, what: String) -> Failure {
+        Failure {
+            permanent: true,
+            reason: Reason::Generic,
+            details: format!("{what} is already taken by an earlier action of this task"),
+            retry_at: self.default_retry(),
+        }
+    }
+
+    fn wanted_by(&self, what: String, s: &Sched) -> Failure {
+        Failure {
+            permanent: false,
+            reason: Reason::Generic,
+            details: format!(
+                "{what} is wanted by higher-priority task '{}' of {} (priority {} vs {})",
+                s.task, s.owner, s.priority, self.task.priority
+            ),
+            retry_at: self.default_retry(),
+        }
+    }
+
+    fn node_conflict(&self, n: NodeId) -> Result<(), Failure> {
+        if let Some(l) = self.st.node_locks.get(&n) {
+            return Err(self.locked_by(format!("node {n}"), l));
+        }
+        if self.st.pdisk_locks_on.contains_key(&n) {
+            if let Some(node) = self.st.cluster.node(n) {
+                for pd in &node.pdisks {
+                    let k = PDiskKey {
+                        node: n,
+                        pdisk: pd.id,
+                    };
+                    if let Some(l) = self.st.pdisk_locks.get(&k) {
+                        return Err(self.locked_by(format!("pdisk {k}"), l));
+                    }
+                }
+            }
+        }
+        if self.own_nodes.contains(&n) {
+            return Err(self.taken_here(format!("node {n}")));
+        }
+        if let Some(s) = self.sched_nodes.get(&n) {
+            return Err(self.wanted_by(format!("node {n}"), s));
+        }
+        if let Some(k) = self.sched_pdisk_nodes.get(&n) {
+            if let Some(s) = self.sched_pdisks.get(k) {
+                return Err(self.wanted_by(format!("pdisk {k}"), s));
+            }
+        }
+        Ok(())
+    }
+
+    fn pdisk_conflict(&self, k: PDiskKey) -> Result<(), Failure> {
+        if let Some(l) = self.st.pdisk_locks.get(&k) {
+            return Err(self.locked_by(format!("pdisk {k}"), l));
+        }
+        if let Some(l) = self.st.node_locks.get(&k.node) {
+            return Err(self.locked_by(format!("node {}", k.node), l));
+        }
+        if self.temp_pdisks.contains(&k) {
+            return Err(self.taken_here(format!("pdisk {k}")));
+        }
+        if self.temp_nodes.contains(&k.node) {
+            return Err(self.taken_here(format!("node {}", k.node)));
+        }
+        if let Some(s) = self.sched_pdisks.get(&k) {
+            return Err(self.wanted_by(format!("pdisk {k}"), s));
+        }
+        if let Some(s) = self.sched_nodes.get(&k.node) {
+            return Err(self.wanted_by(format!("node {}", k.node), s));
+        }
+        Ok(())
+    }
+
+    // ----- node limits -------------------------------------------------------------------
+
+    fn check_limits(&self, active: &[NodeId]) -> Result<(), Failure> {
+        let cluster = &self.st.cluster;
+        let adding = u32::try_from(active.len()).unwrap_or(u32::MAX);
+        let total = u32::try_from(cluster.node_count()).unwrap_or(u32::MAX);
+        let (l, d) = self.counts(None);
+        if let Err(breach) = rules::limit_check(cluster.limits(), l, d, adding, total) {
+            let own = u32::try_from(self.own_nodes.len()).unwrap_or(u32::MAX);
+            let permanent = self.task.composite
+                && rules::limit_check(cluster.limits(), own, 0, adding, total).is_err();
+            return Err(Failure {
+                permanent,
+                reason: Reason::DisabledNodesLimitReached,
+                details: limit_text("in the cluster", l, d, breach, total),
+                retry_at: self.earliest_lock(|_| true),
+            });
+        }
+        let mut by_tenant: BTreeMap<&str, u32> = BTreeMap::new();
+        for n in active {
+            if let Some(t) = cluster.node(*n).and_then(|x| x.tenant.as_deref()) {
+                *by_tenant.entry(t).or_default() += 1;
+            }
+        }
+        for (t, adding) in by_tenant {
+            let Some(tenant) = cluster.tenant(t) else {
+                continue;
+            };
+            let total = u32::try_from(tenant.nodes.len()).unwrap_or(u32::MAX);
+            let (l, d) = self.counts(Some(t));
+            if let Err(breach) = rules::limit_check(tenant.limits, l, d, adding, total) {
+                let own = self
+                    .own_nodes
+                    .iter()
+                    .filter(|n| cluster.node(**n).and_then(|x| x.tenant.as_deref()) == Some(t))
+                    .count();
+                let own = u32::try_from(own).unwrap_or(u32::MAX);
+                let permanent = self.task.composite
+                    && rules::limit_check(tenant.limits, own, 0, adding, total).is_err();
+                let in_tenant =
+                    |n: NodeId| cluster.node(n).and_then(|x| x.tenant.as_deref()) == Some(t);
+                return Err(Failure {
+                    permanent,
+                    reason: Reason::TenantDisabledNodesLimitReached,
+                    details: limit_text(&format!("in tenant '{t}'"), l, d, breach, total),
+                    retry_at: self.earliest_lock(in_tenant),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The earliest deadline of a live lock on a node that `filter` accepts.
+    fn earliest_lock(&self, filter: impl Fn(NodeId) -> bool) -> Timestamp {
+        for (deadline, task, action) in &self.st.deadlines {
+            let nodes = self
+                .st
+                .tasks
+                .get(task)
+                .and_then(|t| t.action(action))
+                .and_then(|a| self.st.resolve(&a.scope).ok());
+            let hit = match nodes {
+                Some(Items::Nodes(ns)) => ns.iter().any(|n| filter(*n)),
+                Some(Items::PDisk(k)) => filter(k.node),
+                None => false,
+            };
+            if hit {
+                return *deadline;
+            }
+        }
+        self.default_retry()
+    }
+
+    // ----- storage groups ----------------------------------------------------------------
+
+    fn levels(&self) -> &'static [Level] {
+        match self.task.mode {
+            Mode::Strong => &[Level::Strong],
+            Mode::Weak => &[Level::Weak],
+            Mode::Smart => &[Level::Strong, Level::Weak],
+            Mode::Force => &[],
+        }
+    }
+
+    fn check_groups(&self, cands: &BTreeMap<GroupId, Vec<usize>>) -> Result<(), Failure> {
+        let levels = self.levels();
+        for (gid, cand) in cands {
+            let Some(group) = self.st.cluster.group(*gid) else {
+                continue;
+            };
+            let erasure = group.erasure;
+            let head = format!("group {gid} ({})", erasure.name());
+            if erasure == crate::engine::cluster::Erasure::None {
+                return Err(Failure {
+                    permanent: true,
+                    reason: Reason::TooManyUnavailableVDisks,
+                    details: format!(
+                        "{head} has no redundancy: only force mode may take its member"
+                    ),
+                    retry_at: self.default_retry(),
+                });
+            }
+            let mut locked: Vec<(usize, String)> = Vec::new();
+            let mut down: Vec<usize> = Vec::new();
+            let mut temp: Vec<usize> = Vec::new();
+            let mut retry: Option<Timestamp> = None;
+            for (i, v) in group.vdisks.iter().enumerate() {
+                if cand.contains(&i) {
+                    continue;
+                }
+                if let Some(h) = self.pdisk_holder(v.pdisk) {
+                    match &h {
+                        Holder::Temp => temp.push(i),
+                        Holder::Lock(l) => {
+                            retry = Some(retry.map_or(l.deadline, |r| r.min(l.deadline)))
+                        }
+                        Holder::Sched(_) => {}
+                    }
+                    locked.push((i, self.holder_text(&h)));
+                } else if self.st.is_down(v.pdisk.node) {
+                    down.push(i);
+                }
+            }
+            let vdisk = |i: usize| {
+                let k = group.vdisks[i].pdisk;
+                format!("node {} pdisk {}", k.node, k.pdisk)
+            };
+            let mut all: Vec<usize> = cand.clone();
+            all.extend(locked.iter().map(|(i, _)| *i));
+            all.extend(down.iter().copied());
+            let n = group.vdisks.len();
+            let ok = |set: &[usize]| {
+                levels
+                    .iter()
+                    .any(|l| rules::group_ok(erasure, *l, n, set, &group.realms))
+            };
+            if ok(&all) {
+                // Within the failure model, but a partial check takes one member per group per
+                // round: the next round sees the first grant as a real lock.
+                if self.partial() && !temp.is_empty() {
+                    return Err(Failure {
+                        permanent: false,
+                        reason: Reason::TooManyUnavailableVDisks,
+                        details: format!(
+                            "{head}: cannot take two members of one group in one check; {} was taken by an earlier action of this task",
+                            vdisk(temp[0])
+                        ),
+                        retry_at: self.default_retry(),
+                    });
+                }
+                continue;
+            }
+            let mut own = cand.clone();
+            own.extend(temp.iter().copied());
+            let permanent = !ok(cand) || (self.task.composite && !ok(&own));
+            let locked_text = if locked.is_empty() {
+                String::from("none")
+            } else {
+                locked
+                    .iter()
+                    .map(|(i, who)| format!("{} ({who})", vdisk(*i)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let down_text = if down.is_empty() {
+                String::from("none")
+            } else {
+                down.iter()
+                    .map(|i| vdisk(*i))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mut details = format!(
+                "{head}: too many unavailable vdisks for {} mode. Locked: {locked_text}. Down: {down_text}.",
+                self.task.mode.name()
+            );
+            if erasure == crate::engine::cluster::Erasure::Mirror3Dc {
+                let k = rules::affected_realms(&all, &group.realms);
+                details.push_str(&format!(" {k} data centers affected."));
+            }
+            return Err(Failure {
+                permanent,
+                reason: Reason::TooManyUnavailableVDisks,
+                details,
+                retry_at: retry.unwrap_or_else(|| self.default_retry()),
+            });
+        }
+        Ok(())
+    }
+
+    // ----- state storage -----------------------------------------------------------------
+
+    fn check_rings(&self, active: &[NodeId]) -> Result<(), Failure> {
+        let ss = self.st.cluster.state_storage();
+        let own: BTreeSet<usize> = active
+            .iter()
+            .filter_map(|n| self.st.cluster.ring_of.get(n).copied())
+            .filter(|r| !ss.disabled.get(*r).copied().unwrap_or(false))
+            .collect();
+        if own.is_empty() {
+            return Ok(());
+        }
+        let (mut restarting, mut recent, mut disabled, mut temp_rings) = (0u32, 0u32, 0u32, 0u32);
+        let mut retry: Option<Timestamp> = None;
+        for (r, ring) in ss.rings.iter().enumerate() {
+            if own.contains(&r) {
+                continue;
+            }
+            if ss.disabled.get(r).copied().unwrap_or(false) {
+                disabled += 1;
+                continue;
+            }
+            let mut bad = false;
+            let mut by_temp = false;
+            let mut fresh = false;
+            for n in ring {
+                match self.node_holder(*n) {
+                    Some(Holder::Temp) => {
+                        bad = true;
+                        by_temp = true;
+                    }
+                    Some(Holder::Lock(l)) => {
+                        bad = true;
+                        retry = Some(retry.map_or(l.deadline, |x| x.min(l.deadline)));
+                    }
+                    Some(Holder::Sched(_)) => bad = true,
+                    None if self.st.is_down(*n) => bad = true,
+                    None => {
+                        let up_since = self.st.runtime.get(n).and_then(|rt| rt.up_since);
+                        if up_since.is_some_and(|t| self.now.since(t) < RING_SETTLE) {
+                            fresh = true;
+                        }
+                    }
+                }
+            }
+            if bad {
+                restarting += 1;
+                temp_rings += u32::from(by_temp);
+            } else if fresh {
+                recent += 1;
+            }
+        }
+        let own_count = u32::try_from(own.len()).unwrap_or(u32::MAX);
+        let nto = ss.nto_select;
+        let levels = self.levels();
+        let ok = |restart: u32, recent: u32| {
+            levels
+                .iter()
+                .any(|l| rules::rings_ok(*l, restart, recent, disabled, nto))
+        };
+        if ok(restarting + own_count, recent) {
+            return Ok(());
+        }
+        let permanent =
+            !ok(own_count, 0) || (self.task.composite && !ok(own_count + temp_rings, 0));
+        let last = levels.last().copied().unwrap_or(Level::Strong);
+        Err(Failure {
+            permanent,
+            reason: Reason::TooManyUnavailableStateStorageRings,
+            details: format!(
+                "too many unavailable state-storage rings for {} mode: restarting {}, recently started {recent}, disabled {disabled}, allowed {}",
+                self.task.mode.name(),
+                restarting + own_count,
+                rules::rings_allowed(last, nto)
+            ),
+            retry_at: retry.unwrap_or_else(|| self.default_retry()),
+        })
+    }
+
+    // ----- system tablets ----------------------------------------------------------------
+
+    fn check_tablets(&self, active: &[NodeId]) -> Result<(), Failure> {
+        let cluster = &self.st.cluster;
+        let mut kinds: BTreeSet<usize> = BTreeSet::new();
+        for n in active {
+            if let Some(ts) = cluster.tablets_of.get(n) {
+                kinds.extend(ts.iter().copied());
+            }
+        }
+        for t in kinds {
+            let tablet = &cluster.sys_tablets()[t];
+            let total = u32::try_from(tablet.nodes.len()).unwrap_or(u32::MAX);
+            let (mut locked, mut down, mut temp, mut mine) = (0u32, 0u32, 0u32, false);
+            let mut retry: Option<Timestamp> = None;
+            let mut adding = 0u32;
+            for n in &tablet.nodes {
+                if active.contains(n) {
+                    adding += 1;
+                    continue;
+                }
+                match self.node_holder(*n) {
+                    Some(Holder::Temp) => {
+                        locked += 1;
+                        temp += 1;
+                        mine = true;
+                    }
+                    Some(Holder::Lock(l)) => {
+                        locked += 1;
+                        mine |= l.task == self.task.uid;
+                        retry = Some(retry.map_or(l.deadline, |x| x.min(l.deadline)));
+                    }
+                    Some(Holder::Sched(_)) => locked += 1,
+                    None if self.st.is_down(*n) => down += 1,
+                    None => {}
+                }
+            }
+            let ok = |disabled: u32| match self.task.mode {
+                Mode::Strong => rules::tablet_ok(Level::Strong, disabled, total),
+                Mode::Weak => rules::tablet_ok(Level::Weak, disabled, total),
+                // Smart falls back to weak only once per tablet type and task.
+                Mode::Smart => {
+                    rules::tablet_ok(Level::Strong, disabled, total)
+                        || (!mine && rules::tablet_ok(Level::Weak, disabled, total))
+                }
+                Mode::Force => true,
+            };
+            if ok(locked + down + adding) {
+                continue;
+            }
+            let permanent = !ok(adding) || (self.task.composite && !ok(adding + temp));
+            let level = if self.task.mode == Mode::Strong {
+                Level::Strong
+            } else {
+                Level::Weak
+            };
+            return Err(Failure {
+                permanent,
+                reason: Reason::SysTabletsNodeLimitReached,
+                details: format!(
+                    "too many unavailable nodes for system tablet '{}': locked {locked}, down {down}, limit {}",
+                    tablet.kind,
+                    rules::tablet_limit(level, total)
+                ),
+                retry_at: retry.unwrap_or_else(|| self.default_retry()),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn limit_text(
+    whereabouts: &str,
+    locked: u32,
+    down: u32,
+    breach: LimitBreach,
+    total: u32,
+) -> String {
+    let limit = match breach {
+        LimitBreach::Absolute(n) => n.to_string(),
+        LimitBreach::Ratio(r) => format!("{r}% of {total} nodes"),
+    };
+    format!("too many unavailable nodes {whereabouts}: locked {locked}, down {down}, limit {limit}")
+}

@@ -1,0 +1,76 @@
+//! Why the engine refuses a command. A refused command changes nothing.
+
+use crate::engine::cluster::NodeId;
+
+/// The wire category of an error; the service maps it to YDB's status codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is wrong, or names something that does not exist.
+    BadRequest,
+    /// The request is well-formed but asks for something this arbiter does not do.
+    Unsupported,
+}
+
+/// A refused command. Messages follow YDB's texts where clients may match on them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// No task has this uid.
+    #[error("Task not found")]
+    TaskNotFound,
+    /// The task uid is taken.
+    #[error("Maintenance task already exists")]
+    TaskExists,
+    /// The task has no such action.
+    #[error("Action not found")]
+    ActionNotFound,
+    /// Empty task uid.
+    #[error("A task needs a non-empty task_uid")]
+    EmptyTaskUid,
+    /// A request field is too long.
+    #[error("{field} is longer than {max} bytes")]
+    TooLong {
+        /// Which field.
+        field: &'static str,
+        /// The limit.
+        max: usize,
+    },
+    /// Priority outside [-100, 100].
+    #[error("Priority value is out of range")]
+    PriorityOutOfRange,
+    /// No action groups.
+    #[error("A task needs at least one action group")]
+    NoGroups,
+    /// A group without actions.
+    #[error("Empty actions")]
+    EmptyActions,
+    /// Several groups, one of them with several actions.
+    #[error(
+        "A task can have either a single composite action group or many action groups with only one action"
+    )]
+    MixedGroups,
+    /// A scope names a node that is not in the inventory.
+    #[error("Unknown node {0}")]
+    UnknownNode(NodeId),
+    /// A scope names a host that is not in the inventory.
+    #[error("Unknown host '{0}'")]
+    UnknownHost(String),
+    /// A scope names a disk that is not in the inventory.
+    #[error("Unknown device {0}")]
+    UnknownDevice(String),
+    /// Actions of tasks with different owners in one completion.
+    #[error("Cannot complete actions of multiple owners at once")]
+    MultipleOwners,
+    /// The task can never be granted as requested.
+    #[error("{0}")]
+    Impossible(String),
+}
+
+impl EngineError {
+    /// The wire category.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EngineError::MixedGroups | EngineError::MultipleOwners => ErrorKind::Unsupported,
+            _ => ErrorKind::BadRequest,
+        }
+    }
+}

@@ -1,0 +1,595 @@
+//! The inventory loader: TOML or JSON text in, a validated [`Cluster`] out.
+//!
+//! The caller reads the file; this module only parses, so it stays pure. Loading reports every
+//! problem it finds, each with its key path, because an inventory is usually written by a tool
+//! and fixed by a person who wants the whole list at once.
+
+mod reader;
+
+pub use reader::Problem;
+
+use crate::engine::cluster::{
+    Cluster, Defaults, Erasure, Group, InitialState, Limits, Location, Node, NodeId, PDisk,
+    PDiskKey, StateStorage, SysTablet, Tenant, VDisk,
+};
+use reader::{Problems, Table, as_u32, index_path, key_path};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+/// The inventory's text format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// TOML (`.toml`).
+    Toml,
+    /// JSON with the same keys (`.json`).
+    Json,
+}
+
+impl Format {
+    /// Chooses the format by a file name's extension.
+    pub fn from_file_name(name: &str) -> Option<Format> {
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".toml") {
+            Some(Format::Toml)
+        } else if lower.ends_with(".json") {
+            Some(Format::Json)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why an inventory could not be loaded: every problem found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct InventoryError {
+    /// Each problem with its key path.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for InventoryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} problem(s) in the inventory:", self.problems.len())?;
+        for p in &self.problems {
+            if p.path.is_empty() {
+                write!(f, "\n  {}", p.message)?;
+            } else {
+                write!(f, "\n  {}: {}", p.path, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Longest host name or device path accepted (the wire limit).
+const MAX_NAME: usize = 255;
+
+/// Parses and validates an inventory.
+pub fn parse(text: &str, format: Format) -> Result<Cluster, InventoryError> {
+    let doc: Value = match format {
+        Format::Json => {
+            serde_json::from_str(text).map_err(|e| single("", format!("invalid JSON: {e}")))?
+        }
+        Format::Toml => {
+            let v: toml::Table =
+                toml::from_str(text).map_err(|e| single("", format!("invalid TOML: {e}")))?;
+            serde_json::to_value(v)
+                .map_err(|e| single("", format!("unsupported TOML value: {e}")))?
+        }
+    };
+    let mut probs = Problems::default();
+    let cluster = load(&doc, &mut probs);
+    if probs.0.is_empty() {
+        Ok(cluster.index())
+    } else {
+        Err(InventoryError { problems: probs.0 })
+    }
+}
+
+fn single(path: &str, message: String) -> InventoryError {
+    InventoryError {
+        problems: vec![Problem {
+            path: path.to_owned(),
+            message,
+        }],
+    }
+}
+
+fn load(doc: &Value, probs: &mut Problems) -> Cluster {
+    let mut top = Table::new(doc, String::new(), probs);
+    let mut cluster = Cluster::default();
+
+    if let Some(v) = top.value("defaults") {
+        cluster.defaults = load_defaults(v, probs);
+    }
+    if let Some(v) = top.value("limits") {
+        cluster.limits = load_limits(v, "limits".into(), probs);
+    }
+    let mut tenant_limits = BTreeMap::new();
+    match top.value("tenants") {
+        None => {}
+        // Every key of `tenants` is a tenant name, so there are no unknown keys to report.
+        Some(Value::Object(m)) => {
+            for (name, tv) in m {
+                let path = key_path("tenants", &format!("\"{name}\""));
+                if name.is_empty() {
+                    probs.add(path.clone(), "a tenant name must not be empty");
+                }
+                tenant_limits.insert(name.clone(), load_limits(tv, path, probs));
+            }
+        }
+        Some(_) => probs.add("tenants", "expected a table of tenant names"),
+    }
+
+    let nodes = top.opt_array("nodes", probs);
+    // (host, device path) -> node: a path names one disk per host.
+    let mut paths: HashMap<(String, String), NodeId> = HashMap::new();
+    for (i, nv) in nodes.iter().enumerate() {
+        let path = index_path("nodes", i);
+        let Some(node) = load_node(nv, path.clone(), probs) else {
+            continue;
+        };
+        if cluster.nodes.contains_key(&node.id) {
+            probs.add(
+                key_path(&path, "id"),
+                format!("duplicate node id {}", node.id),
+            );
+            continue;
+        }
+        for (j, pd) in node.pdisks.iter().enumerate() {
+            if let Some(other) = paths.insert((node.host.clone(), pd.path.clone()), node.id) {
+                probs.add(
+                    key_path(&index_path(&key_path(&path, "pdisks"), j), "path"),
+                    format!(
+                        "device path '{}' on host '{}' is also used by node {other}",
+                        pd.path, node.host
+                    ),
+                );
+            }
+        }
+        cluster.nodes.insert(node.id, node);
+    }
+    if nodes.is_empty() {
+        probs.add("nodes", "the inventory has no nodes");
+    }
+
+    // Tenants: those with limits, and those that nodes name (with the default limits).
+    for (name, limits) in tenant_limits {
+        cluster.tenants.insert(
+            name.clone(),
+            Tenant {
+                name,
+                limits,
+                nodes: Vec::new(),
+            },
+        );
+    }
+    for node in cluster.nodes.values() {
+        if let Some(t) = &node.tenant {
+            cluster
+                .tenants
+                .entry(t.clone())
+                .or_insert_with(|| Tenant {
+                    name: t.clone(),
+                    limits: Limits::default(),
+                    nodes: Vec::new(),
+                })
+                .nodes
+                .push(node.id);
+        }
+    }
+
+    for (i, gv) in top.opt_array("storage_groups", probs).iter().enumerate() {
+        let path = index_path("storage_groups", i);
+        if let Some(group) = load_group(gv, path.clone(), &cluster, probs) {
+            if cluster.groups.contains_key(&group.id) {
+                probs.add(
+                    key_path(&path, "id"),
+                    format!("duplicate storage group id {}", group.id),
+                );
+            } else {
+                cluster.groups.insert(group.id, group);
+            }
+        }
+    }
+    if let Some(v) = top.value("state_storage") {
+        cluster.state_storage = load_state_storage(v, &cluster, probs);
+    }
+    for (i, tv) in top.opt_array("sys_tablets", probs).iter().enumerate() {
+        if let Some(t) = load_sys_tablet(tv, index_path("sys_tablets", i), &cluster, probs) {
+            cluster.sys_tablets.push(t);
+        }
+    }
+    top.finish(probs);
+    cluster
+}
+
+fn load_defaults(v: &Value, probs: &mut Problems) -> Defaults {
+    let mut t = Table::new(v, "defaults".into(), probs);
+    let mut d = Defaults::default();
+    if let Some(x) = t.opt_duration("lock_duration", probs) {
+        if x.is_zero() {
+            probs.add("defaults.lock_duration", "must be longer than zero");
+        }
+        d.lock_duration = x;
+    }
+    if let Some(x) = t.opt_duration("retry_after", probs) {
+        if x.is_zero() {
+            probs.add("defaults.retry_after", "must be longer than zero");
+        }
+        d.retry_after = x;
+    }
+    t.finish(probs);
+    d
+}
+
+fn load_limits(v: &Value, path: String, probs: &mut Problems) -> Limits {
+    let mut t = Table::new(v, path, probs);
+    let mut l = Limits::default();
+    if let Some(n) = t.opt_u32("max_unavailable_nodes", probs) {
+        l.max_unavailable_nodes = n;
+    }
+    if let Some(r) = t.opt_u32("max_unavailable_ratio", probs) {
+        if r > 100 {
+            probs.add(
+                key_path(&t.path, "max_unavailable_ratio"),
+                format!("{r} is over 100 (the ratio is a percentage)"),
+            );
+        }
+        l.max_unavailable_ratio = r;
+    }
+    t.finish(probs);
+    l
+}
+
+fn check_name(value: &str, path: &str, what: &str, probs: &mut Problems) {
+    if value.is_empty() {
+        probs.add(path, format!("{what} must not be empty"));
+    } else if value.len() > MAX_NAME {
+        probs.add(path, format!("{what} is longer than {MAX_NAME} bytes"));
+    }
+}
+
+fn load_node(v: &Value, path: String, probs: &mut Problems) -> Option<Node> {
+    let mut t = Table::new(v, path.clone(), probs);
+    let id = t.req_u32("id", probs);
+    if id == Some(0) {
+        probs.add(key_path(&path, "id"), "node ids start at 1");
+    }
+    let host = t.req_str("host", probs);
+    if let Some(h) = &host {
+        check_name(h, &key_path(&path, "host"), "a host name", probs);
+    }
+    let port = t.opt_u32("port", probs).unwrap_or(0);
+    if port > u32::from(u16::MAX) {
+        probs.add(
+            key_path(&path, "port"),
+            format!("{port} is not a port number"),
+        );
+    }
+    let location = Location {
+        data_center: t.opt_str("data_center", probs),
+        module: t.opt_str("module", probs),
+        rack: t.opt_str("rack", probs),
+        unit: t.opt_str("unit", probs),
+    };
+    let tenant = t.opt_str("tenant", probs);
+    if tenant.as_deref() == Some("") {
+        probs.add(key_path(&path, "tenant"), "a tenant name must not be empty");
+    }
+    let version = t.opt_str("version", probs);
+    let initial_state = match t.opt_str("state", probs).as_deref() {
+        None | Some("up") => InitialState::Up,
+        Some("down") => InitialState::Down,
+        Some(other) => {
+            probs.add(
+                key_path(&path, "state"),
+                format!("unknown state '{other}' (up | down)"),
+            );
+            InitialState::Up
+        }
+    };
+    let mut pdisks = Vec::new();
+    let pd_path = key_path(&path, "pdisks");
+    for (i, pv) in t.opt_array("pdisks", probs).iter().enumerate() {
+        let ppath = index_path(&pd_path, i);
+        let mut pt = Table::new(pv, ppath.clone(), probs);
+        let pid = pt.req_u32("id", probs);
+        let ppathv = pt.req_str("path", probs);
+        if let Some(p) = &ppathv {
+            check_name(p, &key_path(&ppath, "path"), "a device path", probs);
+        }
+        pt.finish(probs);
+        if let (Some(id), Some(dev)) = (pid, ppathv) {
+            if pdisks.iter().any(|p: &PDisk| p.id == id) {
+                probs.add(
+                    key_path(&ppath, "id"),
+                    format!("duplicate pdisk id {id} on this node"),
+                );
+            } else {
+                pdisks.push(PDisk { id, path: dev });
+            }
+        }
+    }
+    t.finish(probs);
+    Some(Node {
+        id: id.filter(|i| *i != 0)?,
+        host: host?,
+        port,
+        location,
+        tenant: tenant.filter(|t| !t.is_empty()),
+        version,
+        initial_state,
+        pdisks,
+    })
+}
+
+fn load_group(v: &Value, path: String, cluster: &Cluster, probs: &mut Problems) -> Option<Group> {
+    let mut t = Table::new(v, path.clone(), probs);
+    let id = t.req_u32("id", probs);
+    let erasure_name = t.req_str("erasure", probs);
+    let erasure = erasure_name.as_deref().and_then(|e| {
+        let parsed = Erasure::parse(e);
+        if parsed.is_none() {
+            probs.add(
+                key_path(&path, "erasure"),
+                format!(
+                    "unknown erasure '{e}' (none | mirror-3 | block-4-2 | mirror-3-dc | quorum)"
+                ),
+            );
+        }
+        parsed
+    });
+    let mut vdisks = Vec::new();
+    let mut ok = true;
+    let by_vdisks = t.value("vdisks").is_some();
+    let by_nodes = t.value("nodes").is_some();
+    if by_vdisks && by_nodes {
+        probs.add(path.clone(), "give either `vdisks` or `nodes`, not both");
+        ok = false;
+    }
+    if by_vdisks {
+        let vpath = key_path(&path, "vdisks");
+        for (i, vv) in t.opt_array("vdisks", probs).iter().enumerate() {
+            let p = index_path(&vpath, i);
+            let mut vt = Table::new(vv, p.clone(), probs);
+            let node = vt.req_u32("node", probs);
+            let pdisk = vt.req_u32("pdisk", probs);
+            vt.finish(probs);
+            match (node, pdisk) {
+                (Some(node), Some(pdisk)) => {
+                    let key = PDiskKey { node, pdisk };
+                    if cluster.node(node).is_none() {
+                        probs.add(key_path(&p, "node"), format!("unknown node {node}"));
+                        ok = false;
+                    } else if !cluster.has_pdisk(key) {
+                        probs.add(
+                            key_path(&p, "pdisk"),
+                            format!("node {node} has no pdisk {pdisk}"),
+                        );
+                        ok = false;
+                    } else {
+                        vdisks.push(VDisk { pdisk: key });
+                    }
+                }
+                _ => ok = false,
+            }
+        }
+    } else if by_nodes {
+        let npath = key_path(&path, "nodes");
+        for (i, nv) in t.opt_array("nodes", probs).iter().enumerate() {
+            let p = index_path(&npath, i);
+            let Some(n) = as_u32(nv, &p, probs) else {
+                ok = false;
+                continue;
+            };
+            match cluster.node(n) {
+                None => {
+                    probs.add(p, format!("unknown node {n}"));
+                    ok = false;
+                }
+                Some(node) => match node.pdisks.first() {
+                    None => {
+                        probs.add(p, format!("node {n} has no pdisks to hold a vdisk"));
+                        ok = false;
+                    }
+                    Some(pd) => vdisks.push(VDisk {
+                        pdisk: PDiskKey {
+                            node: n,
+                            pdisk: pd.id,
+                        },
+                    }),
+                },
+            }
+        }
+    } else {
+        probs.add(path.clone(), "a storage group needs `vdisks` or `nodes`");
+        ok = false;
+    }
+    t.finish(probs);
+    let (id, erasure) = (id?, erasure?);
+    if !ok {
+        return None;
+    }
+    let mut seen = BTreeSet::new();
+    for v in &vdisks {
+        if !seen.insert(v.pdisk) {
+            probs.add(
+                path.clone(),
+                format!("pdisk {} holds two vdisks of this group", v.pdisk),
+            );
+            return None;
+        }
+    }
+    let n = vdisks.len();
+    let count_problem = match erasure {
+        Erasure::None | Erasure::Quorum if n == 0 => Some("at least 1 member"),
+        Erasure::Mirror3 if n < 3 => Some("at least 3 members"),
+        Erasure::Block42 if !(6..=8).contains(&n) => {
+            Some("6 to 8 members (4 data, 2 parity, up to 2 spare)")
+        }
+        Erasure::Mirror3Dc if n == 0 || n % 3 != 0 => {
+            Some("3, 6 or 9 members, the same number in each of 3 data centers")
+        }
+        _ => None,
+    };
+    if let Some(need) = count_problem {
+        probs.add(
+            path,
+            format!("a {} group needs {need}; this one has {n}", erasure.name()),
+        );
+        return None;
+    }
+    let mut realms = Vec::new();
+    if erasure == Erasure::Mirror3Dc {
+        let mut dcs: Vec<String> = Vec::new();
+        for v in &vdisks {
+            let node = cluster.node(v.pdisk.node)?;
+            let Some(dc) = node.location.data_center.clone() else {
+                probs.add(
+                    path,
+                    format!(
+                        "mirror-3-dc needs a data_center on every member's node; node {} has none",
+                        node.id
+                    ),
+                );
+                return None;
+            };
+            let idx = match dcs.iter().position(|d| *d == dc) {
+                Some(i) => i,
+                None => {
+                    dcs.push(dc);
+                    dcs.len() - 1
+                }
+            };
+            realms.push(u8::try_from(idx).unwrap_or(u8::MAX));
+        }
+        let per_dc: Vec<usize> = (0..dcs.len())
+            .map(|d| realms.iter().filter(|r| usize::from(**r) == d).count())
+            .collect();
+        if dcs.len() != 3 || per_dc.iter().any(|c| *c != n / 3) {
+            probs.add(
+                path,
+                format!(
+                    "mirror-3-dc needs its members spread evenly over exactly 3 data centers; found {} data center(s) with {:?} members",
+                    dcs.len(),
+                    per_dc
+                ),
+            );
+            return None;
+        }
+    }
+    Some(Group {
+        id,
+        erasure,
+        vdisks,
+        realms,
+    })
+}
+
+fn load_node_list(
+    values: &[Value],
+    path: &str,
+    cluster: &Cluster,
+    probs: &mut Problems,
+) -> Vec<NodeId> {
+    let mut out = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        let p = index_path(path, i);
+        if let Some(n) = as_u32(v, &p, probs) {
+            if cluster.node(n).is_none() {
+                probs.add(p, format!("unknown node {n}"));
+            } else if out.contains(&n) {
+                probs.add(p, format!("node {n} is listed twice"));
+            } else {
+                out.push(n);
+            }
+        }
+    }
+    out
+}
+
+fn load_state_storage(v: &Value, cluster: &Cluster, probs: &mut Problems) -> StateStorage {
+    let mut t = Table::new(v, "state_storage".into(), probs);
+    let nto_select = t.req_u32("nto_select", probs).unwrap_or(0);
+    let mut rings = Vec::new();
+    let mut owner: HashMap<NodeId, usize> = HashMap::new();
+    for (i, rv) in t.opt_array("rings", probs).iter().enumerate() {
+        let p = index_path("state_storage.rings", i);
+        let ring = match rv {
+            Value::Array(a) => load_node_list(a, &p, cluster, probs),
+            // A ring of one replica may be written as a bare node id.
+            other => as_u32(other, &p, probs)
+                .map(|n| load_node_list(&[Value::from(n)], &p, cluster, probs))
+                .unwrap_or_default(),
+        };
+        if ring.is_empty() {
+            probs.add(p.clone(), "a ring needs at least one replica node");
+        }
+        for n in &ring {
+            if let Some(other) = owner.insert(*n, i) {
+                probs.add(
+                    p.clone(),
+                    format!("node {n} is already a replica of ring {other}"),
+                );
+            }
+        }
+        rings.push(ring);
+    }
+    let mut disabled = vec![false; rings.len()];
+    for (i, dv) in t.opt_array("disabled_rings", probs).iter().enumerate() {
+        let p = index_path("state_storage.disabled_rings", i);
+        if let Some(r) = as_u32(dv, &p, probs) {
+            match disabled.get_mut(r as usize) {
+                Some(d) => *d = true,
+                None => probs.add(
+                    p,
+                    format!(
+                        "ring index {r} is out of range (there are {} rings)",
+                        rings.len()
+                    ),
+                ),
+            }
+        }
+    }
+    if nto_select == 0 || nto_select as usize > rings.len() {
+        probs.add(
+            "state_storage.nto_select",
+            format!(
+                "must be between 1 and the number of rings ({})",
+                rings.len()
+            ),
+        );
+    }
+    t.finish(probs);
+    StateStorage {
+        nto_select,
+        rings,
+        disabled,
+    }
+}
+
+fn load_sys_tablet(
+    v: &Value,
+    path: String,
+    cluster: &Cluster,
+    probs: &mut Problems,
+) -> Option<SysTablet> {
+    let mut t = Table::new(v, path.clone(), probs);
+    let kind = t.req_str("type", probs);
+    let npath = key_path(&path, "nodes");
+    let nodes = load_node_list(t.opt_array("nodes", probs), &npath, cluster, probs);
+    if nodes.is_empty() {
+        probs.add(npath, "a system tablet needs at least one node");
+    }
+    t.finish(probs);
+    let kind = kind?;
+    if kind.is_empty() {
+        probs.add(key_path(&path, "type"), "must not be empty");
+        return None;
+    }
+    Some(SysTablet { kind, nodes })
+}
+
+#[cfg(test)]
+mod tests;

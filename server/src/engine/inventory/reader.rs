@@ -1,0 +1,201 @@
+//! A reader over a parsed document that collects every problem with its key path instead of
+//! stopping at the first, so that one run of the loader tells a user everything to fix.
+
+use serde_json::{Map, Value};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// One problem found in an inventory: where it is, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Key path, e.g. `nodes[3].pdisks[0].path`; empty for the document itself.
+    pub path: String,
+    /// What is wrong there.
+    pub message: String,
+}
+
+/// Collects problems.
+#[derive(Debug, Default)]
+pub(crate) struct Problems(pub(crate) Vec<Problem>);
+
+impl Problems {
+    pub(crate) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Joins a key onto a path.
+pub(crate) fn key_path(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// Joins an index onto a path.
+pub(crate) fn index_path(path: &str, i: usize) -> String {
+    format!("{path}[{i}]")
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "a table",
+    }
+}
+
+/// A table being read: remembers which keys were read so that the rest can be reported as
+/// unknown (a misspelt key must not be silently ignored).
+pub(crate) struct Table<'a> {
+    pub(crate) path: String,
+    map: Option<&'a Map<String, Value>>,
+    seen: BTreeSet<&'static str>,
+}
+
+impl<'a> Table<'a> {
+    /// Reads `value` as a table; reports and yields an empty table when it is not one.
+    pub(crate) fn new(value: &'a Value, path: String, probs: &mut Problems) -> Table<'a> {
+        let map = match value {
+            Value::Object(m) => Some(m),
+            other => {
+                probs.add(
+                    path.clone(),
+                    format!("expected a table, found {}", type_name(other)),
+                );
+                None
+            }
+        };
+        Table {
+            path,
+            map,
+            seen: BTreeSet::new(),
+        }
+    }
+
+    fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.seen.insert(key);
+        self.map.and_then(|m| m.get(key))
+    }
+
+    /// The raw value at `key`, if present.
+    pub(crate) fn value(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.get(key)
+    }
+
+    /// Reports keys that were never read.
+    pub(crate) fn finish(self, probs: &mut Problems) {
+        if let Some(m) = self.map {
+            for k in m.keys() {
+                if !self.seen.contains(k.as_str()) {
+                    probs.add(key_path(&self.path, k), "unknown key");
+                }
+            }
+        }
+    }
+
+    pub(crate) fn req_u32(&mut self, key: &'static str, probs: &mut Problems) -> Option<u32> {
+        let path = key_path(&self.path, key);
+        match self.get(key) {
+            None => {
+                if self.map.is_some() {
+                    probs.add(path, "missing required key");
+                }
+                None
+            }
+            Some(v) => as_u32(v, &path, probs),
+        }
+    }
+
+    pub(crate) fn opt_u32(&mut self, key: &'static str, probs: &mut Problems) -> Option<u32> {
+        let path = key_path(&self.path, key);
+        self.get(key).and_then(|v| as_u32(v, &path, probs))
+    }
+
+    pub(crate) fn req_str(&mut self, key: &'static str, probs: &mut Problems) -> Option<String> {
+        let path = key_path(&self.path, key);
+        match self.get(key) {
+            None => {
+                if self.map.is_some() {
+                    probs.add(path, "missing required key");
+                }
+                None
+            }
+            Some(v) => as_str(v, &path, probs),
+        }
+    }
+
+    pub(crate) fn opt_str(&mut self, key: &'static str, probs: &mut Problems) -> Option<String> {
+        let path = key_path(&self.path, key);
+        self.get(key).and_then(|v| as_str(v, &path, probs))
+    }
+
+    pub(crate) fn opt_duration(
+        &mut self,
+        key: &'static str,
+        probs: &mut Problems,
+    ) -> Option<Duration> {
+        let path = key_path(&self.path, key);
+        let s = self.get(key).and_then(|v| as_str(v, &path, probs))?;
+        match humantime::parse_duration(&s) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                probs.add(
+                    path,
+                    format!("invalid duration '{s}': {e} (write e.g. \"5m\" or \"90s\")"),
+                );
+                None
+            }
+        }
+    }
+
+    /// The array at `key` (absent: empty).
+    pub(crate) fn opt_array(&mut self, key: &'static str, probs: &mut Problems) -> &'a [Value] {
+        let path = key_path(&self.path, key);
+        match self.get(key) {
+            None => &[],
+            Some(Value::Array(a)) => a,
+            Some(other) => {
+                probs.add(
+                    path,
+                    format!("expected an array, found {}", type_name(other)),
+                );
+                &[]
+            }
+        }
+    }
+}
+
+pub(crate) fn as_u32(v: &Value, path: &str, probs: &mut Problems) -> Option<u32> {
+    match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+        Some(n) => Some(n),
+        None => {
+            let what = match v {
+                Value::Number(_) => format!("{v} is not an integer in 0..=4294967295"),
+                other => format!("expected an integer, found {}", type_name(other)),
+            };
+            probs.add(path, what);
+            None
+        }
+    }
+}
+
+pub(crate) fn as_str(v: &Value, path: &str, probs: &mut Problems) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        other => {
+            probs.add(
+                path,
+                format!("expected a string, found {}", type_name(other)),
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! The decision engine: pure, synchronous and deterministic.
+//!
+//! It decides, for every lock a maintenance task asks for, whether taking that component down
+//! now keeps the cluster within its failure model and its unavailable-node limits. It never
+//! reads a clock (every command takes `now`), never does I/O and never spawns: its result
+//! depends only on (state, command, now). The server wraps it; tests drive it directly.
+//!
+//! # Layout
+//! - [`cluster`]: the immutable cluster model and its lookup indexes.
+//! - [`inventory`]: the TOML/JSON inventory loader that builds a [`Cluster`].
+//! - [`task`]: requests and the tasks the engine keeps.
+//! - [`state`]: the mutable state and its commands (create, refresh, complete, drop, expire).
+//! - `check`: one check of a task's pending actions against the failure model, with temporary
+//!   locks so later actions of the same check see earlier grants.
+//! - `rules`: the per-erasure, state-storage and system-tablet tolerance rules.
+//! - [`record`]: the change records the store persists, and the snapshot they rebuild.
+//! - [`report`]: the views that queries and commands answer with.
+
+mod check;
+pub mod cluster;
+pub mod error;
+pub mod inventory;
+pub mod record;
+pub mod report;
+mod rules;
+pub mod state;
+pub mod task;
+pub mod time;
+
+pub use cluster::{Cluster, NodeId, PDiskKey};
+pub use error::{EngineError, ErrorKind};
+pub use record::{Change, Snapshot};
+pub use report::{ActionView, NodeState, NodeView, TaskView};
+pub use state::{Outcome, State};
+pub use task::{LockRequest, Mode, Reason, Scope, TaskRequest};
+pub use time::Timestamp;

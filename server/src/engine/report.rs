@@ -1,0 +1,128 @@
+//! What the engine's queries and commands answer with: plain views, free of wire types.
+
+use crate::engine::cluster::NodeId;
+use crate::engine::task::{Action, ActionStatus, Mode, Reason, Scope};
+use crate::engine::time::Timestamp;
+use std::time::Duration;
+
+/// A node's reported state (YDB's ItemState).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    /// Running.
+    Up,
+    /// Down and locked: planned maintenance.
+    Maintenance,
+    /// Down off-schedule.
+    Down,
+}
+
+/// One node as reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    /// Its id.
+    pub id: NodeId,
+    /// Its state.
+    pub state: NodeState,
+    /// The task holding a node-wide lock on it, and the lock's deadline.
+    pub lock: Option<(String, Timestamp)>,
+}
+
+/// One action as reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionView {
+    /// Its id (empty in a dry run).
+    pub id: String,
+    /// What it locks.
+    pub scope: Scope,
+    /// The requested duration.
+    pub duration: Option<Duration>,
+    /// Performed or pending, with the details.
+    pub status: ActionStatus,
+}
+
+impl ActionView {
+    pub(crate) fn of(a: &Action) -> ActionView {
+        ActionView {
+            id: a.id.clone(),
+            scope: a.scope.clone(),
+            duration: a.duration,
+            status: a.status.clone(),
+        }
+    }
+
+    /// Whether granted.
+    pub fn is_performed(&self) -> bool {
+        matches!(self.status, ActionStatus::Performed { .. })
+    }
+
+    /// The pending reason, when pending.
+    pub fn reason(&self) -> Option<Reason> {
+        match &self.status {
+            ActionStatus::Pending { reason, .. } => Some(*reason),
+            ActionStatus::Performed { .. } => None,
+        }
+    }
+
+    /// The details text (empty when performed).
+    pub fn details(&self) -> &str {
+        match &self.status {
+            ActionStatus::Pending { details, .. } => details,
+            ActionStatus::Performed { .. } => "",
+        }
+    }
+
+    /// The deadline, when performed.
+    pub fn deadline(&self) -> Option<Timestamp> {
+        match self.status {
+            ActionStatus::Performed { deadline, .. } => Some(deadline),
+            ActionStatus::Pending { .. } => None,
+        }
+    }
+
+    /// The fencing token, when performed.
+    pub fn fencing_token(&self) -> Option<u64> {
+        match self.status {
+            ActionStatus::Performed { fencing_token, .. } => Some(fencing_token),
+            ActionStatus::Pending { .. } => None,
+        }
+    }
+}
+
+/// One action group as reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupView {
+    /// Its id within the task.
+    pub id: String,
+    /// Its remaining actions, in request order.
+    pub actions: Vec<ActionView>,
+}
+
+/// A task as reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskView {
+    /// Its uid.
+    pub uid: String,
+    /// Its owner.
+    pub owner: String,
+    /// Its description.
+    pub description: String,
+    /// Its mode.
+    pub mode: Mode,
+    /// Its priority.
+    pub priority: i32,
+    /// Remaining groups, in request order.
+    pub groups: Vec<GroupView>,
+    /// When created.
+    pub create_time: Timestamp,
+    /// When last refreshed.
+    pub last_refresh_time: Timestamp,
+    /// Set when this call granted nothing and something waits: when to try again.
+    pub retry_after: Option<Timestamp>,
+}
+
+impl TaskView {
+    /// Every remaining action, in request order.
+    pub fn actions(&self) -> impl Iterator<Item = &ActionView> {
+        self.groups.iter().flat_map(|g| g.actions.iter())
+    }
+}

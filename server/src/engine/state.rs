@@ -1,0 +1,738 @@
+//! The engine's state and its commands: create, refresh, complete, drop, expire, node state.
+//!
+//! Every command takes `now`, either returns an error and changes nothing, or applies its effect
+//! and returns the [`Change`] records that the store must persist before anyone is told.
+
+use crate::engine::check::{CheckCtx, Verdict};
+use crate::engine::cluster::{Cluster, InitialState, NodeId, PDiskKey};
+use crate::engine::error::EngineError;
+use crate::engine::record::{Change, Counters, NodeRuntime, Snapshot};
+use crate::engine::report::{ActionView, GroupView, NodeState, NodeView, TaskView};
+use crate::engine::task::{
+    Action, ActionGroup, ActionStatus, LockRequest, Reason, Scope, Task, TaskRequest,
+};
+use crate::engine::time::Timestamp;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// Longest task uid, description or action id (the wire limit).
+pub const MAX_ID_LEN: usize = 128;
+/// Longest host name or device path (the wire limit).
+pub const MAX_NAME_LEN: usize = 255;
+/// The priority range; lower is more important.
+pub const PRIORITY_RANGE: std::ops::RangeInclusive<i32> = -100..=100;
+
+/// Who holds a live lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LockRef {
+    pub(crate) task: String,
+    pub(crate) action: String,
+    pub(crate) deadline: Timestamp,
+}
+
+/// What an action resolves to in the current inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Items {
+    /// Whole nodes (a node, or every node of a host).
+    Nodes(Vec<NodeId>),
+    /// One disk.
+    PDisk(PDiskKey),
+}
+
+/// How a node counts against the unavailable-node limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    Up,
+    Locked,
+    Down,
+}
+
+/// Locked and down node counts of the cluster or a tenant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Count {
+    pub(crate) locked: u32,
+    pub(crate) down: u32,
+}
+
+/// The result of a command that changed state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome<T> {
+    /// What the caller reports.
+    pub value: T,
+    /// What the store must persist, in order, before the caller reports it.
+    pub changes: Vec<Change>,
+}
+
+/// A lock that lapsed, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    /// Its task.
+    pub task: String,
+    /// Its action.
+    pub action: String,
+    /// What it locked.
+    pub scope: Scope,
+}
+
+/// The engine: the cluster, the tasks, the locks, and the indexes that keep checks cheap.
+#[derive(Debug, Clone)]
+pub struct State {
+    pub(crate) cluster: Arc<Cluster>,
+    pub(crate) tasks: BTreeMap<String, Task>,
+    pub(crate) runtime: HashMap<NodeId, NodeRuntime>,
+    pub(crate) node_locks: HashMap<NodeId, LockRef>,
+    pub(crate) pdisk_locks: HashMap<PDiskKey, LockRef>,
+    /// node -> how many of its disks are locked.
+    pub(crate) pdisk_locks_on: HashMap<NodeId, u32>,
+    pub(crate) cluster_count: Count,
+    pub(crate) tenant_counts: HashMap<String, Count>,
+    /// Every live lock by deadline: the expiry timer and retry hints read it.
+    pub(crate) deadlines: BTreeSet<(Timestamp, String, String)>,
+    /// Tasks with pending actions, by priority: higher-priority pending work is found here.
+    pub(crate) pending_by_priority: BTreeMap<i32, BTreeSet<String>>,
+    pub(crate) counters: Counters,
+}
+
+impl State {
+    /// A fresh state: no tasks, every node as the inventory says.
+    pub fn new(cluster: Arc<Cluster>) -> State {
+        State::restore(cluster, Snapshot::default())
+    }
+
+    /// Rebuilds the state from what the store holds.
+    pub fn restore(cluster: Arc<Cluster>, snapshot: Snapshot) -> State {
+        let mut state = State {
+            cluster,
+            tasks: BTreeMap::new(),
+            runtime: HashMap::new(),
+            node_locks: HashMap::new(),
+            pdisk_locks: HashMap::new(),
+            pdisk_locks_on: HashMap::new(),
+            cluster_count: Count::default(),
+            tenant_counts: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            pending_by_priority: BTreeMap::new(),
+            counters: snapshot.counters,
+        };
+        for (id, rt) in snapshot.nodes {
+            if state.cluster.node(id).is_some() {
+                state.runtime.insert(id, rt);
+            }
+        }
+        let ids: Vec<NodeId> = state.cluster.nodes().map(|n| n.id).collect();
+        for id in ids {
+            let class = state.class(id);
+            state.count_node(id, class, true);
+        }
+        for (uid, task) in snapshot.tasks {
+            for action in task.actions() {
+                if let ActionStatus::Performed { deadline, .. } = action.status {
+                    if let Ok(items) = state.resolve(&action.scope) {
+                        state.take_locks(&uid, &action.id, &items, deadline);
+                    }
+                }
+            }
+            state.index_pending(&task, true);
+            state.tasks.insert(uid, task);
+        }
+        state
+    }
+
+    /// The cluster this state is about.
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    /// The persisted counters (fencing tokens, action ids).
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// What the store would hold now: used to check that records rebuild the same state.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            tasks: self.tasks.clone(),
+            nodes: self.runtime.iter().map(|(k, v)| (*k, *v)).collect(),
+            counters: self.counters,
+        }
+    }
+
+    // ----- queries -------------------------------------------------------------------------
+
+    /// One task, as clients see it.
+    pub fn task(&self, uid: &str) -> Option<TaskView> {
+        self.tasks.get(uid).map(|t| self.view(t, None))
+    }
+
+    /// Task uids, all or one owner's, ascending.
+    pub fn task_uids(&self, owner: Option<&str>) -> Vec<String> {
+        self.tasks
+            .values()
+            .filter(|t| owner.is_none_or(|o| o.is_empty() || t.owner == o))
+            .map(|t| t.uid.clone())
+            .collect()
+    }
+
+    /// Every node with its state, ascending by id.
+    pub fn nodes(&self) -> Vec<NodeView> {
+        self.cluster.nodes().map(|n| self.node_view(n.id)).collect()
+    }
+
+    /// One node's state; `None` when the inventory has no such node.
+    pub fn node(&self, id: NodeId) -> Option<NodeView> {
+        self.cluster.node(id).map(|_| self.node_view(id))
+    }
+
+    /// The earliest lock deadline: when the expiry timer should next fire.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.deadlines.first().map(|(d, _, _)| *d)
+    }
+
+    /// How many live locks there are.
+    pub fn lock_count(&self) -> usize {
+        self.deadlines.len()
+    }
+
+    fn node_view(&self, id: NodeId) -> NodeView {
+        let down = self.is_down(id);
+        let locked = self.node_locks.contains_key(&id);
+        let state = match (down, locked) {
+            (false, _) => NodeState::Up,
+            (true, true) => NodeState::Maintenance,
+            (true, false) => NodeState::Down,
+        };
+        NodeView {
+            id,
+            state,
+            lock: self
+                .node_locks
+                .get(&id)
+                .map(|l| (l.task.clone(), l.deadline)),
+        }
+    }
+
+    pub(crate) fn view(&self, task: &Task, retry_after: Option<Timestamp>) -> TaskView {
+        TaskView {
+            uid: task.uid.clone(),
+            owner: task.owner.clone(),
+            description: task.description.clone(),
+            mode: task.mode,
+            priority: task.priority,
+            groups: task
+                .groups
+                .iter()
+                .map(|g| GroupView {
+                    id: g.id.clone(),
+                    actions: g.actions.iter().map(|a| ActionView::of(a)).collect(),
+                })
+                .collect(),
+            create_time: task.create_time,
+            last_refresh_time: task.last_refresh_time,
+            retry_after,
+        }
+    }
+
+    // ----- commands ------------------------------------------------------------------------
+
+    /// Creates a task and checks it. A dry run checks and stores nothing.
+    pub fn create(
+        &mut self,
+        req: TaskRequest,
+        now: Timestamp,
+    ) -> Result<Outcome<TaskView>, EngineError> {
+        self.validate(&req)?;
+        let composite = req.groups.len() == 1 && req.groups[0].len() > 1;
+        let mut next_action = self.counters.last_action_id;
+        let groups: Vec<ActionGroup> = req
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(gi, g)| ActionGroup {
+                id: gi.to_string(),
+                actions: g
+                    .iter()
+                    .map(|LockRequest { scope, duration }| {
+                        let id = if req.dry_run {
+                            String::new()
+                        } else {
+                            next_action += 1;
+                            format!("a-{next_action}")
+                        };
+                        Action {
+                            id,
+                            scope: scope.clone(),
+                            duration: duration.filter(|d| !d.is_zero()),
+                            status: ActionStatus::Pending {
+                                reason: Reason::Generic,
+                                details: String::from("not checked yet"),
+                            },
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        let mut task = Task {
+            uid: req.uid,
+            owner: req.owner,
+            description: req.description,
+            mode: req.mode,
+            priority: req.priority,
+            composite,
+            groups,
+            create_time: now,
+            last_refresh_time: now,
+        };
+        let verdict = CheckCtx::run(self, &task, now);
+        if verdict.granted.is_empty() {
+            if let Some(why) = &verdict.impossible {
+                return Err(EngineError::Impossible(why.clone()));
+            }
+        }
+        if req.dry_run {
+            verdict.apply_dry(&mut task, self, now);
+            let retry = verdict.retry_after;
+            return Ok(Outcome {
+                value: self.view(&task, retry),
+                changes: Vec::new(),
+            });
+        }
+        self.counters.last_action_id = next_action;
+        let mut changes = Vec::new();
+        let retry = self.apply_verdict(&mut task, verdict, now);
+        self.index_pending(&task, true);
+        let view = self.view(&task, retry);
+        changes.push(Change::PutTask(task.clone()));
+        changes.push(Change::PutCounters(self.counters));
+        self.tasks.insert(task.uid.clone(), task);
+        Ok(Outcome {
+            value: view,
+            changes,
+        })
+    }
+
+    /// Re-checks a task's pending actions.
+    pub fn refresh(&mut self, uid: &str, now: Timestamp) -> Result<Outcome<TaskView>, EngineError> {
+        let mut task = self
+            .tasks
+            .get(uid)
+            .cloned()
+            .ok_or(EngineError::TaskNotFound)?;
+        task.last_refresh_time = now;
+        let mut retry = None;
+        if task.has_pending() {
+            let verdict = CheckCtx::run(self, &task, now);
+            self.index_pending(&task, false);
+            retry = self.apply_verdict(&mut task, verdict, now);
+            self.index_pending(&task, true);
+        }
+        let view = self.view(&task, retry);
+        let changes = vec![
+            Change::PutTask(task.clone()),
+            Change::PutCounters(self.counters),
+        ];
+        self.tasks.insert(task.uid.clone(), task);
+        Ok(Outcome {
+            value: view,
+            changes,
+        })
+    }
+
+    /// Completes performed actions (releasing their locks) and withdraws pending ones.
+    /// All or nothing: every uid must name an existing action.
+    pub fn complete(
+        &mut self,
+        uids: &[(String, String)],
+        now: Timestamp,
+    ) -> Result<Outcome<()>, EngineError> {
+        let _ = now;
+        let mut owners = BTreeSet::new();
+        for (task, action) in uids {
+            let t = self.tasks.get(task).ok_or(EngineError::TaskNotFound)?;
+            t.action(action).ok_or(EngineError::ActionNotFound)?;
+            owners.insert(t.owner.as_str());
+        }
+        if owners.len() > 1 {
+            return Err(EngineError::MultipleOwners);
+        }
+        let mut by_task: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for (task, action) in uids {
+            by_task.entry(task).or_default().insert(action);
+        }
+        let mut changes = Vec::new();
+        for (uid, actions) in by_task {
+            let Some(mut task) = self.tasks.remove(uid) else {
+                continue;
+            };
+            self.index_pending(&task, false);
+            for g in &mut task.groups {
+                let mut kept = Vec::with_capacity(g.actions.len());
+                for a in g.actions.drain(..) {
+                    if actions.contains(a.id.as_str()) {
+                        self.release(&task.uid, &a);
+                    } else {
+                        kept.push(a);
+                    }
+                }
+                g.actions = kept;
+            }
+            self.store_or_delete(task, &mut changes);
+        }
+        Ok(Outcome { value: (), changes })
+    }
+
+    /// Removes a task, releasing its locks at once.
+    pub fn drop_task(&mut self, uid: &str, now: Timestamp) -> Result<Outcome<()>, EngineError> {
+        let _ = now;
+        let task = self.tasks.remove(uid).ok_or(EngineError::TaskNotFound)?;
+        self.index_pending(&task, false);
+        for a in task.actions() {
+            self.release(&task.uid, a);
+        }
+        Ok(Outcome {
+            value: (),
+            changes: vec![Change::DeleteTask(uid.to_owned())],
+        })
+    }
+
+    /// Releases every lock whose deadline is at or before `now`. The tasks keep their pending
+    /// actions; a task left with no actions is deleted.
+    pub fn expire(&mut self, now: Timestamp) -> Outcome<Vec<Expired>> {
+        let mut due: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (deadline, task, action) in &self.deadlines {
+            if *deadline > now {
+                break;
+            }
+            due.entry(task.clone()).or_default().insert(action.clone());
+        }
+        let mut expired = Vec::new();
+        let mut changes = Vec::new();
+        for (uid, actions) in due {
+            let Some(mut task) = self.tasks.remove(&uid) else {
+                continue;
+            };
+            self.index_pending(&task, false);
+            for g in &mut task.groups {
+                let mut kept = Vec::with_capacity(g.actions.len());
+                for a in g.actions.drain(..) {
+                    if actions.contains(&a.id) {
+                        self.release(&task.uid, &a);
+                        expired.push(Expired {
+                            task: uid.clone(),
+                            action: a.id,
+                            scope: a.scope,
+                        });
+                    } else {
+                        kept.push(a);
+                    }
+                }
+                g.actions = kept;
+            }
+            self.store_or_delete(task, &mut changes);
+        }
+        Outcome {
+            value: expired,
+            changes,
+        }
+    }
+
+    /// Records that a node went down off-schedule (`up == false`) or came up.
+    pub fn set_node_state(
+        &mut self,
+        id: NodeId,
+        up: bool,
+        now: Timestamp,
+    ) -> Result<Outcome<bool>, EngineError> {
+        if self.cluster.node(id).is_none() {
+            return Err(EngineError::UnknownNode(id));
+        }
+        if self.is_down(id) == !up {
+            return Ok(Outcome {
+                value: false,
+                changes: Vec::new(),
+            });
+        }
+        let before = self.class(id);
+        let prev = self.runtime.get(&id).copied();
+        let rt = NodeRuntime {
+            down: !up,
+            up_since: if up {
+                Some(now)
+            } else {
+                prev.and_then(|p| p.up_since)
+            },
+        };
+        self.runtime.insert(id, rt);
+        self.reclass(id, before);
+        Ok(Outcome {
+            value: true,
+            changes: vec![Change::PutNode(id, rt)],
+        })
+    }
+
+    // ----- internals -----------------------------------------------------------------------
+
+    fn validate(&self, req: &TaskRequest) -> Result<(), EngineError> {
+        if req.uid.is_empty() {
+            return Err(EngineError::EmptyTaskUid);
+        }
+        if req.uid.len() > MAX_ID_LEN {
+            return Err(EngineError::TooLong {
+                field: "task_uid",
+                max: MAX_ID_LEN,
+            });
+        }
+        if req.description.len() > MAX_ID_LEN {
+            return Err(EngineError::TooLong {
+                field: "description",
+                max: MAX_ID_LEN,
+            });
+        }
+        if !PRIORITY_RANGE.contains(&req.priority) {
+            return Err(EngineError::PriorityOutOfRange);
+        }
+        if req.groups.is_empty() {
+            return Err(EngineError::NoGroups);
+        }
+        if req.groups.iter().any(Vec::is_empty) {
+            return Err(EngineError::EmptyActions);
+        }
+        if req.groups.len() > 1 && req.groups.iter().any(|g| g.len() > 1) {
+            return Err(EngineError::MixedGroups);
+        }
+        for action in req.groups.iter().flatten() {
+            match &action.scope {
+                Scope::Host(h) if h.len() > MAX_NAME_LEN => {
+                    return Err(EngineError::TooLong {
+                        field: "host",
+                        max: MAX_NAME_LEN,
+                    });
+                }
+                Scope::PDiskPath { host, path }
+                    if host.len() > MAX_NAME_LEN || path.len() > MAX_NAME_LEN =>
+                {
+                    return Err(EngineError::TooLong {
+                        field: "pdisk location",
+                        max: MAX_NAME_LEN,
+                    });
+                }
+                _ => {}
+            }
+            self.resolve(&action.scope)?;
+        }
+        if self.tasks.contains_key(&req.uid) {
+            return Err(EngineError::TaskExists);
+        }
+        Ok(())
+    }
+
+    /// What a scope names in the current inventory.
+    pub(crate) fn resolve(&self, scope: &Scope) -> Result<Items, EngineError> {
+        match scope {
+            Scope::Node(n) => match self.cluster.node(*n) {
+                Some(_) => Ok(Items::Nodes(vec![*n])),
+                None => Err(EngineError::UnknownNode(*n)),
+            },
+            Scope::Host(h) => {
+                let nodes = self.cluster.host_nodes(h);
+                if nodes.is_empty() {
+                    // YDB treats a numeric host as a node id.
+                    match h.parse::<NodeId>() {
+                        Ok(n) if self.cluster.node(n).is_some() => Ok(Items::Nodes(vec![n])),
+                        _ => Err(EngineError::UnknownHost(h.clone())),
+                    }
+                } else {
+                    Ok(Items::Nodes(nodes.to_vec()))
+                }
+            }
+            Scope::PDisk(k) => {
+                if self.cluster.has_pdisk(*k) {
+                    Ok(Items::PDisk(*k))
+                } else {
+                    Err(EngineError::UnknownDevice(format!("pdisk {k}")))
+                }
+            }
+            Scope::PDiskPath { host, path } => self
+                .cluster
+                .pdisk_at(host, path)
+                .map(Items::PDisk)
+                .ok_or_else(|| EngineError::UnknownDevice(format!("{host}:{path}"))),
+        }
+    }
+
+    /// Applies a check's verdict to the task: grants locks, stores reasons. Returns retry_after.
+    fn apply_verdict(
+        &mut self,
+        task: &mut Task,
+        verdict: Verdict,
+        now: Timestamp,
+    ) -> Option<Timestamp> {
+        let default = self.cluster.defaults().lock_duration;
+        for (gi, ai) in &verdict.granted {
+            let action = &mut task.groups[*gi].actions[*ai];
+            let deadline = now.plus(action.duration.unwrap_or(default));
+            self.counters.last_fencing_token += 1;
+            action.status = ActionStatus::Performed {
+                granted_at: now,
+                deadline,
+                fencing_token: self.counters.last_fencing_token,
+            };
+            if let Ok(items) = self.resolve(&action.scope) {
+                self.take_locks(&task.uid, &action.id, &items, deadline);
+            }
+        }
+        for ((gi, ai), reason, details) in verdict.pending {
+            task.groups[gi].actions[ai].status = ActionStatus::Pending { reason, details };
+        }
+        if verdict.granted.is_empty() {
+            verdict.retry_after
+        } else {
+            None
+        }
+    }
+
+    fn store_or_delete(&mut self, mut task: Task, changes: &mut Vec<Change>) {
+        task.groups.retain(|g| !g.actions.is_empty());
+        if task.groups.is_empty() {
+            changes.push(Change::DeleteTask(task.uid));
+        } else {
+            self.index_pending(&task, true);
+            changes.push(Change::PutTask(task.clone()));
+            self.tasks.insert(task.uid.clone(), task);
+        }
+    }
+
+    fn index_pending(&mut self, task: &Task, add: bool) {
+        if add {
+            if task.has_pending() {
+                self.pending_by_priority
+                    .entry(task.priority)
+                    .or_default()
+                    .insert(task.uid.clone());
+            }
+        } else if let Some(set) = self.pending_by_priority.get_mut(&task.priority) {
+            set.remove(&task.uid);
+            if set.is_empty() {
+                self.pending_by_priority.remove(&task.priority);
+            }
+        }
+    }
+
+    fn release(&mut self, task: &str, action: &Action) {
+        let Some(deadline) = action.deadline() else {
+            return;
+        };
+        self.deadlines
+            .remove(&(deadline, task.to_owned(), action.id.clone()));
+        let Ok(items) = self.resolve(&action.scope) else {
+            return;
+        };
+        let mine = |l: &LockRef| l.task == task && l.action == action.id;
+        match items {
+            Items::Nodes(nodes) => {
+                for n in nodes {
+                    if self.node_locks.get(&n).is_some_and(mine) {
+                        let before = self.class(n);
+                        self.node_locks.remove(&n);
+                        self.reclass(n, before);
+                    }
+                }
+            }
+            Items::PDisk(k) => {
+                if self.pdisk_locks.get(&k).is_some_and(mine) {
+                    let before = self.class(k.node);
+                    self.pdisk_locks.remove(&k);
+                    if let Some(c) = self.pdisk_locks_on.get_mut(&k.node) {
+                        *c -= 1;
+                        if *c == 0 {
+                            self.pdisk_locks_on.remove(&k.node);
+                        }
+                    }
+                    self.reclass(k.node, before);
+                }
+            }
+        }
+    }
+
+    fn take_locks(&mut self, task: &str, action: &str, items: &Items, deadline: Timestamp) {
+        let lock = LockRef {
+            task: task.to_owned(),
+            action: action.to_owned(),
+            deadline,
+        };
+        self.deadlines
+            .insert((deadline, task.to_owned(), action.to_owned()));
+        match items {
+            Items::Nodes(nodes) => {
+                for n in nodes {
+                    let before = self.class(*n);
+                    self.node_locks.insert(*n, lock.clone());
+                    self.reclass(*n, before);
+                }
+            }
+            Items::PDisk(k) => {
+                let before = self.class(k.node);
+                if self.pdisk_locks.insert(*k, lock).is_none() {
+                    *self.pdisk_locks_on.entry(k.node).or_default() += 1;
+                }
+                self.reclass(k.node, before);
+            }
+        }
+    }
+
+    pub(crate) fn is_down(&self, id: NodeId) -> bool {
+        match self.runtime.get(&id) {
+            Some(rt) => rt.down,
+            None => self
+                .cluster
+                .node(id)
+                .is_some_and(|n| n.initial_state == InitialState::Down),
+        }
+    }
+
+    /// How a node counts against the limits, from live locks and state alone.
+    pub(crate) fn class(&self, id: NodeId) -> Class {
+        if self.node_locks.contains_key(&id) || self.pdisk_locks_on.contains_key(&id) {
+            Class::Locked
+        } else if self.is_down(id) {
+            Class::Down
+        } else {
+            Class::Up
+        }
+    }
+
+    fn reclass(&mut self, id: NodeId, before: Class) {
+        let after = self.class(id);
+        if before != after {
+            self.count_node(id, before, false);
+            self.count_node(id, after, true);
+        }
+    }
+
+    fn count_node(&mut self, id: NodeId, class: Class, add: bool) {
+        let tenant = self.cluster.node(id).and_then(|n| n.tenant.clone());
+        let apply = |c: &mut Count| {
+            let slot = match class {
+                Class::Up => return,
+                Class::Locked => &mut c.locked,
+                Class::Down => &mut c.down,
+            };
+            if add {
+                *slot += 1;
+            } else {
+                *slot -= 1;
+            }
+        };
+        apply(&mut self.cluster_count);
+        if let Some(t) = tenant {
+            apply(self.tenant_counts.entry(t).or_default());
+        }
+    }
+
+    /// The owner of a task, for details texts.
+    pub(crate) fn owner_of(&self, task: &str) -> &str {
+        self.tasks
+            .get(task)
+            .map(|t| t.owner.as_str())
+            .unwrap_or("?")
+    }
+}

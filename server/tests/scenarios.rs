@@ -1,0 +1,559 @@
+//! Runs the data-driven engine scenarios in `tests/scenarios/*.toml` (format: its README.md).
+//! One test per file. After every step the change records produced so far must rebuild exactly
+//! the live state, so every scenario also tests persistence.
+
+use arbiter_server::engine::cluster::PDiskKey;
+use arbiter_server::engine::inventory::{self, Format};
+use arbiter_server::engine::{
+    ActionView, EngineError, ErrorKind, LockRequest, Mode, NodeState, Reason, Scope, Snapshot,
+    State, TaskRequest, TaskView, Timestamp,
+};
+use libtest_mimic::{Arguments, Failed, Trial};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// 2026-01-01T00:00:00Z.
+const START: Timestamp = Timestamp(1_767_225_600_000);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Scenario {
+    name: String,
+    about: String,
+    cluster: Option<ClusterGen>,
+    #[serde(default)]
+    inventory: String,
+    #[serde(default)]
+    step: Vec<Step>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterGen {
+    nodes: u32,
+    #[serde(default = "default_layout")]
+    layout: String,
+    #[serde(default = "one")]
+    pdisks_per_node: u32,
+    shared_host: Option<String>,
+    tenant: Option<String>,
+    tenant_nodes: Option<Vec<u32>>,
+    /// `inventory` written after `[cluster]` lands here in TOML; it means the same.
+    inventory: Option<String>,
+}
+
+fn default_layout() -> String {
+    "block-4-2".into()
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionSpec {
+    node: Option<u32>,
+    host: Option<String>,
+    pdisk: Option<[u32; 2]>,
+    pdisk_host: Option<String>,
+    path: Option<String>,
+    duration: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Step {
+    #[serde(rename = "do")]
+    op: String,
+    task: Option<String>,
+    owner: Option<String>,
+    mode: Option<String>,
+    priority: Option<i32>,
+    dry_run: Option<bool>,
+    description: Option<String>,
+    groups: Option<Vec<Vec<ActionSpec>>>,
+    actions: Option<toml::Value>,
+    by: Option<String>,
+    node: Option<u32>,
+    state: Option<String>,
+    states: Option<BTreeMap<String, String>>,
+    expect_tasks: Option<Vec<String>>,
+    error: Option<String>,
+    error_contains: Option<String>,
+    details: Option<BTreeMap<String, Vec<String>>>,
+    retry_after: Option<String>,
+    deadlines: Option<BTreeMap<String, String>>,
+}
+
+fn generate(g: &ClusterGen) -> Result<String, String> {
+    let mut out = String::new();
+    let n = g.nodes;
+    let tenant_nodes: Vec<u32> = match (&g.tenant, &g.tenant_nodes) {
+        (Some(_), Some(list)) => list.clone(),
+        (Some(_), None) => (1..=n).collect(),
+        (None, _) => Vec::new(),
+    };
+    let with_pdisks = g.layout != "no-groups";
+    for id in 1..=n {
+        let host = g
+            .shared_host
+            .clone()
+            .unwrap_or_else(|| format!("node-{id}"));
+        writeln!(
+            out,
+            "[[nodes]]\nid = {id}\nhost = {host:?}\nport = {}",
+            19000 + id
+        )
+        .ok();
+        if g.layout == "mirror-3-dc" {
+            let dc = if n == 3 { id } else { ((id - 1) % 9) / 3 + 1 };
+            writeln!(out, "data_center = \"dc-{dc}\"").ok();
+        }
+        if let (Some(t), true) = (&g.tenant, tenant_nodes.contains(&id)) {
+            writeln!(out, "tenant = {t:?}").ok();
+        }
+        if with_pdisks {
+            // Device paths name one disk per host, so nodes sharing a host get distinct paths.
+            let dev = |p: u32| match &g.shared_host {
+                Some(_) => format!("/dev/node{id}-disk{p}"),
+                None => format!("/dev/disk{p}"),
+            };
+            let pds: Vec<String> = (1..=g.pdisks_per_node)
+                .map(|p| format!("{{ id = {p}, path = {:?} }}", dev(p)))
+                .collect();
+            writeln!(out, "pdisks = [{}]", pds.join(", ")).ok();
+        }
+        out.push('\n');
+    }
+    let mut gid = 0;
+    let mut group = |erasure: &str, members: &[u32], out: &mut String| {
+        gid += 1;
+        let list: Vec<String> = members.iter().map(u32::to_string).collect();
+        writeln!(
+            out,
+            "[[storage_groups]]\nid = {gid}\nerasure = \"{erasure}\"\nnodes = [{}]\n",
+            list.join(", ")
+        )
+        .ok();
+    };
+    match g.layout.as_str() {
+        "block-4-2" => {
+            for b in 0..n / 8 {
+                let members: Vec<u32> = (b * 8 + 1..=b * 8 + 8).collect();
+                for _ in 0..4 {
+                    group("block-4-2", &members, &mut out);
+                }
+            }
+        }
+        "mirror-3-dc" if n == 3 => group("mirror-3-dc", &[1, 2, 3], &mut out),
+        "mirror-3-dc" => {
+            for b in 0..n / 9 {
+                let members: Vec<u32> = (b * 9 + 1..=b * 9 + 9).collect();
+                for _ in 0..4 {
+                    group("mirror-3-dc", &members, &mut out);
+                }
+            }
+        }
+        "none" => {
+            for id in 1..=n {
+                group("none", &[id], &mut out);
+            }
+        }
+        "no-groups" => {}
+        other => return Err(format!("unknown [cluster] layout '{other}'")),
+    }
+    Ok(out)
+}
+
+fn dur(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("bad duration '{s}': {e}"))
+}
+
+fn mode(s: Option<&str>) -> Result<Mode, String> {
+    Ok(match s.unwrap_or("strong") {
+        "strong" => Mode::Strong,
+        "weak" => Mode::Weak,
+        "force" => Mode::Force,
+        "smart" => Mode::Smart,
+        other => return Err(format!("unknown mode '{other}'")),
+    })
+}
+
+fn reason_name(r: Reason) -> &'static str {
+    match r {
+        Reason::Generic => "generic",
+        Reason::TooManyUnavailableVDisks => "vdisks",
+        Reason::TooManyUnavailableStateStorageRings => "rings",
+        Reason::DisabledNodesLimitReached => "nodes_limit",
+        Reason::TenantDisabledNodesLimitReached => "tenant_limit",
+        Reason::SysTabletsNodeLimitReached => "sys_tablets",
+    }
+}
+
+fn scope(a: &ActionSpec) -> Result<Scope, String> {
+    match (a.node, &a.host, a.pdisk, &a.pdisk_host, &a.path) {
+        (Some(n), None, None, None, None) => Ok(Scope::Node(n)),
+        (None, Some(h), None, None, None) => Ok(Scope::Host(h.clone())),
+        (None, None, Some([n, p]), None, None) => Ok(Scope::PDisk(PDiskKey { node: n, pdisk: p })),
+        (None, None, None, Some(h), Some(p)) => Ok(Scope::PDiskPath {
+            host: h.clone(),
+            path: p.clone(),
+        }),
+        _ => {
+            Err("an action needs exactly one of: node, host, pdisk, or pdisk_host with path".into())
+        }
+    }
+}
+
+fn show(view: &TaskView) -> String {
+    let mut s = format!("task {}:", view.uid);
+    for (i, a) in view.actions().enumerate() {
+        let st = if a.is_performed() {
+            format!(
+                "performed until {}",
+                a.deadline().map(|d| d.to_string()).unwrap_or_default()
+            )
+        } else {
+            format!(
+                "pending {} ({})",
+                a.reason().map(reason_name).unwrap_or("?"),
+                a.details()
+            )
+        };
+        write!(s, "\n    [{i}] {} {}: {st}", a.id, a.scope).ok();
+    }
+    if let Some(r) = view.retry_after {
+        write!(s, "\n    retry_after {r}").ok();
+    }
+    s
+}
+
+struct Runner {
+    state: State,
+    records: Snapshot,
+    now: Timestamp,
+    /// task uid -> action ids in request order (flattened), for `complete`.
+    positions: BTreeMap<String, Vec<String>>,
+}
+
+impl Runner {
+    fn record(&mut self, changes: &[arbiter_server::engine::Change]) {
+        for c in changes {
+            self.records.apply(c);
+        }
+    }
+
+    fn step(&mut self, s: &Step) -> Result<(), String> {
+        let result: Result<Option<TaskView>, EngineError> = match s.op.as_str() {
+            "create" => {
+                let groups = s.groups.as_ref().ok_or("create needs groups")?;
+                let mut gs = Vec::new();
+                for g in groups {
+                    let mut actions = Vec::new();
+                    for a in g {
+                        let duration = a.duration.as_deref().map(dur).transpose()?;
+                        actions.push(LockRequest {
+                            scope: scope(a)?,
+                            duration,
+                        });
+                    }
+                    gs.push(actions);
+                }
+                let req = TaskRequest {
+                    uid: s.task.clone().ok_or("create needs task")?,
+                    owner: s.owner.clone().unwrap_or_else(|| "user".into()),
+                    description: s.description.clone().unwrap_or_default(),
+                    mode: mode(s.mode.as_deref())?,
+                    priority: s.priority.unwrap_or(0),
+                    dry_run: s.dry_run.unwrap_or(false),
+                    groups: gs,
+                };
+                let dry = req.dry_run;
+                self.state.create(req, self.now).map(|o| {
+                    self.record(&o.changes);
+                    if !dry {
+                        let ids = o.value.actions().map(|a| a.id.clone()).collect();
+                        self.positions.insert(o.value.uid.clone(), ids);
+                    }
+                    Some(o.value)
+                })
+            }
+            "refresh" => {
+                let uid = s.task.as_deref().ok_or("refresh needs task")?;
+                self.state.refresh(uid, self.now).map(|o| {
+                    self.record(&o.changes);
+                    Some(o.value)
+                })
+            }
+            "get" => {
+                let uid = s.task.as_deref().ok_or("get needs task")?;
+                self.state
+                    .task(uid)
+                    .map(Some)
+                    .ok_or(EngineError::TaskNotFound)
+            }
+            "complete" => {
+                let uids = self.complete_uids(s)?;
+                self.state.complete(&uids, self.now).map(|o| {
+                    self.record(&o.changes);
+                    None
+                })
+            }
+            "drop" => {
+                let uid = s.task.as_deref().ok_or("drop needs task")?;
+                self.state.drop_task(uid, self.now).map(|o| {
+                    self.record(&o.changes);
+                    None
+                })
+            }
+            "advance" => {
+                self.now = self
+                    .now
+                    .plus(dur(s.by.as_deref().ok_or("advance needs by")?)?);
+                let o = self.state.expire(self.now);
+                self.record(&o.changes);
+                Ok(None)
+            }
+            "node" => {
+                let id = s.node.ok_or("node needs node")?;
+                let up = match s.state.as_deref() {
+                    Some("up") => true,
+                    Some("down") => false,
+                    other => return Err(format!("node state must be up or down, not {other:?}")),
+                };
+                self.state.set_node_state(id, up, self.now).map(|o| {
+                    self.record(&o.changes);
+                    None
+                })
+            }
+            "restart" => {
+                let before = self.state.snapshot();
+                self.state = State::restore(self.state.cluster().clone(), self.records.clone());
+                if self.state.snapshot() != before {
+                    return Err("state after restart differs from before".into());
+                }
+                Ok(None)
+            }
+            "nodes" => {
+                for (id, want) in s.states.as_ref().ok_or("nodes needs states")? {
+                    let id: u32 = id.parse().map_err(|_| format!("bad node id '{id}'"))?;
+                    let view = self.state.node(id).ok_or(format!("no node {id}"))?;
+                    let got = match view.state {
+                        NodeState::Up => "up",
+                        NodeState::Maintenance => "maintenance",
+                        NodeState::Down => "down",
+                    };
+                    if got != want {
+                        return Err(format!("node {id}: expected {want}, got {got}"));
+                    }
+                }
+                Ok(None)
+            }
+            "tasks" => {
+                let mut got = self.state.task_uids(s.owner.as_deref());
+                let mut want = s.expect_tasks.clone().ok_or("tasks needs expect_tasks")?;
+                got.sort();
+                want.sort();
+                if got != want {
+                    return Err(format!("tasks: expected {want:?}, got {got:?}"));
+                }
+                Ok(None)
+            }
+            other => return Err(format!("unknown step '{other}'")),
+        };
+        // Every change must be recorded: the records alone rebuild the live state.
+        if self.records != self.state.snapshot() {
+            return Err("the change records do not rebuild the live state".into());
+        }
+        self.expect(s, result)
+    }
+
+    fn complete_uids(&self, s: &Step) -> Result<Vec<(String, String)>, String> {
+        let list = s
+            .actions
+            .as_ref()
+            .and_then(toml::Value::as_array)
+            .ok_or("complete needs actions")?;
+        let mut out = Vec::new();
+        for v in list {
+            let (task, pos) = match v {
+                toml::Value::Integer(i) => (s.task.clone().ok_or("complete needs task")?, *i),
+                toml::Value::Array(pair) => match pair.as_slice() {
+                    [toml::Value::String(t), toml::Value::Integer(i)] => (t.clone(), *i),
+                    _ => return Err("complete pairs are [task, position]".into()),
+                },
+                _ => return Err("complete actions are positions or [task, position] pairs".into()),
+            };
+            let id = self
+                .positions
+                .get(&task)
+                .and_then(|ids| ids.get(usize::try_from(pos).ok()?))
+                .cloned()
+                // An unknown task or position completes a made-up action, to test the errors.
+                .unwrap_or_else(|| format!("no-such-action-{pos}"));
+            out.push((task, id));
+        }
+        Ok(out)
+    }
+
+    fn expect(
+        &self,
+        s: &Step,
+        result: Result<Option<TaskView>, EngineError>,
+    ) -> Result<(), String> {
+        let view = match (result, &s.error) {
+            (Err(e), Some(kind)) => {
+                let got = match e.kind() {
+                    ErrorKind::BadRequest => "bad_request",
+                    ErrorKind::Unsupported => "unsupported",
+                };
+                if got != kind {
+                    return Err(format!("expected error {kind}, got {got}: {e}"));
+                }
+                if let Some(text) = &s.error_contains {
+                    if !e.to_string().contains(text.as_str()) {
+                        return Err(format!("error '{e}' does not contain '{text}'"));
+                    }
+                }
+                return Ok(());
+            }
+            (Err(e), None) => return Err(format!("unexpected error: {e}")),
+            (Ok(v), Some(kind)) => {
+                let shown = v.as_ref().map(show).unwrap_or_default();
+                return Err(format!("expected error {kind}, but it succeeded {shown}"));
+            }
+            (Ok(v), None) => v,
+        };
+        let Some(view) = view else { return Ok(()) };
+        let actions: Vec<&ActionView> = view.actions().collect();
+        if let Some(want) = s.actions.as_ref().filter(|_| s.op != "complete") {
+            let want = want.as_array().ok_or("actions must be a list of strings")?;
+            if want.len() != actions.len() {
+                return Err(format!(
+                    "expected {} actions, got {}: {}",
+                    want.len(),
+                    actions.len(),
+                    show(&view)
+                ));
+            }
+            for (i, (w, a)) in want.iter().zip(&actions).enumerate() {
+                let w = w.as_str().ok_or("actions must be strings")?;
+                let mut words = w.split_whitespace();
+                let ok = match (words.next(), words.next()) {
+                    (Some("performed"), None) => a.is_performed(),
+                    (Some("pending"), None) => !a.is_performed(),
+                    (Some("pending"), Some(r)) => a.reason().map(reason_name) == Some(r),
+                    _ => return Err(format!("bad action expectation '{w}'")),
+                };
+                if !ok {
+                    return Err(format!("action [{i}]: expected '{w}': {}", show(&view)));
+                }
+            }
+        }
+        for (i, texts) in s.details.iter().flatten() {
+            let i: usize = i.parse().map_err(|_| format!("bad details index '{i}'"))?;
+            let a = actions
+                .get(i)
+                .ok_or(format!("no action [{i}]: {}", show(&view)))?;
+            for t in texts {
+                if !a.details().contains(t.as_str()) {
+                    return Err(format!("action [{i}] details lack '{t}': {}", show(&view)));
+                }
+            }
+        }
+        if let Some(want) = &s.retry_after {
+            let expected = if want == "none" {
+                None
+            } else {
+                Some(self.now.plus(dur(want)?))
+            };
+            if view.retry_after != expected {
+                return Err(format!(
+                    "retry_after: expected {expected:?}, got {:?}: {}",
+                    view.retry_after,
+                    show(&view)
+                ));
+            }
+        }
+        for (i, d) in s.deadlines.iter().flatten() {
+            let i: usize = i
+                .parse()
+                .map_err(|_| format!("bad deadlines index '{i}'"))?;
+            let a = actions
+                .get(i)
+                .ok_or(format!("no action [{i}]: {}", show(&view)))?;
+            let expected = Some(self.now.plus(dur(d)?));
+            if a.deadline() != expected {
+                return Err(format!(
+                    "action [{i}] deadline: expected {expected:?}, got {:?}",
+                    a.deadline()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn run(path: &Path) -> Result<(), Failed> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let sc: Scenario = toml::from_str(&text).map_err(|e| format!("bad scenario file: {e}"))?;
+    if sc.name.trim().is_empty() || sc.about.trim().is_empty() {
+        return Err("a scenario needs a name and an about".into());
+    }
+    let mut inv = match &sc.cluster {
+        Some(g) => generate(g)?,
+        None => String::new(),
+    };
+    inv.push_str(&sc.inventory);
+    if let Some(extra) = sc.cluster.as_ref().and_then(|g| g.inventory.as_deref()) {
+        inv.push('\n');
+        inv.push_str(extra);
+    }
+    let cluster = inventory::parse(&inv, Format::Toml).map_err(|e| e.to_string())?;
+    let mut r = Runner {
+        state: State::new(Arc::new(cluster)),
+        records: Snapshot::default(),
+        now: START,
+        positions: BTreeMap::new(),
+    };
+    for (i, s) in sc.step.iter().enumerate() {
+        r.step(s).map_err(|e| {
+            format!(
+                "step {} ({}{}): {e}",
+                i + 1,
+                s.op,
+                s.task
+                    .as_deref()
+                    .map(|t| format!(" {t}"))
+                    .unwrap_or_default()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "toml"));
+    files.sort();
+    let trials = files
+        .into_iter()
+        .map(|p| {
+            let name = p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Trial::test(name, move || run(&p))
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
