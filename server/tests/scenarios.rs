@@ -415,10 +415,10 @@ impl Runner {
                 if got != kind {
                     return Err(format!("expected error {kind}, got {got}: {e}"));
                 }
-                if let Some(text) = &s.error_contains {
-                    if !e.to_string().contains(text.as_str()) {
-                        return Err(format!("error '{e}' does not contain '{text}'"));
-                    }
+                if let Some(text) = &s.error_contains
+                    && !e.to_string().contains(text.as_str())
+                {
+                    return Err(format!("error '{e}' does not contain '{text}'"));
                 }
                 return Ok(());
             }

@@ -421,16 +421,16 @@ impl<'s> CheckCtx<'s> {
         if let Some(l) = self.st.node_locks.get(&n) {
             return Err(self.locked_by(format!("node {n}"), l));
         }
-        if self.st.pdisk_locks_on.contains_key(&n) {
-            if let Some(node) = self.st.cluster.node(n) {
-                for pd in &node.pdisks {
-                    let k = PDiskKey {
-                        node: n,
-                        pdisk: pd.id,
-                    };
-                    if let Some(l) = self.st.pdisk_locks.get(&k) {
-                        return Err(self.locked_by(format!("pdisk {k}"), l));
-                    }
+        if self.st.pdisk_locks_on.contains_key(&n)
+            && let Some(node) = self.st.cluster.node(n)
+        {
+            for pd in &node.pdisks {
+                let k = PDiskKey {
+                    node: n,
+                    pdisk: pd.id,
+                };
+                if let Some(l) = self.st.pdisk_locks.get(&k) {
+                    return Err(self.locked_by(format!("pdisk {k}"), l));
                 }
             }
         }
@@ -440,10 +440,10 @@ impl<'s> CheckCtx<'s> {
         if let Some(s) = self.sched_nodes.get(&n) {
             return Err(self.wanted_by(format!("node {n}"), s));
         }
-        if let Some(k) = self.sched_pdisk_nodes.get(&n) {
-            if let Some(s) = self.sched_pdisks.get(k) {
-                return Err(self.wanted_by(format!("pdisk {k}"), s));
-            }
+        if let Some(k) = self.sched_pdisk_nodes.get(&n)
+            && let Some(s) = self.sched_pdisks.get(k)
+        {
+            return Err(self.wanted_by(format!("pdisk {k}"), s));
         }
         Ok(())
     }

@@ -38,10 +38,10 @@ pub(crate) fn group_ok(
 fn mirror3dc_weak_ok(unavailable: &[usize], realms: &[u8]) -> bool {
     let mut per_dc = [0usize; 3];
     for i in unavailable {
-        if let Some(r) = realms.get(*i) {
-            if let Some(slot) = per_dc.get_mut(usize::from(*r)) {
-                *slot += 1;
-            }
+        if let Some(r) = realms.get(*i)
+            && let Some(slot) = per_dc.get_mut(usize::from(*r))
+        {
+            *slot += 1;
         }
     }
     let affected: Vec<usize> = per_dc.iter().copied().filter(|c| *c > 0).collect();
@@ -56,10 +56,10 @@ fn mirror3dc_weak_ok(unavailable: &[usize], realms: &[u8]) -> bool {
 pub(crate) fn affected_realms(unavailable: &[usize], realms: &[u8]) -> usize {
     let mut seen = [false; 3];
     for i in unavailable {
-        if let Some(r) = realms.get(*i) {
-            if let Some(s) = seen.get_mut(usize::from(*r)) {
-                *s = true;
-            }
+        if let Some(r) = realms.get(*i)
+            && let Some(s) = seen.get_mut(usize::from(*r))
+        {
+            *s = true;
         }
     }
     seen.iter().filter(|s| **s).count()

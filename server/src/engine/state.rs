@@ -126,10 +126,10 @@ impl State {
         }
         for (uid, task) in snapshot.tasks {
             for action in task.actions() {
-                if let ActionStatus::Performed { deadline, .. } = action.status {
-                    if let Ok(items) = state.resolve(&action.scope) {
-                        state.take_locks(&uid, &action.id, &items, deadline);
-                    }
+                if let ActionStatus::Performed { deadline, .. } = action.status
+                    && let Ok(items) = state.resolve(&action.scope)
+                {
+                    state.take_locks(&uid, &action.id, &items, deadline);
                 }
             }
             state.index_pending(&task, true);
@@ -223,7 +223,7 @@ impl State {
                 .iter()
                 .map(|g| GroupView {
                     id: g.id.clone(),
-                    actions: g.actions.iter().map(|a| ActionView::of(a)).collect(),
+                    actions: g.actions.iter().map(ActionView::of).collect(),
                 })
                 .collect(),
             create_time: task.create_time,
@@ -283,10 +283,10 @@ impl State {
             last_refresh_time: now,
         };
         let verdict = CheckCtx::run(self, &task, now);
-        if verdict.granted.is_empty() {
-            if let Some(why) = &verdict.impossible {
-                return Err(EngineError::Impossible(why.clone()));
-            }
+        if verdict.granted.is_empty()
+            && let Some(why) = &verdict.impossible
+        {
+            return Err(EngineError::Impossible(why.clone()));
         }
         if req.dry_run {
             verdict.apply_dry(&mut task, self, now);
@@ -445,7 +445,7 @@ impl State {
         if self.cluster.node(id).is_none() {
             return Err(EngineError::UnknownNode(id));
         }
-        if self.is_down(id) == !up {
+        if self.is_down(id) != up {
             return Ok(Outcome {
                 value: false,
                 changes: Vec::new(),

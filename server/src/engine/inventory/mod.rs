@@ -182,13 +182,13 @@ fn load(doc: &Value, probs: &mut Problems) -> Cluster {
     for (i, gv) in top.opt_array("storage_groups", probs).iter().enumerate() {
         let path = index_path("storage_groups", i);
         if let Some(group) = load_group(gv, path.clone(), &cluster, probs) {
-            if cluster.groups.contains_key(&group.id) {
+            if let std::collections::btree_map::Entry::Vacant(e) = cluster.groups.entry(group.id) {
+                e.insert(group);
+            } else {
                 probs.add(
                     key_path(&path, "id"),
                     format!("duplicate storage group id {}", group.id),
                 );
-            } else {
-                cluster.groups.insert(group.id, group);
             }
         }
     }

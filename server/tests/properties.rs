@@ -1,0 +1,673 @@
+//! Property tests: random inventories and random operation sequences, checked after every step
+//! by a deliberately simple oracle that shares no code with the engine's check. It knows the
+//! cluster from the spec it generated (not from the engine), and it only looks at what the
+//! engine reports: the tasks and their performed actions.
+//!
+//! Invariants checked:
+//! - exclusivity: no node and no disk has two live locks (a node lock covers its disks);
+//! - fencing: every new grant's token is greater than every token issued before;
+//! - safety: every non-force grant of an up node kept the limits, every storage group it
+//!   touched, the state-storage rings and the system tablets within its mode, counting
+//!   everything unavailable at that moment (down nodes, live locks, earlier grants of the step);
+//! - a refused command changes nothing.
+
+use arbiter_server::engine::cluster::PDiskKey;
+use arbiter_server::engine::inventory::{self, Format};
+use arbiter_server::engine::{LockRequest, Mode, Scope, State, TaskRequest, TaskView, Timestamp};
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+// ----- the generated cluster (the oracle's own model) ------------------------------------
+
+#[derive(Debug, Clone)]
+struct NodeSpec {
+    id: u32,
+    host: String,
+    dc: u32,
+    tenant: bool,
+    pdisks: u32,
+    down: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Er {
+    Block42,
+    Mirror3,
+    Mirror3Dc,
+    Quorum,
+    None,
+}
+
+#[derive(Debug, Clone)]
+struct GroupSpec {
+    erasure: Er,
+    /// (node, pdisk) per member.
+    members: Vec<(u32, u32)>,
+}
+
+#[derive(Debug, Clone)]
+struct Spec {
+    nodes: Vec<NodeSpec>,
+    groups: Vec<GroupSpec>,
+    abs: u32,
+    ratio: u32,
+    tenant_ratio: u32,
+    rings: Vec<Vec<u32>>,
+    tablet: Vec<u32>,
+}
+
+impl Spec {
+    fn to_toml(&self) -> String {
+        let mut s = String::new();
+        writeln!(
+            s,
+            "[limits]\nmax_unavailable_nodes = {}\nmax_unavailable_ratio = {}",
+            self.abs, self.ratio
+        )
+        .ok();
+        writeln!(
+            s,
+            "[tenants.\"/t\"]\nmax_unavailable_ratio = {}",
+            self.tenant_ratio
+        )
+        .ok();
+        for n in &self.nodes {
+            writeln!(
+                s,
+                "[[nodes]]\nid = {}\nhost = \"{}\"\ndata_center = \"dc{}\"",
+                n.id, n.host, n.dc
+            )
+            .ok();
+            if n.tenant {
+                writeln!(s, "tenant = \"/t\"").ok();
+            }
+            if n.down {
+                writeln!(s, "state = \"down\"").ok();
+            }
+            let pds: Vec<String> = (1..=n.pdisks)
+                .map(|p| format!("{{ id = {p}, path = \"/dev/n{}p{p}\" }}", n.id))
+                .collect();
+            writeln!(s, "pdisks = [{}]", pds.join(", ")).ok();
+        }
+        for (i, g) in self.groups.iter().enumerate() {
+            let e = match g.erasure {
+                Er::Block42 => "block-4-2",
+                Er::Mirror3 => "mirror-3",
+                Er::Mirror3Dc => "mirror-3-dc",
+                Er::Quorum => "quorum",
+                Er::None => "none",
+            };
+            let v: Vec<String> = g
+                .members
+                .iter()
+                .map(|(n, p)| format!("{{ node = {n}, pdisk = {p} }}"))
+                .collect();
+            writeln!(
+                s,
+                "[[storage_groups]]\nid = {}\nerasure = \"{e}\"\nvdisks = [{}]",
+                i + 1,
+                v.join(", ")
+            )
+            .ok();
+        }
+        if !self.rings.is_empty() {
+            let rings: Vec<String> = self
+                .rings
+                .iter()
+                .map(|r| {
+                    format!(
+                        "[{}]",
+                        r.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+                    )
+                })
+                .collect();
+            writeln!(
+                s,
+                "[state_storage]\nnto_select = {}\nrings = [{}]",
+                self.rings.len(),
+                rings.join(", ")
+            )
+            .ok();
+        }
+        if !self.tablet.is_empty() {
+            let t: Vec<String> = self.tablet.iter().map(u32::to_string).collect();
+            writeln!(
+                s,
+                "[[sys_tablets]]\ntype = \"HIVE\"\nnodes = [{}]",
+                t.join(", ")
+            )
+            .ok();
+        }
+        s
+    }
+
+    fn node(&self, id: u32) -> &NodeSpec {
+        &self.nodes[(id - 1) as usize]
+    }
+}
+
+/// Picks `k` distinct members from `pool` starting at `offset`, one vdisk each.
+fn members(pool: &[u32], offset: usize, k: usize, spec_nodes: &[NodeSpec]) -> Vec<(u32, u32)> {
+    (0..k)
+        .map(|i| {
+            let n = pool[(offset + i) % pool.len()];
+            let pd = 1 + (offset as u32 + i as u32) % spec_nodes[(n - 1) as usize].pdisks;
+            (n, pd)
+        })
+        .collect()
+}
+
+fn spec_strategy() -> impl Strategy<Value = Spec> {
+    (9u32..=20, any::<u64>(), 0usize..3, 0usize..4, 0usize..3).prop_map(
+        |(n, seed, lim, rings, tab)| {
+            let mut rng = seed;
+            let mut next = move |m: u64| {
+                rng = rng
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (rng >> 33) % m
+            };
+            let nodes: Vec<NodeSpec> = (1..=n)
+                .map(|id| NodeSpec {
+                    id,
+                    // Every fourth node shares a host with the one before it.
+                    host: format!("h{}", if id % 4 == 0 { id - 1 } else { id }),
+                    dc: id % 3,
+                    tenant: id > n - 4,
+                    pdisks: 1 + (next(2) as u32),
+                    down: next(10) == 0,
+                })
+                .collect();
+            let all: Vec<u32> = (1..=n).collect();
+            let mut groups = Vec::new();
+            for g in 0..(3 + next(5) as usize) {
+                let off = next(u64::from(n)) as usize;
+                let er = [
+                    Er::Block42,
+                    Er::Mirror3,
+                    Er::Mirror3Dc,
+                    Er::Quorum,
+                    Er::None,
+                ][next(5) as usize];
+                let ms = match er {
+                    Er::Block42 => members(&all, off, 8, &nodes),
+                    Er::Mirror3 => members(&all, off, 3, &nodes),
+                    Er::Quorum => members(&all, off, 3 + 2 * (g % 2), &nodes),
+                    Er::None => members(&all, off, 1, &nodes),
+                    Er::Mirror3Dc => {
+                        // One member in each data center: nodes off, off+1, off+2 have distinct dc.
+                        let start = off as u32 % (n - 2);
+                        members(&[start + 1, start + 2, start + 3], 0, 3, &nodes)
+                    }
+                };
+                // Skip a group that would put two vdisks on one pdisk.
+                let distinct: BTreeSet<_> = ms.iter().collect();
+                if distinct.len() == ms.len() {
+                    groups.push(GroupSpec {
+                        erasure: er,
+                        members: ms,
+                    });
+                }
+            }
+            let (abs, ratio) = [(0, 0), (0, 30), (3, 0)][lim];
+            let ring_nodes: Vec<Vec<u32>> = (0..[0, 3, 5, 5][rings])
+                .map(|r| vec![r as u32 + 1])
+                .collect();
+            let tablet: Vec<u32> = match tab {
+                0 => Vec::new(),
+                1 => vec![2, 3, 4],
+                _ => vec![1, 2, 3, 4, 5, 6],
+            };
+            Spec {
+                nodes,
+                groups,
+                abs,
+                ratio,
+                tenant_ratio: [0, 50][lim % 2],
+                rings: ring_nodes,
+                tablet,
+            }
+        },
+    )
+}
+
+// ----- operations --------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+enum Op {
+    Create {
+        mode: u8,
+        priority: i32,
+        composite: bool,
+        targets: Vec<(u8, u32)>,
+    },
+    Refresh(usize),
+    Complete(usize, usize),
+    Drop(usize),
+    Advance(u64),
+    Node(u32, bool),
+    Restart,
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u8..4, prop::sample::select(vec![-10, 0, 0, 10]), any::<bool>(),
+              prop::collection::vec((0u8..6, 1u32..=20), 1..4))
+            .prop_map(|(mode, priority, composite, targets)| Op::Create { mode, priority, composite, targets }),
+        4 => any::<usize>().prop_map(Op::Refresh),
+        2 => (any::<usize>(), any::<usize>()).prop_map(|(t, a)| Op::Complete(t, a)),
+        1 => any::<usize>().prop_map(Op::Drop),
+        2 => (1u64..400).prop_map(Op::Advance),
+        2 => (1u32..=20, any::<bool>()).prop_map(|(n, up)| Op::Node(n, up)),
+        1 => Just(Op::Restart),
+    ]
+}
+
+// ----- the oracle --------------------------------------------------------------------------
+
+/// What one live lock takes, in the oracle's own terms.
+enum Took {
+    Nodes(Vec<u32>),
+    Disk(u32, u32),
+}
+
+fn took(spec: &Spec, scope: &Scope) -> Took {
+    match scope {
+        Scope::Node(n) => Took::Nodes(vec![*n]),
+        Scope::Host(h) => Took::Nodes(
+            spec.nodes
+                .iter()
+                .filter(|n| &n.host == h)
+                .map(|n| n.id)
+                .collect(),
+        ),
+        Scope::PDisk(k) => Took::Disk(k.node, k.pdisk),
+        Scope::PDiskPath { .. } => unreachable!("not generated"),
+    }
+}
+
+/// Everything unavailable, as the oracle counts it.
+#[derive(Clone, Default)]
+struct Unavail {
+    /// Nodes that are down or locked whole.
+    nodes_out: BTreeSet<u32>,
+    /// Disks locked alone.
+    disks_out: BTreeSet<(u32, u32)>,
+    /// Nodes counted against the limits: down, locked whole, or with a locked disk.
+    limit_nodes: BTreeSet<u32>,
+}
+
+impl Unavail {
+    fn add(&mut self, t: &Took) {
+        match t {
+            Took::Nodes(ns) => {
+                for n in ns {
+                    self.nodes_out.insert(*n);
+                    self.limit_nodes.insert(*n);
+                }
+            }
+            Took::Disk(n, p) => {
+                self.disks_out.insert((*n, *p));
+                self.limit_nodes.insert(*n);
+            }
+        }
+    }
+
+    fn member_out(&self, (n, p): (u32, u32)) -> bool {
+        self.nodes_out.contains(&n) || self.disks_out.contains(&(n, p))
+    }
+}
+
+fn group_tolerates(g: &GroupSpec, mode: Mode, u: &Unavail) -> bool {
+    let out: Vec<usize> = (0..g.members.len())
+        .filter(|i| u.member_out(g.members[*i]))
+        .collect();
+    let k = out.len();
+    let m = g.members.len();
+    let weak = match g.erasure {
+        Er::None => 0,
+        Er::Block42 | Er::Mirror3 => 2,
+        Er::Quorum => (m - 1) / 2,
+        Er::Mirror3Dc => 3, // one member per DC here: any two DCs, never all three
+    };
+    let limit = match mode {
+        Mode::Strong => weak.min(1),
+        Mode::Weak | Mode::Smart => weak,
+        Mode::Force => usize::MAX,
+    };
+    if g.erasure == Er::Mirror3Dc && mode != Mode::Strong {
+        return k < 3;
+    }
+    k <= limit
+}
+
+fn limits_ok(spec: &Spec, before: &Unavail, after: &Unavail) -> bool {
+    let within = |abs: u32, ratio: u32, nodes: &dyn Fn(u32) -> bool| {
+        let total = spec.nodes.iter().filter(|n| nodes(n.id)).count() as u64;
+        let b = before.limit_nodes.iter().filter(|n| nodes(**n)).count() as u64;
+        let a = after.limit_nodes.iter().filter(|n| nodes(**n)).count() as u64;
+        a == b
+            || b == 0
+            || ((abs == 0 || a <= u64::from(abs))
+                && (ratio == 0 || a * 100 <= total * u64::from(ratio)))
+    };
+    within(spec.abs, spec.ratio, &|_| true)
+        && within(0, spec.tenant_ratio, &|n| spec.node(n).tenant)
+}
+
+fn rings_ok(spec: &Spec, mode: Mode, u: &Unavail) -> bool {
+    if spec.rings.is_empty() {
+        return true;
+    }
+    let bad = spec
+        .rings
+        .iter()
+        .filter(|r| r.iter().any(|n| u.nodes_out.contains(n)))
+        .count();
+    let allowed = match mode {
+        Mode::Strong => 1,
+        _ => (spec.rings.len() - 1) / 2,
+    };
+    bad <= allowed.max(if mode == Mode::Strong { 1 } else { 0 })
+}
+
+fn tablets_ok(spec: &Spec, mode: Mode, u: &Unavail) -> bool {
+    if spec.tablet.is_empty() {
+        return true;
+    }
+    let n = spec.tablet.len();
+    let d = spec
+        .tablet
+        .iter()
+        .filter(|x| u.nodes_out.contains(x))
+        .count();
+    match mode {
+        Mode::Strong => d * 2 <= n,
+        _ => d < n,
+    }
+}
+
+struct Live {
+    /// action id -> (task mode, scope, token)
+    performed: BTreeMap<String, (Mode, Scope, u64)>,
+}
+
+fn live(state: &State) -> Live {
+    let mut performed = BTreeMap::new();
+    for uid in state.task_uids(None) {
+        let t: TaskView = state.task(&uid).expect("listed task exists");
+        for a in t.actions() {
+            if let Some(tok) = a.fencing_token() {
+                performed.insert(a.id.clone(), (t.mode, a.scope.clone(), tok));
+            }
+        }
+    }
+    Live { performed }
+}
+
+fn check_exclusive(spec: &Spec, l: &Live) -> Result<(), String> {
+    let mut nodes = BTreeMap::new();
+    let mut disks = BTreeMap::new();
+    for (id, (_, scope, _)) in &l.performed {
+        match took(spec, scope) {
+            Took::Nodes(ns) => {
+                for n in ns {
+                    if let Some(o) = nodes.insert(n, id.clone()) {
+                        return Err(format!("node {n} locked by {o} and {id}"));
+                    }
+                }
+            }
+            Took::Disk(n, p) => {
+                if let Some(o) = disks.insert((n, p), id.clone()) {
+                    return Err(format!("disk {n}:{p} locked by {o} and {id}"));
+                }
+            }
+        }
+    }
+    for (n, p) in disks.keys() {
+        if let Some(o) = nodes.get(n) {
+            return Err(format!(
+                "disk {n}:{p} locked while node {n} is locked by {o}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
+    let cluster = inventory::parse(&spec.to_toml(), Format::Toml).map_err(|e| {
+        TestCaseError::fail(format!(
+            "generated inventory rejected: {e}\n{}",
+            spec.to_toml()
+        ))
+    })?;
+    let cluster = Arc::new(cluster);
+    let mut state = State::new(cluster.clone());
+    let mut records = arbiter_server::engine::Snapshot::default();
+    let mut now = Timestamp(1_767_225_600_000);
+    let mut down: BTreeSet<u32> = spec.nodes.iter().filter(|n| n.down).map(|n| n.id).collect();
+    let mut max_token = 0u64;
+    let mut seq = 0;
+    for op in ops {
+        let before_live = live(&state);
+        let before_snapshot = state.snapshot();
+        let mut granted_in_order: Vec<String> = Vec::new();
+        let result = match op {
+            Op::Create {
+                mode,
+                priority,
+                composite,
+                targets,
+            } => {
+                seq += 1;
+                let mode = [Mode::Strong, Mode::Weak, Mode::Force, Mode::Smart][usize::from(*mode)];
+                let lock = |(kind, n): &(u8, u32)| {
+                    let n = 1 + (n - 1) % spec.nodes.len() as u32;
+                    let scope = match kind {
+                        0..=3 => Scope::Node(n),
+                        4 => Scope::Host(spec.node(n).host.clone()),
+                        _ => Scope::PDisk(PDiskKey { node: n, pdisk: 1 }),
+                    };
+                    LockRequest {
+                        scope,
+                        duration: Some(Duration::from_secs(60 * u64::from(n % 5 + 1))),
+                    }
+                };
+                let groups = if *composite && targets.len() > 1 {
+                    vec![targets.iter().map(lock).collect()]
+                } else {
+                    targets.iter().map(|t| vec![lock(t)]).collect()
+                };
+                let req = TaskRequest {
+                    uid: format!("t{seq}"),
+                    owner: "prop".into(),
+                    description: String::new(),
+                    mode,
+                    priority: *priority,
+                    dry_run: false,
+                    groups,
+                };
+                state.create(req, now).map(|o| {
+                    granted_in_order = o
+                        .value
+                        .actions()
+                        .filter(|a| a.is_performed())
+                        .map(|a| a.id.clone())
+                        .collect();
+                    o.changes
+                })
+            }
+            Op::Refresh(i) => {
+                let uids = state.task_uids(None);
+                if uids.is_empty() {
+                    continue;
+                }
+                state.refresh(&uids[i % uids.len()], now).map(|o| {
+                    granted_in_order = o
+                        .value
+                        .actions()
+                        .filter(|a| a.is_performed())
+                        .map(|a| a.id.clone())
+                        .collect();
+                    o.changes
+                })
+            }
+            Op::Complete(t, a) => {
+                let uids = state.task_uids(None);
+                if uids.is_empty() {
+                    continue;
+                }
+                let uid = &uids[t % uids.len()];
+                let view = state.task(uid).expect("listed");
+                let ids: Vec<String> = view.actions().map(|x| x.id.clone()).collect();
+                let pick = ids[a % ids.len()].clone();
+                state
+                    .complete(&[(uid.clone(), pick)], now)
+                    .map(|o| o.changes)
+            }
+            Op::Drop(t) => {
+                let uids = state.task_uids(None);
+                if uids.is_empty() {
+                    continue;
+                }
+                state
+                    .drop_task(&uids[t % uids.len()], now)
+                    .map(|o| o.changes)
+            }
+            Op::Advance(s) => {
+                now = now.plus(Duration::from_secs(*s));
+                Ok(state.expire(now).changes)
+            }
+            Op::Node(n, up) => {
+                let n = 1 + (n - 1) % spec.nodes.len() as u32;
+                let r = state.set_node_state(n, *up, now).map(|o| o.changes);
+                if *up {
+                    down.remove(&n);
+                } else {
+                    down.insert(n);
+                }
+                r
+            }
+            Op::Restart => {
+                state = State::restore(cluster.clone(), records.clone());
+                Ok(Vec::new())
+            }
+        };
+        match result {
+            Err(e) => prop_assert_eq!(
+                &state.snapshot(),
+                &before_snapshot,
+                "refused command ({}) changed state",
+                e
+            ),
+            Ok(changes) => {
+                for c in &changes {
+                    records.apply(c);
+                }
+            }
+        }
+        prop_assert_eq!(
+            &records,
+            &state.snapshot(),
+            "records do not rebuild the state after {:?}",
+            op
+        );
+
+        let after = live(&state);
+        check_exclusive(spec, &after).map_err(TestCaseError::fail)?;
+
+        // New grants, in the order the engine made them.
+        let new: Vec<&String> = granted_in_order
+            .iter()
+            .filter(|id| !before_live.performed.contains_key(*id))
+            .collect();
+        let mut step_tokens = Vec::new();
+        // Unavailable before the step: down nodes and the locks that were live before it and
+        // still are (a completion or expiry in this step only frees capacity).
+        let mut u = Unavail::default();
+        for n in &down {
+            u.nodes_out.insert(*n);
+            u.limit_nodes.insert(*n);
+        }
+        for (id, (_, scope, _)) in &after.performed {
+            if before_live.performed.contains_key(id) {
+                u.add(&took(spec, scope));
+            }
+        }
+        for id in new {
+            let (mode, scope, token) = after.performed[id].clone();
+            prop_assert!(
+                token > max_token,
+                "token {} of {} not above {}",
+                token,
+                id,
+                max_token
+            );
+            step_tokens.push(token);
+            let t = took(spec, &scope);
+            let touched_up = match &t {
+                Took::Nodes(ns) => ns.iter().any(|n| !down.contains(n)),
+                Took::Disk(n, _) => !down.contains(n),
+            };
+            let before = u.clone();
+            u.add(&t);
+            if mode == Mode::Force || !touched_up {
+                continue;
+            }
+            prop_assert!(
+                limits_ok(spec, &before, &u),
+                "grant {} ({:?}) broke a node limit",
+                id,
+                scope
+            );
+            let touched: Vec<&GroupSpec> = spec
+                .groups
+                .iter()
+                .filter(|g| {
+                    g.members
+                        .iter()
+                        .any(|m| u.member_out(*m) && !before.member_out(*m))
+                })
+                .collect();
+            for g in touched {
+                prop_assert!(
+                    group_tolerates(g, mode, &u),
+                    "grant {} ({:?}, {:?}) broke group {:?}",
+                    id,
+                    scope,
+                    mode,
+                    g
+                );
+            }
+            if matches!(t, Took::Nodes(_)) {
+                let newly_out = |n: &u32| u.nodes_out.contains(n) && !before.nodes_out.contains(n);
+                if spec.rings.iter().flatten().any(newly_out) {
+                    prop_assert!(rings_ok(spec, mode, &u), "grant {} broke state storage", id);
+                }
+                if spec.tablet.iter().any(newly_out) && mode != Mode::Smart {
+                    prop_assert!(
+                        tablets_ok(spec, mode, &u),
+                        "grant {} broke system tablets",
+                        id
+                    );
+                }
+            }
+        }
+        for t in step_tokens {
+            max_token = max_token.max(t);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn grants_stay_within_the_failure_model(spec in spec_strategy(), ops in prop::collection::vec(op_strategy(), 1..60)) {
+        run_ops(&spec, &ops)?;
+    }
+}
