@@ -13,7 +13,9 @@ fn example_inventories_load_and_grant_a_first_lock() {
     for entry in std::fs::read_dir(&dir).expect("examples/ exists") {
         let path = entry.expect("dir entry").path();
         let name = path.to_string_lossy().into_owned();
-        let Some(format) = Format::from_file_name(&name) else { continue };
+        let Some(format) = Format::from_file_name(&name) else {
+            continue;
+        };
         let text = std::fs::read_to_string(&path).expect("readable");
         let cluster = inventory::parse(&text, format).unwrap_or_else(|e| panic!("{name}: {e}"));
         let first = cluster.nodes().next().expect("a node").id;
@@ -25,10 +27,19 @@ fn example_inventories_load_and_grant_a_first_lock() {
             mode: Mode::Strong,
             priority: 0,
             dry_run: false,
-            groups: vec![vec![LockRequest { scope: Scope::Node(first), duration: None }]],
+            groups: vec![vec![LockRequest {
+                scope: Scope::Node(first),
+                duration: None,
+            }]],
         };
-        let out = state.create(req, Timestamp(0)).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(out.value.actions().all(|a| a.is_performed()), "{name}: {:?}", out.value);
+        let out = state
+            .create(req, Timestamp(0))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            out.value.actions().all(|a| a.is_performed()),
+            "{name}: {:?}",
+            out.value
+        );
         seen += 1;
     }
     assert!(seen > 0, "no inventories in {}", dir.display());

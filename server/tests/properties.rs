@@ -454,6 +454,9 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
     for op in ops {
         let before_live = live(&state);
         let before_snapshot = state.snapshot();
+        // Determinism: a twin rebuilt from the same records (fresh hash seeds, fresh indexes)
+        // must answer the same command identically.
+        let mut twin = State::restore(cluster.clone(), before_snapshot.clone());
         let mut granted_in_order: Vec<String> = Vec::new();
         let result = match op {
             Op::Create {
@@ -490,7 +493,10 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
                     dry_run: false,
                     groups,
                 };
-                state.create(req, now).map(|o| {
+                let twin_out = twin.create(req.clone(), now);
+                let out = state.create(req, now);
+                prop_assert_eq!(&twin_out, &out, "create is not deterministic");
+                out.map(|o| {
                     granted_in_order = o
                         .value
                         .actions()
@@ -505,7 +511,11 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
                 if uids.is_empty() {
                     continue;
                 }
-                state.refresh(&uids[i % uids.len()], now).map(|o| {
+                let uid = &uids[i % uids.len()];
+                let twin_out = twin.refresh(uid, now);
+                let out = state.refresh(uid, now);
+                prop_assert_eq!(&twin_out, &out, "refresh is not deterministic");
+                out.map(|o| {
                     granted_in_order = o
                         .value
                         .actions()

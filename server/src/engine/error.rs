@@ -57,6 +57,9 @@ pub enum EngineError {
     /// A scope names a disk that is not in the inventory.
     #[error("Unknown device {0}")]
     UnknownDevice(String),
+    /// A completion that names no action.
+    #[error("No action uids to complete")]
+    NoActionUids,
     /// Actions of tasks with different owners in one completion.
     #[error("Cannot complete actions of multiple owners at once")]
     MultipleOwners,

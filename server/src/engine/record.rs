@@ -69,3 +69,73 @@ impl Snapshot {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::cluster::PDiskKey;
+    use crate::engine::task::{Action, ActionGroup, ActionStatus, Mode, Reason, Scope};
+    use std::time::Duration;
+
+    #[test]
+    fn records_round_trip_through_serde() {
+        let task = Task {
+            uid: "t1".into(),
+            owner: "alice".into(),
+            description: "kernel".into(),
+            mode: Mode::Smart,
+            priority: -5,
+            composite: false,
+            groups: vec![ActionGroup {
+                id: "0".into(),
+                actions: vec![
+                    Action {
+                        id: "a-1".into(),
+                        scope: Scope::PDisk(PDiskKey { node: 3, pdisk: 1 }),
+                        duration: Some(Duration::from_secs(60)),
+                        status: ActionStatus::Performed {
+                            granted_at: Timestamp(1),
+                            deadline: Timestamp(60_001),
+                            fencing_token: 7,
+                        },
+                    },
+                    Action {
+                        id: "a-2".into(),
+                        scope: Scope::Host("h".into()),
+                        duration: None,
+                        status: ActionStatus::Pending {
+                            reason: Reason::Generic,
+                            details: "x".into(),
+                        },
+                    },
+                ],
+            }],
+            create_time: Timestamp(1),
+            last_refresh_time: Timestamp(2),
+        };
+        let changes = vec![
+            Change::PutTask(task),
+            Change::PutNode(
+                3,
+                NodeRuntime {
+                    down: true,
+                    up_since: Some(Timestamp(9)),
+                },
+            ),
+            Change::PutCounters(Counters {
+                last_fencing_token: 7,
+                last_action_id: 2,
+            }),
+            Change::DeleteTask("t0".into()),
+        ];
+        let text = serde_json::to_string(&changes).expect("serialize");
+        let back: Vec<Change> = serde_json::from_str(&text).expect("deserialize");
+        assert_eq!(back, changes);
+        let mut snap = Snapshot::default();
+        for c in &back {
+            snap.apply(c);
+        }
+        assert_eq!(snap.tasks.len(), 1);
+        assert_eq!(snap.counters.last_fencing_token, 7);
+    }
+}

@@ -345,6 +345,9 @@ impl State {
         now: Timestamp,
     ) -> Result<Outcome<()>, EngineError> {
         let _ = now;
+        if uids.is_empty() {
+            return Err(EngineError::NoActionUids);
+        }
         let mut owners = BTreeSet::new();
         for (task, action) in uids {
             let t = self.tasks.get(task).ok_or(EngineError::TaskNotFound)?;
