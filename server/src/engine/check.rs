@@ -69,11 +69,11 @@ struct Failure {
     retry_at: Timestamp,
 }
 
-/// A pending action of a higher-priority task.
-#[derive(Debug, Clone)]
-struct Sched {
-    task: String,
-    owner: String,
+/// A pending action of a higher-priority task (borrowed: reserving costs no allocation).
+#[derive(Debug, Clone, Copy)]
+struct Sched<'s> {
+    task: &'s str,
+    owner: &'s str,
     priority: i32,
 }
 
@@ -81,7 +81,7 @@ struct Sched {
 enum Holder<'a> {
     Lock(&'a LockRef),
     Temp,
-    Sched(&'a Sched),
+    Sched(&'a Sched<'a>),
 }
 
 /// The overlay of one check.
@@ -93,8 +93,8 @@ pub(crate) struct CheckCtx<'s> {
     temp_pdisks: HashSet<PDiskKey>,
     /// Nodes this check has taken, whole or by a disk.
     own_nodes: BTreeSet<NodeId>,
-    sched_nodes: HashMap<NodeId, Sched>,
-    sched_pdisks: HashMap<PDiskKey, Sched>,
+    sched_nodes: HashMap<NodeId, Sched<'s>>,
+    sched_pdisks: HashMap<PDiskKey, Sched<'s>>,
     sched_pdisk_nodes: HashMap<NodeId, PDiskKey>,
     /// Nodes the overlay turned into Locked for the limits: (was down, tenant).
     cluster_delta: Count,
@@ -141,8 +141,8 @@ impl<'s> CheckCtx<'s> {
                     continue;
                 };
                 let sched = Sched {
-                    task: other.uid.clone(),
-                    owner: other.owner.clone(),
+                    task: &other.uid,
+                    owner: &other.owner,
                     priority: other.priority,
                 };
                 for a in other.actions().filter(|a| a.is_pending()) {
@@ -150,7 +150,7 @@ impl<'s> CheckCtx<'s> {
                         Ok(Items::Nodes(nodes)) => {
                             for n in nodes {
                                 if !self.sched_nodes.contains_key(&n) {
-                                    let s = sched.clone();
+                                    let s = sched;
                                     self.mark(n, |c| {
                                         c.sched_nodes.insert(n, s);
                                     });
@@ -159,7 +159,7 @@ impl<'s> CheckCtx<'s> {
                         }
                         Ok(Items::PDisk(k)) => {
                             if !self.sched_pdisks.contains_key(&k) {
-                                let s = sched.clone();
+                                let s = sched;
                                 self.mark(k.node, |c| {
                                     c.sched_pdisks.insert(k, s);
                                     c.sched_pdisk_nodes.entry(k.node).or_insert(k);
@@ -405,7 +405,7 @@ impl<'s> CheckCtx<'s> {
         }
     }
 
-    fn wanted_by(&self, what: String, s: &Sched) -> Failure {
+    fn wanted_by(&self, what: String, s: &Sched<'_>) -> Failure {
         Failure {
             permanent: false,
             reason: Reason::Generic,
