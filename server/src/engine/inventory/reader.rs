@@ -101,17 +101,28 @@ impl<'a> Table<'a> {
         }
     }
 
-    pub(crate) fn req_u32(&mut self, key: &'static str, probs: &mut Problems) -> Option<u32> {
+    /// Reads a key that must be present, converting it with `conv`.
+    fn required<T>(
+        &mut self,
+        key: &'static str,
+        probs: &mut Problems,
+        conv: fn(&Value, &str, &mut Problems) -> Option<T>,
+    ) -> Option<T> {
         let path = key_path(&self.path, key);
         match self.get(key) {
+            Some(v) => conv(v, &path, probs),
             None => {
+                // A table that is not a table was reported already; do not pile on.
                 if self.map.is_some() {
                     probs.add(path, "missing required key");
                 }
                 None
             }
-            Some(v) => as_u32(v, &path, probs),
         }
+    }
+
+    pub(crate) fn req_u32(&mut self, key: &'static str, probs: &mut Problems) -> Option<u32> {
+        self.required(key, probs, as_u32)
     }
 
     pub(crate) fn opt_u32(&mut self, key: &'static str, probs: &mut Problems) -> Option<u32> {
@@ -120,16 +131,7 @@ impl<'a> Table<'a> {
     }
 
     pub(crate) fn req_str(&mut self, key: &'static str, probs: &mut Problems) -> Option<String> {
-        let path = key_path(&self.path, key);
-        match self.get(key) {
-            None => {
-                if self.map.is_some() {
-                    probs.add(path, "missing required key");
-                }
-                None
-            }
-            Some(v) => as_str(v, &path, probs),
-        }
+        self.required(key, probs, as_str)
     }
 
     pub(crate) fn opt_str(&mut self, key: &'static str, probs: &mut Problems) -> Option<String> {
