@@ -1,0 +1,222 @@
+//! The conformance suite every [`Store`] backend must pass. A backend's test calls [`run_all`]
+//! with a factory; `reopen` tells the suite how to get the same store back after dropping it
+//! (`None` for stores that do not outlive the process).
+
+use super::Store;
+use crate::engine::record::{Counters, NodeRuntime};
+use crate::engine::task::{Action, ActionGroup, ActionStatus, Mode, Reason, Scope, Task};
+use crate::engine::{Change, Snapshot, Timestamp};
+
+/// Creates a fresh, empty store; `reopen(key)` opens the store created with the same key again.
+pub trait Factory {
+    /// A new, empty store named `key`.
+    fn create(&self, key: &str) -> Box<dyn Store>;
+    /// The store named `key` again, after the previous handle was dropped; `None` when the
+    /// backend does not persist.
+    fn reopen(&self, key: &str) -> Option<Box<dyn Store>>;
+}
+
+fn task(uid: &str, token: u64) -> Task {
+    Task {
+        uid: uid.into(),
+        owner: "alice".into(),
+        description: "suite".into(),
+        mode: Mode::Weak,
+        priority: -3,
+        composite: false,
+        groups: vec![ActionGroup {
+            id: "0".into(),
+            actions: vec![
+                Action {
+                    id: format!("{uid}-a1"),
+                    scope: Scope::Node(1),
+                    duration: None,
+                    status: ActionStatus::Performed {
+                        granted_at: Timestamp(5),
+                        deadline: Timestamp(300_005),
+                        fencing_token: token,
+                    },
+                },
+                Action {
+                    id: format!("{uid}-a2"),
+                    scope: Scope::Host("h".into()),
+                    duration: None,
+                    status: ActionStatus::Pending {
+                        reason: Reason::TooManyUnavailableVDisks,
+                        details: "d".into(),
+                    },
+                },
+            ],
+        }],
+        create_time: Timestamp(5),
+        last_refresh_time: Timestamp(6),
+    }
+}
+
+fn batch() -> Vec<Change> {
+    vec![
+        Change::PutTask(task("t1", 1)),
+        Change::PutTask(task("t2", 2)),
+        Change::PutNode(
+            3,
+            NodeRuntime {
+                down: true,
+                up_since: None,
+            },
+        ),
+        Change::PutCounters(Counters {
+            last_fencing_token: 2,
+            last_action_id: 4,
+        }),
+    ]
+}
+
+fn model(changes: &[Change]) -> Snapshot {
+    let mut s = Snapshot::default();
+    for c in changes {
+        s.apply(c);
+    }
+    s
+}
+
+/// Runs every conformance check; panics with the failing check's name.
+pub fn run_all(f: &dyn Factory) {
+    empty_store_loads_empty(f);
+    commit_then_load_round_trips(f);
+    later_changes_replace_and_delete(f);
+    empty_commit_changes_nothing(f);
+    survives_reopen(f);
+}
+
+fn empty_store_loads_empty(f: &dyn Factory) {
+    let s = f.create("empty");
+    assert_eq!(
+        s.load().expect("load"),
+        Snapshot::default(),
+        "empty_store_loads_empty"
+    );
+}
+
+fn commit_then_load_round_trips(f: &dyn Factory) {
+    let s = f.create("round-trip");
+    s.commit(&batch()).expect("commit");
+    assert_eq!(
+        s.load().expect("load"),
+        model(&batch()),
+        "commit_then_load_round_trips"
+    );
+}
+
+fn later_changes_replace_and_delete(f: &dyn Factory) {
+    let s = f.create("replace");
+    s.commit(&batch()).expect("commit");
+    let later = vec![
+        Change::DeleteTask("t1".into()),
+        Change::PutTask(task("t2", 9)),
+        Change::PutNode(
+            3,
+            NodeRuntime {
+                down: false,
+                up_since: Some(Timestamp(7)),
+            },
+        ),
+        Change::PutCounters(Counters {
+            last_fencing_token: 9,
+            last_action_id: 4,
+        }),
+        // Deleting what does not exist is not an error.
+        Change::DeleteTask("never".into()),
+    ];
+    s.commit(&later).expect("commit");
+    let mut all = batch();
+    all.extend(later);
+    assert_eq!(
+        s.load().expect("load"),
+        model(&all),
+        "later_changes_replace_and_delete"
+    );
+}
+
+fn empty_commit_changes_nothing(f: &dyn Factory) {
+    let s = f.create("noop");
+    s.commit(&batch()).expect("commit");
+    s.commit(&[]).expect("empty commit");
+    assert_eq!(
+        s.load().expect("load"),
+        model(&batch()),
+        "empty_commit_changes_nothing"
+    );
+}
+
+fn survives_reopen(f: &dyn Factory) {
+    let s = f.create("reopen");
+    s.commit(&batch()).expect("commit");
+    drop(s);
+    if let Some(s) = f.reopen("reopen") {
+        assert_eq!(s.load().expect("load"), model(&batch()), "survives_reopen");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{MemoryStore, RedbStore};
+    use std::path::PathBuf;
+
+    struct Memory;
+
+    impl Factory for Memory {
+        fn create(&self, _key: &str) -> Box<dyn Store> {
+            Box::new(MemoryStore::default())
+        }
+
+        fn reopen(&self, _key: &str) -> Option<Box<dyn Store>> {
+            None
+        }
+    }
+
+    struct Redb(PathBuf);
+
+    impl Factory for Redb {
+        fn create(&self, key: &str) -> Box<dyn Store> {
+            Box::new(RedbStore::open(&self.0.join(key)).expect("open"))
+        }
+
+        fn reopen(&self, key: &str) -> Option<Box<dyn Store>> {
+            Some(Box::new(
+                RedbStore::open(&self.0.join(key)).expect("reopen"),
+            ))
+        }
+    }
+
+    #[test]
+    fn memory_store_conforms() {
+        run_all(&Memory);
+    }
+
+    #[test]
+    fn redb_store_conforms() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        run_all(&Redb(dir.path().to_path_buf()));
+    }
+
+    #[test]
+    fn redb_reports_a_corrupt_record_by_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        {
+            let db = redb::Database::create(&path).expect("create");
+            let tx = db.begin_write().expect("tx");
+            {
+                let mut t = tx
+                    .open_table(redb::TableDefinition::<&str, &[u8]>::new("tasks"))
+                    .expect("table");
+                t.insert("broken", b"not json".as_slice()).expect("insert");
+            }
+            tx.commit().expect("commit");
+        }
+        let s = RedbStore::open(&path).expect("open");
+        let err = s.load().expect_err("corrupt");
+        assert!(err.to_string().contains("'broken'"), "{err}");
+    }
+}
