@@ -408,6 +408,14 @@ fn live(state: &State) -> Live {
     Live { performed }
 }
 
+/// The performed actions of a task, in request order (the order the engine granted them).
+fn performed_ids(view: &TaskView) -> Vec<String> {
+    view.actions()
+        .filter(|a| a.is_performed())
+        .map(|a| a.id.clone())
+        .collect()
+}
+
 fn check_exclusive(spec: &Spec, l: &Live) -> Result<(), String> {
     let mut nodes = BTreeMap::new();
     let mut disks = BTreeMap::new();
@@ -497,12 +505,7 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
                 let out = state.create(req, now);
                 prop_assert_eq!(&twin_out, &out, "create is not deterministic");
                 out.map(|o| {
-                    granted_in_order = o
-                        .value
-                        .actions()
-                        .filter(|a| a.is_performed())
-                        .map(|a| a.id.clone())
-                        .collect();
+                    granted_in_order = performed_ids(&o.value);
                     o.changes
                 })
             }
@@ -516,12 +519,7 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
                 let out = state.refresh(uid, now);
                 prop_assert_eq!(&twin_out, &out, "refresh is not deterministic");
                 out.map(|o| {
-                    granted_in_order = o
-                        .value
-                        .actions()
-                        .filter(|a| a.is_performed())
-                        .map(|a| a.id.clone())
-                        .collect();
+                    granted_in_order = performed_ids(&o.value);
                     o.changes
                 })
             }

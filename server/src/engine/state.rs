@@ -363,22 +363,7 @@ impl State {
         }
         let mut changes = Vec::new();
         for (uid, actions) in by_task {
-            let Some(mut task) = self.tasks.remove(uid) else {
-                continue;
-            };
-            self.index_pending(&task, false);
-            for g in &mut task.groups {
-                let mut kept = Vec::with_capacity(g.actions.len());
-                for a in g.actions.drain(..) {
-                    if actions.contains(a.id.as_str()) {
-                        self.release(&task.uid, &a);
-                    } else {
-                        kept.push(a);
-                    }
-                }
-                g.actions = kept;
-            }
-            self.store_or_delete(task, &mut changes);
+            self.remove_actions(uid, |id| actions.contains(id), &mut changes);
         }
         Ok(Outcome { value: (), changes })
     }
@@ -410,27 +395,13 @@ impl State {
         let mut expired = Vec::new();
         let mut changes = Vec::new();
         for (uid, actions) in due {
-            let Some(mut task) = self.tasks.remove(&uid) else {
-                continue;
-            };
-            self.index_pending(&task, false);
-            for g in &mut task.groups {
-                let mut kept = Vec::with_capacity(g.actions.len());
-                for a in g.actions.drain(..) {
-                    if actions.contains(&a.id) {
-                        self.release(&task.uid, &a);
-                        expired.push(Expired {
-                            task: uid.clone(),
-                            action: a.id,
-                            scope: a.scope,
-                        });
-                    } else {
-                        kept.push(a);
-                    }
-                }
-                g.actions = kept;
+            for a in self.remove_actions(&uid, |id| actions.contains(id), &mut changes) {
+                expired.push(Expired {
+                    task: uid.clone(),
+                    action: a.id,
+                    scope: a.scope,
+                });
             }
-            self.store_or_delete(task, &mut changes);
         }
         Outcome {
             value: expired,
@@ -591,6 +562,32 @@ impl State {
         } else {
             None
         }
+    }
+
+    /// Removes the actions of task `uid` that `remove` selects, releasing their locks; stores
+    /// what is left of the task or deletes it when nothing is. Returns the removed actions.
+    fn remove_actions(
+        &mut self,
+        uid: &str,
+        remove: impl Fn(&str) -> bool,
+        changes: &mut Vec<Change>,
+    ) -> Vec<Action> {
+        let Some(mut task) = self.tasks.remove(uid) else {
+            return Vec::new();
+        };
+        self.index_pending(&task, false);
+        let mut removed = Vec::new();
+        for g in &mut task.groups {
+            let (gone, kept): (Vec<Action>, Vec<Action>) =
+                g.actions.drain(..).partition(|a| remove(&a.id));
+            g.actions = kept;
+            removed.extend(gone);
+        }
+        for a in &removed {
+            self.release(uid, a);
+        }
+        self.store_or_delete(task, changes);
+        removed
     }
 
     fn store_or_delete(&mut self, mut task: Task, changes: &mut Vec<Change>) {
