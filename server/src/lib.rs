@@ -1,10 +1,21 @@
-//! Arbiter's server: the decision engine, the store, and (with the gRPC issue) the services.
+//! Arbiter's server: the decision engine, the store, the single writer, identity, and the
+//! YDB-compatible gRPC services.
 //!
 //! # Layout
 //! - [`engine`]: the pure, synchronous decision engine. Everything that decides whether a
 //!   maintenance lock may be granted lives there; it reads no clock and does no I/O.
 //! - [`store`]: the `Store` trait over the engine's change records, its backends (in memory and
 //!   redb) and the conformance suite every backend must pass.
+//! - [`writer`]: the one thread that owns the state: requests in arrival order, group commit,
+//!   the expiry timer.
+//! - [`identity`]: tickets, the auth file, roles, Login sessions.
+//! - [`service`]: the gRPC services, thin shells around the writer.
+//! - [`config`], [`app`]: the command line and the wiring the binary runs.
 
+pub mod app;
+pub mod config;
 pub mod engine;
+pub mod identity;
+pub mod service;
 pub mod store;
+pub mod writer;

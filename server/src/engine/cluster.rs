@@ -327,6 +327,11 @@ impl Cluster {
         self.vdisks_on.get(&key).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// Replaces the default durations (the server's command line overrides the inventory's).
+    pub fn set_defaults(&mut self, defaults: Defaults) {
+        self.defaults = defaults;
+    }
+
     /// Tenants by name.
     pub fn tenants(&self) -> impl Iterator<Item = &Tenant> {
         self.tenants.values()

@@ -23,6 +23,8 @@ pub struct NodeView {
     pub id: NodeId,
     /// Its state.
     pub state: NodeState,
+    /// When it was last seen coming up, if ever (reported as the node's start time).
+    pub up_since: Option<Timestamp>,
     /// The task holding a node-wide lock on it, and the lock's deadline.
     pub lock: Option<(String, Timestamp)>,
 }

@@ -164,6 +164,11 @@ impl State {
         self.tasks.get(uid).map(|t| self.view(t, None))
     }
 
+    /// The owner of a task, without building its view.
+    pub fn task_owner(&self, uid: &str) -> Option<&str> {
+        self.tasks.get(uid).map(|t| t.owner.as_str())
+    }
+
     /// Task uids, all or one owner's, ascending.
     pub fn task_uids(&self, owner: Option<&str>) -> Vec<String> {
         self.tasks
@@ -204,6 +209,7 @@ impl State {
         NodeView {
             id,
             state,
+            up_since: self.runtime.get(&id).and_then(|rt| rt.up_since),
             lock: self
                 .node_locks
                 .get(&id)

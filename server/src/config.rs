@@ -1,0 +1,104 @@
+//! The server's command line (a user-facing contract; see the design's "Server command line").
+//! Every option can also come from an environment variable.
+
+use clap::{Parser, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Arbiter: a maintenance lock arbiter that speaks YDB's maintenance API.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "arbiter-server", version, about, long_about = None)]
+pub struct Config {
+    /// The cluster inventory (.toml or .json).
+    #[arg(
+        long,
+        env = "ARBITER_INVENTORY",
+        required_unless_present = "hash_password"
+    )]
+    pub inventory: Option<PathBuf>,
+
+    /// Address to serve gRPC on (IP:PORT; port 0 picks a free one).
+    #[arg(long, env = "ARBITER_LISTEN", default_value = "127.0.0.1:2135")]
+    pub listen: SocketAddr,
+
+    /// Directory for the durable store (created if missing).
+    #[arg(long, env = "ARBITER_DATA_DIR", default_value = "./arbiter-data")]
+    pub data_dir: PathBuf,
+
+    /// Users, tokens and roles (TOML). Without it the server is open to everyone.
+    #[arg(long, env = "ARBITER_AUTH")]
+    pub auth: Option<PathBuf>,
+
+    /// The longest lock a client may ask for.
+    #[arg(long, env = "ARBITER_MAX_LOCK_DURATION", default_value = "7d", value_parser = duration)]
+    pub max_lock_duration: Duration,
+
+    /// Lock duration for actions that ask for none (overrides the inventory's [defaults]).
+    #[arg(long, env = "ARBITER_DEFAULT_LOCK_DURATION", value_parser = duration)]
+    pub default_lock_duration: Option<Duration>,
+
+    /// Retry hint for tasks that got nothing (overrides the inventory's [defaults]).
+    #[arg(long, env = "ARBITER_DEFAULT_RETRY_AFTER", value_parser = duration)]
+    pub default_retry_after: Option<Duration>,
+
+    /// Log line format.
+    #[arg(long, env = "ARBITER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter, in tracing's EnvFilter syntax (e.g. "info", "arbiter_server=debug").
+    #[arg(long, env = "ARBITER_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Read a password from stdin, print its argon2 hash for the auth file, and exit.
+    #[arg(long)]
+    pub hash_password: bool,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 90s, 10m, 7d)"))?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_design() {
+        let c = Config::try_parse_from(["arbiter-server", "--inventory", "x.toml"]).expect("ok");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:2135");
+        assert_eq!(c.data_dir, PathBuf::from("./arbiter-data"));
+        assert_eq!(c.max_lock_duration, Duration::from_secs(7 * 86400));
+        assert!(c.auth.is_none());
+    }
+
+    #[test]
+    fn bad_options_are_refused() {
+        assert!(
+            Config::try_parse_from(["arbiter-server"]).is_err(),
+            "inventory is required"
+        );
+        for bad in [
+            ["--max-lock-duration", "0s"],
+            ["--max-lock-duration", "soon"],
+            ["--listen", "nowhere"],
+            ["--log-format", "xml"],
+        ] {
+            let args = ["arbiter-server", "--inventory", "x.toml", bad[0], bad[1]];
+            assert!(Config::try_parse_from(args).is_err(), "{bad:?}");
+        }
+    }
+}

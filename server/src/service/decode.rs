@@ -1,0 +1,195 @@
+//! Wire requests to engine requests, refusing what only the wire can get wrong.
+//!
+//! The engine checks lengths, priorities, group shapes and names; this module checks what
+//! cannot reach it: unset oneofs, unknown enum values, negative or too-long durations, and action
+//! kinds Arbiter does not perform.
+
+use super::error::ServiceError;
+use crate::engine::PDiskKey;
+use crate::engine::task::{LockRequest, Mode, Scope, TaskRequest};
+use arbiter_proto::ydb::maintenance::{
+    ActionScope, ActionUid, AvailabilityMode, CreateMaintenanceTaskRequest, action, action_scope,
+};
+use std::time::Duration;
+
+/// Limits the server enforces beyond the engine's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// The longest lock a client may ask for.
+    pub max_lock_duration: Duration,
+}
+
+/// A CreateMaintenanceTask request as the engine takes it, owned by `owner`.
+pub fn task_request(
+    req: CreateMaintenanceTaskRequest,
+    owner: &str,
+    limits: RequestLimits,
+) -> Result<TaskRequest, ServiceError> {
+    let options = req.task_options.unwrap_or_default();
+    let mode = match AvailabilityMode::try_from(options.availability_mode) {
+        Ok(AvailabilityMode::Strong) => Mode::Strong,
+        Ok(AvailabilityMode::Weak) => Mode::Weak,
+        Ok(AvailabilityMode::Force) => Mode::Force,
+        Ok(AvailabilityMode::Smart) => Mode::Smart,
+        Ok(AvailabilityMode::Unspecified) | Err(_) => {
+            return Err(ServiceError::BadRequest("Unknown availability mode".into()));
+        }
+    };
+    let groups = req
+        .action_groups
+        .into_iter()
+        .map(|g| {
+            g.actions
+                .into_iter()
+                .map(|a| lock_request(a.action, limits))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TaskRequest {
+        uid: options.task_uid,
+        owner: owner.to_owned(),
+        description: options.description,
+        mode,
+        priority: options.priority,
+        dry_run: options.dry_run,
+        groups,
+    })
+}
+
+fn lock_request(
+    action: Option<action::Action>,
+    limits: RequestLimits,
+) -> Result<LockRequest, ServiceError> {
+    let lock = match action {
+        Some(action::Action::LockAction(lock)) => lock,
+        Some(action::Action::DrainAction(_)) => {
+            return Err(ServiceError::Unsupported(
+                "Drain actions are not supported yet; use lock_action".into(),
+            ));
+        }
+        Some(action::Action::CordonAction(_)) => {
+            return Err(ServiceError::Unsupported(
+                "Cordon actions are not supported yet; use lock_action".into(),
+            ));
+        }
+        None => return Err(ServiceError::BadRequest("Unknown action".into())),
+    };
+    let scope = scope(lock.scope)?;
+    let duration = match lock.duration {
+        None => None,
+        Some(d) => Some(duration(d, limits)?),
+    };
+    Ok(LockRequest { scope, duration })
+}
+
+/// A wire scope as the engine's.
+pub fn scope(scope: Option<ActionScope>) -> Result<Scope, ServiceError> {
+    use action_scope::p_disk::Pdisk;
+    let unset = || ServiceError::BadRequest("Unsupported scope: the action names no scope".into());
+    match scope.and_then(|s| s.scope).ok_or_else(unset)? {
+        action_scope::Scope::NodeId(id) => Ok(Scope::Node(id)),
+        action_scope::Scope::Host(host) if host.is_empty() => Err(ServiceError::BadRequest(
+            "Unsupported scope: the host is empty".into(),
+        )),
+        action_scope::Scope::Host(host) => Ok(Scope::Host(host)),
+        action_scope::Scope::Pdisk(p) => match p.pdisk.ok_or_else(unset)? {
+            Pdisk::PdiskId(id) => Ok(Scope::PDisk(PDiskKey {
+                node: id.node_id,
+                pdisk: id.pdisk_id,
+            })),
+            Pdisk::PdiskLocation(loc) => Ok(Scope::PDiskPath {
+                host: loc.host,
+                path: loc.path,
+            }),
+        },
+    }
+}
+
+fn duration(d: prost_types::Duration, limits: RequestLimits) -> Result<Duration, ServiceError> {
+    if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 {
+        return Err(ServiceError::BadRequest(format!(
+            "Invalid lock duration {}s {}ns: a duration must not be negative",
+            d.seconds, d.nanos
+        )));
+    }
+    let d = Duration::new(d.seconds.unsigned_abs(), d.nanos.unsigned_abs());
+    if d > limits.max_lock_duration {
+        return Err(ServiceError::BadRequest(format!(
+            "Lock duration {} exceeds the maximum of {} (--max-lock-duration)",
+            humantime::format_duration(d),
+            humantime::format_duration(limits.max_lock_duration)
+        )));
+    }
+    Ok(d)
+}
+
+/// CompleteAction's uids as (task uid, action id) pairs.
+pub fn action_uids(uids: &[ActionUid]) -> Vec<(String, String)> {
+    uids.iter()
+        .map(|u| (u.task_uid.clone(), u.action_id.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arbiter_proto::ydb::maintenance::{
+        Action, ActionGroup, CordonAction, LockAction, MaintenanceTaskOptions,
+    };
+
+    const LIMITS: RequestLimits = RequestLimits {
+        max_lock_duration: Duration::from_secs(3600),
+    };
+
+    fn req(mode: i32, action: Option<action::Action>) -> CreateMaintenanceTaskRequest {
+        CreateMaintenanceTaskRequest {
+            operation_params: None,
+            task_options: Some(MaintenanceTaskOptions {
+                task_uid: "t".into(),
+                availability_mode: mode,
+                ..Default::default()
+            }),
+            action_groups: vec![ActionGroup {
+                actions: vec![Action { action }],
+            }],
+        }
+    }
+
+    fn lock(node: u32, seconds: i64) -> Option<action::Action> {
+        Some(action::Action::LockAction(LockAction {
+            scope: Some(ActionScope {
+                scope: Some(action_scope::Scope::NodeId(node)),
+            }),
+            duration: Some(prost_types::Duration { seconds, nanos: 0 }),
+        }))
+    }
+
+    fn refusal(r: CreateMaintenanceTaskRequest) -> String {
+        task_request(r, "me", LIMITS)
+            .expect_err("refused")
+            .to_string()
+    }
+
+    #[test]
+    fn a_lock_request_reaches_the_engine() {
+        let t = task_request(req(4, lock(7, 60)), "me", LIMITS).expect("valid");
+        assert_eq!(t.mode, Mode::Smart);
+        assert_eq!(t.owner, "me");
+        assert_eq!(t.groups[0][0].scope, Scope::Node(7));
+        assert_eq!(t.groups[0][0].duration, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn wire_level_mistakes_are_refused() {
+        assert_eq!(refusal(req(0, lock(1, 1))), "Unknown availability mode");
+        assert_eq!(refusal(req(9, lock(1, 1))), "Unknown availability mode");
+        assert_eq!(refusal(req(1, None)), "Unknown action");
+        assert!(refusal(req(1, lock(1, -1))).contains("must not be negative"));
+        assert!(refusal(req(1, lock(1, 3601))).contains("exceeds the maximum"));
+        let no_scope = Some(action::Action::LockAction(LockAction::default()));
+        assert!(refusal(req(1, no_scope)).starts_with("Unsupported scope"));
+        let cordon = Some(action::Action::CordonAction(CordonAction::default()));
+        let e = task_request(req(1, cordon), "me", LIMITS).expect_err("refused");
+        assert!(matches!(e, ServiceError::Unsupported(_)));
+    }
+}

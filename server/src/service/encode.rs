@@ -1,0 +1,186 @@
+//! Engine views to wire messages.
+//!
+//! Every action state echoes its action (ydbops reads `lock_action.scope.node_id` of a performed
+//! state) and carries an action uid, pending ones too: Arbiter assigns uids at creation, so
+//! clients may complete (withdraw) an action before it is granted. A dry run's actions have no
+//! id and therefore no uid.
+
+use crate::engine::task::{ActionStatus, Reason, Scope};
+use crate::engine::{ActionView, Cluster, NodeState, NodeView, TaskView, Timestamp};
+use arbiter_proto::ydb::discovery::NodeLocation;
+use arbiter_proto::ydb::maintenance::action_scope::{self, PDisk, p_disk};
+use arbiter_proto::ydb::maintenance::action_state::{ActionReason, ActionStatus as WireStatus};
+use arbiter_proto::ydb::maintenance::{
+    Action, ActionGroupStates, ActionScope, ActionState, ActionUid, AvailabilityMode,
+    GetMaintenanceTaskResult, ItemState, LockAction, MaintenanceTaskOptions, MaintenanceTaskResult,
+    Node, action, node,
+};
+
+/// A wire timestamp.
+pub fn timestamp(t: Timestamp) -> prost_types::Timestamp {
+    let ms = t.as_millis();
+    prost_types::Timestamp {
+        seconds: i64::try_from(ms / 1000).unwrap_or(i64::MAX),
+        // Below 1e9 by construction.
+        nanos: i32::try_from((ms % 1000) * 1_000_000).unwrap_or(0),
+    }
+}
+
+/// Create's and Refresh's result.
+pub fn task_result(view: &TaskView) -> MaintenanceTaskResult {
+    MaintenanceTaskResult {
+        task_uid: view.uid.clone(),
+        action_group_states: group_states(view),
+        retry_after: view.retry_after.map(timestamp),
+        create_time: Some(timestamp(view.create_time)),
+        last_refresh_time: Some(timestamp(view.last_refresh_time)),
+    }
+}
+
+/// Get's result: the task's options always (YDB drops them once all is performed).
+pub fn get_result(view: &TaskView) -> GetMaintenanceTaskResult {
+    GetMaintenanceTaskResult {
+        task_options: Some(MaintenanceTaskOptions {
+            task_uid: view.uid.clone(),
+            description: view.description.clone(),
+            availability_mode: mode(view.mode) as i32,
+            dry_run: false,
+            priority: view.priority,
+        }),
+        action_group_states: group_states(view),
+        create_time: Some(timestamp(view.create_time)),
+        last_refresh_time: Some(timestamp(view.last_refresh_time)),
+    }
+}
+
+fn mode(m: crate::engine::Mode) -> AvailabilityMode {
+    use crate::engine::Mode;
+    match m {
+        Mode::Strong => AvailabilityMode::Strong,
+        Mode::Weak => AvailabilityMode::Weak,
+        Mode::Force => AvailabilityMode::Force,
+        Mode::Smart => AvailabilityMode::Smart,
+    }
+}
+
+fn group_states(view: &TaskView) -> Vec<ActionGroupStates> {
+    view.groups
+        .iter()
+        .map(|g| ActionGroupStates {
+            action_states: g
+                .actions
+                .iter()
+                .map(|a| action_state(&view.uid, &g.id, a))
+                .collect(),
+        })
+        .collect()
+}
+
+fn action_state(task: &str, group: &str, a: &ActionView) -> ActionState {
+    let (status, reason, deadline) = match &a.status {
+        ActionStatus::Performed { deadline, .. } => (
+            WireStatus::Performed,
+            ActionReason::Ok,
+            Some(timestamp(*deadline)),
+        ),
+        ActionStatus::Pending { reason, .. } => {
+            (WireStatus::Pending, pending_reason(*reason), None)
+        }
+    };
+    ActionState {
+        action: Some(Action {
+            action: Some(action::Action::LockAction(LockAction {
+                scope: Some(scope(&a.scope)),
+                duration: a.duration.map(|d| prost_types::Duration {
+                    seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                    nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+                }),
+            })),
+        }),
+        action_uid: (!a.id.is_empty()).then(|| ActionUid {
+            task_uid: task.to_owned(),
+            group_id: group.to_owned(),
+            action_id: a.id.clone(),
+        }),
+        status: status as i32,
+        reason: reason as i32,
+        deadline,
+        details: a.details().to_owned(),
+    }
+}
+
+fn pending_reason(r: Reason) -> ActionReason {
+    match r {
+        Reason::Generic => ActionReason::Generic,
+        Reason::TooManyUnavailableVDisks => ActionReason::TooManyUnavailableVdisks,
+        Reason::TooManyUnavailableStateStorageRings => {
+            ActionReason::TooManyUnavailableStateStorageRings
+        }
+        Reason::DisabledNodesLimitReached => ActionReason::DisabledNodesLimitReached,
+        Reason::TenantDisabledNodesLimitReached => ActionReason::TenantDisabledNodesLimitReached,
+        Reason::SysTabletsNodeLimitReached => ActionReason::SysTabletsNodeLimitReached,
+    }
+}
+
+/// A scope on the wire.
+pub fn scope(s: &Scope) -> ActionScope {
+    let scope = match s {
+        Scope::Node(id) => action_scope::Scope::NodeId(*id),
+        Scope::Host(h) => action_scope::Scope::Host(h.clone()),
+        Scope::PDisk(k) => action_scope::Scope::Pdisk(PDisk {
+            pdisk: Some(p_disk::Pdisk::PdiskId(action_scope::PDiskId {
+                node_id: k.node,
+                pdisk_id: k.pdisk,
+            })),
+        }),
+        Scope::PDiskPath { host, path } => action_scope::Scope::Pdisk(PDisk {
+            pdisk: Some(p_disk::Pdisk::PdiskLocation(action_scope::PDiskLocation {
+                host: host.clone(),
+                path: path.clone(),
+            })),
+        }),
+    };
+    ActionScope { scope: Some(scope) }
+}
+
+/// One node of ListClusterNodes: the inventory's facts plus the engine's state.
+pub fn node(cluster: &Cluster, view: &NodeView) -> Option<Node> {
+    let n = cluster.node(view.id)?;
+    Some(Node {
+        node_id: n.id,
+        host: n.host.clone(),
+        port: n.port,
+        location: Some(NodeLocation {
+            data_center: n.location.data_center.clone(),
+            module: n.location.module.clone(),
+            rack: n.location.rack.clone(),
+            unit: n.location.unit.clone(),
+            ..NodeLocation::default()
+        }),
+        state: match view.state {
+            NodeState::Up => ItemState::Up,
+            NodeState::Maintenance => ItemState::Maintenance,
+            NodeState::Down => ItemState::Down,
+        } as i32,
+        r#type: Some(match &n.tenant {
+            Some(tenant) => node::Type::Dynamic(node::DynamicNode {
+                tenant: tenant.clone(),
+            }),
+            None => node::Type::Storage(node::StorageNode {}),
+        }),
+        start_time: view.up_since.map(timestamp),
+        // ydbops parses versions; "" means unknown and only gives a warning.
+        version: n.version.clone().unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_keep_milliseconds() {
+        let t = timestamp(Timestamp(1_700_000_000_123));
+        assert_eq!((t.seconds, t.nanos), (1_700_000_000, 123_000_000));
+    }
+}

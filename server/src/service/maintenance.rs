@@ -1,0 +1,270 @@
+//! `Ydb.Maintenance.V1.MaintenanceService`.
+//!
+//! Who may do what: anyone identified may read; operators create tasks and refresh, complete or
+//! drop their own; admins any task. The owner check runs inside the writer, on the same state
+//! the command then changes.
+
+use super::envelope::{bare, operation};
+use super::error::ServiceError;
+use super::{Context, decode, encode};
+use crate::engine::task::ActionStatus;
+use crate::engine::{TaskView, Timestamp};
+use crate::identity::Caller;
+use arbiter_proto::ydb::maintenance::v1::maintenance_service_server::MaintenanceService;
+use arbiter_proto::ydb::maintenance::{
+    CompleteActionRequest, CreateMaintenanceTaskRequest, DropMaintenanceTaskRequest,
+    GetMaintenanceTaskRequest, GetMaintenanceTaskResponse, GetMaintenanceTaskResult,
+    ListClusterNodesRequest, ListClusterNodesResponse, ListClusterNodesResult,
+    ListMaintenanceTasksRequest, ListMaintenanceTasksResponse, ListMaintenanceTasksResult,
+    MaintenanceTaskResponse, MaintenanceTaskResult, ManageActionResponse, ManageActionResult,
+    ManageMaintenanceTaskResponse, RefreshMaintenanceTaskRequest, manage_action_result,
+};
+use arbiter_proto::ydb::status_ids::StatusCode;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status};
+
+/// The maintenance service.
+#[derive(Debug, Clone)]
+pub struct Maintenance {
+    ctx: Context,
+}
+
+impl Maintenance {
+    /// Over the shared context.
+    pub fn new(ctx: Context) -> Maintenance {
+        Maintenance { ctx }
+    }
+
+    fn caller(&self, meta: &MetadataMap) -> Result<Caller, ServiceError> {
+        Ok(self.ctx.identity.resolve(meta)?)
+    }
+
+    async fn list_nodes(&self, meta: &MetadataMap) -> Result<ListClusterNodesResult, ServiceError> {
+        self.caller(meta)?;
+        self.ctx
+            .query(|s, _| {
+                let nodes = s
+                    .nodes()
+                    .iter()
+                    .filter_map(|v| encode::node(s.cluster(), v))
+                    .collect();
+                Ok(ListClusterNodesResult { nodes })
+            })
+            .await
+    }
+
+    async fn create(
+        &self,
+        meta: &MetadataMap,
+        req: CreateMaintenanceTaskRequest,
+    ) -> Result<MaintenanceTaskResult, ServiceError> {
+        let caller = self.caller(meta)?;
+        caller.require_operator("create tasks")?;
+        let req = decode::task_request(req, &caller.user, self.ctx.limits)?;
+        let dry_run = req.dry_run;
+        let (view, now) = self
+            .ctx
+            .command(move |s, now| Ok(s.create(req, now)?))
+            .await?;
+        if !dry_run {
+            tracing::info!(task = %view.uid, owner = %view.owner, mode = view.mode.name(),
+                priority = view.priority, actions = view.actions().count(), "task created");
+            log_grants(&view, now);
+        }
+        Ok(encode::task_result(&view))
+    }
+
+    async fn refresh(
+        &self,
+        meta: &MetadataMap,
+        uid: String,
+    ) -> Result<MaintenanceTaskResult, ServiceError> {
+        let caller = self.caller(meta)?;
+        let (view, now) = self
+            .ctx
+            .command(move |s, now| {
+                if let Some(owner) = s.task_owner(&uid) {
+                    caller.require_owner(&uid, owner)?;
+                }
+                Ok(s.refresh(&uid, now)?)
+            })
+            .await?;
+        log_grants(&view, now);
+        Ok(encode::task_result(&view))
+    }
+
+    async fn get(
+        &self,
+        meta: &MetadataMap,
+        uid: String,
+    ) -> Result<GetMaintenanceTaskResult, ServiceError> {
+        self.caller(meta)?;
+        let view = self
+            .ctx
+            .query(move |s, _| {
+                Ok(s.task(&uid)
+                    .ok_or(crate::engine::EngineError::TaskNotFound)?)
+            })
+            .await?;
+        Ok(encode::get_result(&view))
+    }
+
+    async fn list(
+        &self,
+        meta: &MetadataMap,
+        user: Option<String>,
+    ) -> Result<ListMaintenanceTasksResult, ServiceError> {
+        self.caller(meta)?;
+        let tasks_uids = self
+            .ctx
+            .query(move |s, _| Ok(s.task_uids(user.as_deref())))
+            .await?;
+        Ok(ListMaintenanceTasksResult { tasks_uids })
+    }
+
+    async fn drop_task(&self, meta: &MetadataMap, uid: String) -> Result<(), ServiceError> {
+        let caller = self.caller(meta)?;
+        let user = caller.user.clone();
+        let log_uid = uid.clone();
+        self.ctx
+            .command(move |s, now| {
+                if let Some(owner) = s.task_owner(&uid) {
+                    caller.require_owner(&uid, owner)?;
+                }
+                Ok(s.drop_task(&uid, now)?)
+            })
+            .await?;
+        tracing::info!(task = %log_uid, by = %user, outcome = "dropped", "task dropped");
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        meta: &MetadataMap,
+        req: CompleteActionRequest,
+    ) -> Result<ManageActionResult, ServiceError> {
+        let caller = self.caller(meta)?;
+        let uids = decode::action_uids(&req.action_uids);
+        let user = caller.user.clone();
+        let logged = uids.clone();
+        self.ctx
+            .command(move |s, now| {
+                for (task, _) in &uids {
+                    if let Some(owner) = s.task_owner(task) {
+                        caller.require_owner(task, owner)?;
+                    }
+                }
+                Ok(s.complete(&uids, now)?)
+            })
+            .await?;
+        for (task, action) in &logged {
+            tracing::info!(task = %task, action = %action, by = %user, outcome = "completed",
+                "action completed");
+        }
+        Ok(ManageActionResult {
+            action_statuses: req
+                .action_uids
+                .into_iter()
+                .map(|uid| manage_action_result::Status {
+                    action_uid: Some(uid),
+                    status: StatusCode::Success as i32,
+                })
+                .collect(),
+        })
+    }
+}
+
+/// One log line per lock granted by the command that ran at `now`.
+fn log_grants(view: &TaskView, now: Timestamp) {
+    for a in view.actions() {
+        if let ActionStatus::Performed {
+            granted_at,
+            deadline,
+            fencing_token,
+        } = a.status
+            && granted_at == now
+        {
+            tracing::info!(task = %view.uid, action = %a.id, scope = %a.scope,
+                outcome = "granted", fencing_token, deadline = %deadline, "lock granted");
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl MaintenanceService for Maintenance {
+    async fn list_cluster_nodes(
+        &self,
+        request: Request<ListClusterNodesRequest>,
+    ) -> Result<Response<ListClusterNodesResponse>, Status> {
+        let op = operation(self.list_nodes(request.metadata()).await);
+        Ok(Response::new(ListClusterNodesResponse {
+            operation: Some(op),
+        }))
+    }
+
+    async fn create_maintenance_task(
+        &self,
+        request: Request<CreateMaintenanceTaskRequest>,
+    ) -> Result<Response<MaintenanceTaskResponse>, Status> {
+        let (meta, _, req) = request.into_parts();
+        let op = operation(self.create(&meta, req).await);
+        Ok(Response::new(MaintenanceTaskResponse {
+            operation: Some(op),
+        }))
+    }
+
+    async fn refresh_maintenance_task(
+        &self,
+        request: Request<RefreshMaintenanceTaskRequest>,
+    ) -> Result<Response<MaintenanceTaskResponse>, Status> {
+        let (meta, _, req) = request.into_parts();
+        let op = operation(self.refresh(&meta, req.task_uid).await);
+        Ok(Response::new(MaintenanceTaskResponse {
+            operation: Some(op),
+        }))
+    }
+
+    async fn get_maintenance_task(
+        &self,
+        request: Request<GetMaintenanceTaskRequest>,
+    ) -> Result<Response<GetMaintenanceTaskResponse>, Status> {
+        let (meta, _, req) = request.into_parts();
+        let op = operation(self.get(&meta, req.task_uid).await);
+        Ok(Response::new(GetMaintenanceTaskResponse {
+            operation: Some(op),
+        }))
+    }
+
+    async fn list_maintenance_tasks(
+        &self,
+        request: Request<ListMaintenanceTasksRequest>,
+    ) -> Result<Response<ListMaintenanceTasksResponse>, Status> {
+        let (meta, _, req) = request.into_parts();
+        let op = operation(self.list(&meta, req.user).await);
+        Ok(Response::new(ListMaintenanceTasksResponse {
+            operation: Some(op),
+        }))
+    }
+
+    async fn drop_maintenance_task(
+        &self,
+        request: Request<DropMaintenanceTaskRequest>,
+    ) -> Result<Response<ManageMaintenanceTaskResponse>, Status> {
+        let (meta, _, req) = request.into_parts();
+        let op = bare(self.drop_task(&meta, req.task_uid).await);
+        Ok(Response::new(ManageMaintenanceTaskResponse {
+            operation: Some(op),
+        }))
+    }
+
+    async fn complete_action(
+        &self,
+        request: Request<CompleteActionRequest>,
+    ) -> Result<Response<ManageActionResponse>, Status> {
+        let (meta, _, req) = request.into_parts();
+        let op = operation(self.complete(&meta, req).await);
+        Ok(Response::new(ManageActionResponse {
+            operation: Some(op),
+        }))
+    }
+}

@@ -1,0 +1,61 @@
+//! The gRPC services: thin shells that decode a request, identify the caller, run one engine
+//! command through the single writer, and encode the reply.
+//!
+//! - [`maintenance`]: `Ydb.Maintenance.V1.MaintenanceService`, the 7 calls ydbops makes.
+//! - [`ydb_extras`]: the YDB calls ydbops makes besides maintenance (WhoAmI, ListDatabases,
+//!   Login).
+//! - [`arbiter_v1`]: Arbiter's own API (node state by hand).
+//! - [`decode`], [`encode`]: wire <-> engine; [`envelope`]: YDB's Operation; [`error`]: the one
+//!   mapping from refusals to status codes.
+
+pub mod arbiter_v1;
+pub mod decode;
+pub mod encode;
+pub mod envelope;
+pub mod error;
+pub mod maintenance;
+pub mod ydb_extras;
+
+use crate::engine::{Outcome, State, Timestamp};
+use crate::identity::Identity;
+use crate::writer::Writer;
+use decode::RequestLimits;
+use error::ServiceError;
+use std::sync::Arc;
+
+/// What every service shares.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The single writer that owns the engine.
+    pub writer: Writer,
+    /// Callers and their roles.
+    pub identity: Arc<Identity>,
+    /// Request limits beyond the engine's.
+    pub limits: RequestLimits,
+}
+
+impl Context {
+    /// Runs one engine command; answers with its value and the `now` it ran at, once its
+    /// changes are durable.
+    pub async fn command<T, F>(&self, f: F) -> Result<(T, Timestamp), ServiceError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut State, Timestamp) -> Result<Outcome<T>, ServiceError> + Send + 'static,
+    {
+        self.writer
+            .apply(move |state, now| match f(state, now) {
+                Ok(o) => (Ok((o.value, now)), o.changes),
+                Err(e) => (Err(e), Vec::new()),
+            })
+            .await?
+    }
+
+    /// Runs a query; it sees every change answered before it.
+    pub async fn query<T, F>(&self, f: F) -> Result<T, ServiceError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&State, Timestamp) -> Result<T, ServiceError> + Send + 'static,
+    {
+        self.writer.read(f).await?
+    }
+}

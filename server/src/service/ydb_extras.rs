@@ -1,0 +1,100 @@
+//! The YDB calls ydbops makes besides maintenance: WhoAmI (to learn its own user, the owner it
+//! filters tasks by), ListDatabases (to check its tenant list) and Login (password auth).
+
+use super::Context;
+use super::envelope::operation;
+use super::error::ServiceError;
+use crate::identity::Role;
+use arbiter_proto::ydb::auth::v1::auth_service_server::AuthService;
+use arbiter_proto::ydb::auth::{LoginRequest, LoginResponse, LoginResult};
+use arbiter_proto::ydb::cms::v1::cms_service_server::CmsService;
+use arbiter_proto::ydb::cms::{ListDatabasesRequest, ListDatabasesResponse, ListDatabasesResult};
+use arbiter_proto::ydb::discovery::v1::discovery_service_server::DiscoveryService;
+use arbiter_proto::ydb::discovery::{WhoAmIRequest, WhoAmIResponse, WhoAmIResult};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// Discovery, Cms and Auth, each with only what ydbops calls.
+#[derive(Debug, Clone)]
+pub struct YdbExtras {
+    ctx: Context,
+    /// The inventory's tenants, fixed for the server's life.
+    tenants: Arc<Vec<String>>,
+}
+
+impl YdbExtras {
+    /// Over the shared context and the inventory's tenant names.
+    pub fn new(ctx: Context, tenants: Vec<String>) -> YdbExtras {
+        YdbExtras {
+            ctx,
+            tenants: Arc::new(tenants),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl DiscoveryService for YdbExtras {
+    async fn who_am_i(
+        &self,
+        request: Request<WhoAmIRequest>,
+    ) -> Result<Response<WhoAmIResponse>, Status> {
+        let result = self
+            .ctx
+            .identity
+            .resolve(request.metadata())
+            .map(|c| WhoAmIResult {
+                user: c.user,
+                groups: Vec::new(),
+                is_administration_allowed: c.role == Role::Admin,
+                is_monitoring_allowed: true,
+                is_viewer_allowed: true,
+                is_database_allowed: true,
+                is_register_node_allowed: false,
+                is_bootstrap_allowed: false,
+            })
+            .map_err(ServiceError::from);
+        Ok(Response::new(WhoAmIResponse {
+            operation: Some(operation(result)),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl CmsService for YdbExtras {
+    async fn list_databases(
+        &self,
+        request: Request<ListDatabasesRequest>,
+    ) -> Result<Response<ListDatabasesResponse>, Status> {
+        let result = self
+            .ctx
+            .identity
+            .resolve(request.metadata())
+            .map(|_| ListDatabasesResult {
+                paths: self.tenants.as_ref().clone(),
+            })
+            .map_err(ServiceError::from);
+        Ok(Response::new(ListDatabasesResponse {
+            operation: Some(operation(result)),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl AuthService for YdbExtras {
+    async fn login(
+        &self,
+        request: Request<LoginRequest>,
+    ) -> Result<Response<LoginResponse>, Status> {
+        let req = request.into_inner();
+        let identity = self.ctx.identity.clone();
+        // argon2 verification is deliberately slow: keep it off the async workers.
+        let result = tokio::task::spawn_blocking(move || identity.login(&req.user, &req.password))
+            .await
+            .map_err(|e| Status::internal(format!("login task failed: {e}")))?
+            .map(|token| LoginResult { token })
+            .map_err(ServiceError::from);
+        Ok(Response::new(LoginResponse {
+            operation: Some(operation(result)),
+        }))
+    }
+}
