@@ -5,8 +5,9 @@
 //! kinds Arbiter does not perform.
 
 use super::error::ServiceError;
-use crate::engine::PDiskKey;
+use crate::engine::state::MAX_ID_LEN;
 use crate::engine::task::{LockRequest, Mode, Scope, TaskRequest};
+use crate::engine::{EngineError, PDiskKey};
 use arbiter_proto::ydb::maintenance::{
     ActionScope, ActionUid, AvailabilityMode, CreateMaintenanceTaskRequest, action, action_scope,
 };
@@ -124,9 +125,24 @@ fn duration(d: prost_types::Duration, limits: RequestLimits) -> Result<Duration,
 }
 
 /// CompleteAction's uids as (task uid, action id) pairs.
-pub fn action_uids(uids: &[ActionUid]) -> Vec<(String, String)> {
+pub fn action_uids(uids: &[ActionUid]) -> Result<Vec<(String, String)>, ServiceError> {
     uids.iter()
-        .map(|u| (u.task_uid.clone(), u.action_id.clone()))
+        .map(|u| {
+            for (field, value) in [
+                ("task_uid", &u.task_uid),
+                ("group_id", &u.group_id),
+                ("action_id", &u.action_id),
+            ] {
+                if value.len() > MAX_ID_LEN {
+                    return Err(EngineError::TooLong {
+                        field,
+                        max: MAX_ID_LEN,
+                    }
+                    .into());
+                }
+            }
+            Ok((u.task_uid.clone(), u.action_id.clone()))
+        })
         .collect()
 }
 
@@ -191,5 +207,17 @@ mod tests {
         let cordon = Some(action::Action::CordonAction(CordonAction::default()));
         let e = task_request(req(1, cordon), "me", LIMITS).expect_err("refused");
         assert!(matches!(e, ServiceError::Unsupported(_)));
+    }
+
+    #[test]
+    fn over_long_action_uids_are_refused() {
+        let uid = |action_id: String| ActionUid {
+            task_uid: "t".into(),
+            group_id: "0".into(),
+            action_id,
+        };
+        assert!(action_uids(&[uid("a-1".into())]).is_ok());
+        let e = action_uids(&[uid("x".repeat(129))]).expect_err("too long");
+        assert_eq!(e.to_string(), "action_id is longer than 128 bytes");
     }
 }

@@ -144,7 +144,7 @@ impl Maintenance {
         req: CompleteActionRequest,
     ) -> Result<ManageActionResult, ServiceError> {
         let caller = self.caller(meta)?;
-        let uids = decode::action_uids(&req.action_uids);
+        let uids = decode::action_uids(&req.action_uids)?;
         let user = caller.user.clone();
         let logged = uids.clone();
         self.ctx
