@@ -23,14 +23,11 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 
 /// The largest request the server decodes. A task of 100 000 single-node groups fits.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
-/// How long in-flight calls get to finish once shutdown starts.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// The store's file inside the data directory.
 pub const STORE_FILE: &str = "arbiter.redb";
 
@@ -146,7 +143,9 @@ pub fn open_store(dir: &Path) -> Result<RedbStore, AppError> {
 }
 
 /// Runs the server until `shutdown` resolves. `on_listening` learns the bound address (the
-/// binary prints it, so that a caller who asked for port 0 learns the port).
+/// binary prints it, so that a caller who asked for port 0 learns the port). After `shutdown`,
+/// calls in flight get `--shutdown-grace` to finish; then the writer stops regardless of
+/// connections that are still open.
 pub async fn run(
     config: Config,
     on_listening: impl FnOnce(SocketAddr),
@@ -230,6 +229,8 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
+    // Shutdown must not wait for handles that stalled connections may keep alive.
+    let stopper = ctx.writer.clone();
     drop(ctx);
 
     on_listening(addr);
@@ -245,19 +246,23 @@ pub async fn run(
         let _ = stop_tx.send(());
     };
     let serve = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    let shutdown_grace = config.shutdown_grace;
     let grace = async {
         let _ = stop_rx.await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
+        tokio::time::sleep(shutdown_grace).await;
     };
     tokio::select! {
         r = serve => r.map_err(|e| AppError::Io {
             what: "the gRPC server failed".into(),
             source: std::io::Error::other(e.to_string()),
         })?,
-        () = grace => tracing::warn!("calls still running after {SHUTDOWN_GRACE:?}; stopping anyway"),
+        () = grace => tracing::warn!(
+            "connections still open after {shutdown_grace:?}; stopping anyway"
+        ),
     }
-    // Every writer handle lived in the services, which are gone now: the writer drains its
-    // queue, commits, and stops.
+    // The writer finishes the batch it is running (committed and answered) and stops; anything
+    // still queued is answered UNAVAILABLE, which clients retry.
+    stopper.stop();
     tokio::task::spawn_blocking(move || writer_thread.join())
         .await
         .ok();

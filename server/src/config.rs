@@ -42,6 +42,10 @@ pub struct Config {
     #[arg(long, env = "ARBITER_DEFAULT_RETRY_AFTER", value_parser = duration)]
     pub default_retry_after: Option<Duration>,
 
+    /// How long calls in flight get to finish after SIGINT/SIGTERM before the server exits.
+    #[arg(long, env = "ARBITER_SHUTDOWN_GRACE", default_value = "10s", value_parser = duration)]
+    pub shutdown_grace: Duration,
+
     /// Log line format.
     #[arg(long, env = "ARBITER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

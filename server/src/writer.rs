@@ -17,6 +17,8 @@
 
 use crate::engine::{Change, State, Timestamp};
 use crate::store::Store;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -46,10 +48,12 @@ pub enum WriterError {
 type Ran = (Vec<Change>, Box<dyn FnOnce(Result<(), WriterError>) + Send>);
 type Job = Box<dyn FnOnce(&mut State, Timestamp) -> Ran + Send>;
 
-/// A cloneable handle for submitting jobs. The writer stops when every handle is dropped.
+/// A cloneable handle for submitting jobs. The writer stops when every handle is dropped, or
+/// when [`Writer::stop`] is called.
 #[derive(Clone)]
 pub struct Writer {
     tx: SyncSender<Job>,
+    stopping: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -62,10 +66,23 @@ impl Writer {
     /// Starts the writer thread over a restored state and its store.
     pub fn start(state: State, store: Box<dyn Store>) -> std::io::Result<(Writer, JoinHandle<()>)> {
         let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let flag = stopping.clone();
         let handle = std::thread::Builder::new()
             .name("arbiter-writer".into())
-            .spawn(move || Loop::new(state, store).run(&rx))?;
-        Ok((Writer { tx }, handle))
+            .spawn(move || Loop::new(state, store).run(&rx, &flag))?;
+        Ok((Writer { tx, stopping }, handle))
+    }
+
+    /// Makes the writer stop after the batch it is running (committed and answered). Later
+    /// calls, and jobs still queued, are answered with [`WriterError::Stopped`]. For shutdown
+    /// when some connections still hold handles.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        // Wake an idle writer; if the queue is full it is busy and sees the flag soon anyway.
+        let _ = self
+            .tx
+            .try_send(Box::new(|_, _| (Vec::new(), Box::new(|_| {}))));
     }
 
     /// Runs `f` on the engine, in arrival order, and returns its value once its changes are
@@ -133,8 +150,8 @@ impl Loop {
         self.last_now
     }
 
-    fn run(mut self, rx: &Receiver<Job>) {
-        loop {
+    fn run(mut self, rx: &Receiver<Job>, stopping: &AtomicBool) {
+        while !stopping.load(Ordering::SeqCst) {
             let first = match self.state.next_deadline() {
                 Some(deadline) => {
                     let wait = deadline.since(self.now());
@@ -223,8 +240,8 @@ mod tests {
     use crate::engine::inventory::{self, Format};
     use crate::engine::task::{LockRequest, Mode, Scope, TaskRequest};
     use crate::store::{MemoryStore, StoreError};
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
 
     fn state() -> State {
         let text = "[limits]\nmax_unavailable_ratio = 0\n[[nodes]]\nid = 1\nhost = \"h1\"\nport = 1\n\
@@ -326,6 +343,22 @@ mod tests {
         assert!(store.inner.load().expect("load").tasks.is_empty());
         drop(writer);
         handle.join().expect("writer thread");
+    }
+
+    #[test]
+    fn stop_ends_the_writer_while_handles_remain() {
+        let store = Arc::new(Flaky::default());
+        let (writer, handle) = Writer::start(state(), Box::new(store.clone())).expect("start");
+        let granted =
+            runtime().block_on(create(&writer, request("t1", 1, Duration::from_secs(60))));
+        assert_eq!(granted, Ok(true));
+        writer.stop();
+        handle
+            .join()
+            .expect("the writer stops although `writer` is still alive");
+        let late = runtime().block_on(writer.read(|s, _| s.lock_count()));
+        assert_eq!(late, Err(WriterError::Stopped));
+        assert!(store.inner.load().expect("load").tasks.contains_key("t1"));
     }
 
     #[test]

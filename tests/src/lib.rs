@@ -1,3 +1,819 @@
-//! End-to-end test support: starting the real `arbiter-server` binary on an ephemeral port.
+//! End-to-end test support: the real `arbiter-server` binary on an ephemeral port, driven by
+//! the generated gRPC clients.
 //!
-//! Empty until the server serves gRPC; the engine is tested inside `arbiter-server` meanwhile.
+//! - [`ServerProcess`] starts the binary with `--listen 127.0.0.1:0` on a fresh data directory,
+//!   learns its address from the first stdout line (`listening on ADDR`, the readiness signal),
+//!   and can stop it gracefully ([`ServerProcess::terminate`]), crash it
+//!   ([`ServerProcess::kill9`]) and start it again on the same data ([`ServerProcess::restart`]).
+//!   The server's stderr goes to a file that is printed when a test panics.
+//! - [`Client`] wraps every call the server serves; it asserts that the gRPC call itself
+//!   succeeded and that the YDB operation is `ready`, and hands back the operation.
+//! - [`unpack`], [`success`] and [`refusal`] read the operation's packed result and issues.
+//! - [`lock`], [`task`] and friends build requests.
+//!
+//! The binary is found through `ARBITER_SERVER_BIN`, else in `$CARGO_TARGET_DIR/debug`, else in
+//! `<workspace>/target/debug`. Build it first: `cargo build -p arbiter-server --bin
+//! arbiter-server`.
+
+use arbiter_proto::ydb::auth::v1::auth_service_client::AuthServiceClient;
+use arbiter_proto::ydb::auth::{LoginRequest, LoginResponse};
+use arbiter_proto::ydb::cms::v1::cms_service_client::CmsServiceClient;
+use arbiter_proto::ydb::cms::{ListDatabasesRequest, ListDatabasesResponse};
+use arbiter_proto::ydb::discovery::v1::discovery_service_client::DiscoveryServiceClient;
+use arbiter_proto::ydb::discovery::{WhoAmIRequest, WhoAmIResponse};
+use arbiter_proto::ydb::maintenance::v1::maintenance_service_client::MaintenanceServiceClient;
+use arbiter_proto::ydb::maintenance::{
+    Action, ActionGroup, ActionScope, ActionState, ActionUid, AvailabilityMode,
+    CompleteActionRequest, CreateMaintenanceTaskRequest, DropMaintenanceTaskRequest,
+    GetMaintenanceTaskRequest, ListClusterNodesRequest, ListMaintenanceTasksRequest, LockAction,
+    MaintenanceTaskOptions, RefreshMaintenanceTaskRequest, action, action_scope,
+};
+use arbiter_proto::ydb::operations::Operation;
+use arbiter_proto::ydb::status_ids::StatusCode;
+use prost::bytes::{Buf, BufMut};
+use prost::{Message, Name};
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+use tempfile::TempDir;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::transport::Channel;
+
+pub use arbiter_proto as proto;
+
+/// How long the server may take to print its address.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the server may take to exit once told to (or once it failed to start).
+pub const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// YDB's issue severity for errors.
+pub const SEVERITY_ERROR: u32 = 1;
+
+/// The workspace root (the parent of this crate).
+pub fn workspace_dir() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// The example inventory: 9 storage nodes, 3 dynamic nodes of `/Root/db1`, and a cluster
+/// limit of one unavailable node.
+pub fn example_inventory() -> PathBuf {
+    workspace_dir().join("examples").join("cluster-9.toml")
+}
+
+/// An inventory of five nodes with no failure domains and at most two unavailable at once;
+/// locks last 10 minutes unless asked otherwise.
+pub const FIVE_NODES: &str = r#"
+[defaults]
+lock_duration = "10m"
+retry_after = "1m"
+
+[limits]
+max_unavailable_nodes = 2
+max_unavailable_ratio = 0
+
+[[nodes]]
+id = 1
+host = "node-1.example"
+port = 19001
+
+[[nodes]]
+id = 2
+host = "node-2.example"
+port = 19001
+
+[[nodes]]
+id = 3
+host = "node-3.example"
+port = 19001
+
+[[nodes]]
+id = 4
+host = "node-4.example"
+port = 19001
+
+[[nodes]]
+id = 5
+host = "node-5.example"
+port = 19001
+"#;
+
+/// Where the `arbiter-server` binary is; panics with how to build it when it is missing.
+pub fn server_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("ARBITER_SERVER_BIN") {
+        let bin = PathBuf::from(bin);
+        assert!(
+            bin.is_file(),
+            "ARBITER_SERVER_BIN={} is not a file",
+            bin.display()
+        );
+        return bin;
+    }
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                workspace_dir().join(dir)
+            }
+        }
+        None => workspace_dir().join("target"),
+    };
+    let bin = target
+        .join("debug")
+        .join(format!("arbiter-server{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build -p arbiter-server --bin arbiter-server` first \
+         (or point ARBITER_SERVER_BIN at the binary)",
+        bin.display()
+    );
+    bin
+}
+
+/// A command for the server binary with no `ARBITER_*` variable inherited from the caller
+/// (every option also reads one).
+pub fn server_command() -> Command {
+    let mut cmd = Command::new(server_binary());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("ARBITER_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// Runs the server binary with `args` and `stdin` to its exit (bounded by [`EXIT_TIMEOUT`]).
+pub fn run_to_exit(args: &[&std::ffi::OsStr], stdin: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = server_command()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn arbiter-server");
+    if let Some(mut input) = child.stdin.take() {
+        // The process may exit without reading: a broken pipe is fine then.
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(EXIT_TIMEOUT) {
+        Ok(out) => out.expect("wait for arbiter-server"),
+        Err(_) => {
+            signal(pid, rustix::process::Signal::KILL);
+            panic!("arbiter-server {args:?} did not exit within {EXIT_TIMEOUT:?}");
+        }
+    }
+}
+
+/// Hashes a password with `arbiter-server --hash-password` (the PHC string it prints).
+pub fn hash_password(password: &str) -> String {
+    let out = run_to_exit(&["--hash-password".as_ref()], &format!("{password}\n"));
+    assert!(
+        out.status.success(),
+        "--hash-password failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hash = String::from_utf8(out.stdout).expect("utf-8 hash");
+    let hash = hash.trim().to_owned();
+    assert!(hash.starts_with("$argon2"), "not a PHC string: {hash:?}");
+    hash
+}
+
+fn signal(pid: u32, sig: rustix::process::Signal) {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .expect("a valid pid");
+    // The process may have exited already; then there is nothing to signal.
+    let _ = rustix::process::kill_process(pid, sig);
+}
+
+/// Waits for `child` to exit, at most [`EXIT_TIMEOUT`]; kills it and panics after that.
+fn wait_bounded(mut child: Child, what: &str) -> ExitStatus {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    match rx.recv_timeout(EXIT_TIMEOUT) {
+        Ok(status) => status.expect("wait for arbiter-server"),
+        Err(_) => {
+            signal(pid, rustix::process::Signal::KILL);
+            panic!("arbiter-server did not exit within {EXIT_TIMEOUT:?} after {what}");
+        }
+    }
+}
+
+/// A temporary directory for the files a test hands the server (inventories, auth files).
+#[derive(Debug)]
+pub struct Files {
+    dir: TempDir,
+}
+
+impl Files {
+    /// A fresh, empty directory.
+    pub fn new() -> Files {
+        Files {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// Writes `contents` to `name` in the directory and returns the path.
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).expect("write test file");
+        path
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Default for Files {
+    fn default() -> Files {
+        Files::new()
+    }
+}
+
+/// A running (or stopped) `arbiter-server` process with its own data directory.
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: Option<Child>,
+    addr: SocketAddr,
+    /// Holds `data/` and one `stderr-N.log` per start.
+    dir: TempDir,
+    inventory: PathBuf,
+    extra: Vec<OsString>,
+    logs: Vec<PathBuf>,
+}
+
+impl ServerProcess {
+    /// Starts the server on `inventory` with no extra options.
+    pub fn start(inventory: impl AsRef<Path>) -> ServerProcess {
+        ServerProcess::start_with::<&str>(inventory, &[])
+    }
+
+    /// Starts the server on `inventory` with `extra` options (e.g. `["--auth", path]`).
+    pub fn start_with<S: AsRef<std::ffi::OsStr>>(
+        inventory: impl AsRef<Path>,
+        extra: &[S],
+    ) -> ServerProcess {
+        let mut server = ServerProcess {
+            child: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dir: tempfile::tempdir().expect("temp dir"),
+            inventory: inventory.as_ref().to_path_buf(),
+            extra: extra.iter().map(|s| s.as_ref().to_os_string()).collect(),
+            logs: Vec::new(),
+        };
+        server.spawn();
+        server
+    }
+
+    /// The data directory (the same across restarts).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The address of the running server.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A new connection to the server.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .expect("a valid uri")
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.addr))
+    }
+
+    /// A [`Client`] that sends `ticket` in `x-ydb-auth-ticket` (none: no ticket).
+    pub async fn client(&self, ticket: Option<&str>) -> Client {
+        Client::new(self.channel().await, ticket)
+    }
+
+    /// Everything the server wrote to stderr, over all its starts.
+    pub fn stderr(&self) -> String {
+        let mut all = String::new();
+        for (i, log) in self.logs.iter().enumerate() {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            all.push_str(&format!(
+                "--- arbiter-server stderr, start #{} ---\n",
+                i + 1
+            ));
+            all.push_str(&text);
+        }
+        all
+    }
+
+    /// Sends SIGTERM and waits for the exit (bounded).
+    pub fn terminate(&mut self) -> ExitStatus {
+        let child = self.child.take().expect("the server is running");
+        signal(child.id(), rustix::process::Signal::TERM);
+        wait_bounded(child, "SIGTERM")
+    }
+
+    /// Sends SIGTERM and waits at most `timeout` for the exit; `None` (after a SIGKILL) when
+    /// the server did not exit in time.
+    pub fn terminate_within(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take().expect("the server is running");
+        signal(child.id(), rustix::process::Signal::TERM);
+        let pid = child.id();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        match rx.recv_timeout(timeout) {
+            Ok(status) => Some(status.expect("wait for arbiter-server")),
+            Err(_) => {
+                signal(pid, rustix::process::Signal::KILL);
+                let _ = rx.recv_timeout(EXIT_TIMEOUT);
+                None
+            }
+        }
+    }
+
+    /// Kills the server with SIGKILL: no shutdown code runs.
+    pub fn kill9(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("the server is running");
+        child.kill().expect("SIGKILL");
+        wait_bounded(child, "SIGKILL")
+    }
+
+    /// Starts the server again on the same data directory, inventory and options. Stop it
+    /// first ([`ServerProcess::terminate`] or [`ServerProcess::kill9`]). The port changes.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the server before restarting it");
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        let log_path = self
+            .dir
+            .path()
+            .join(format!("stderr-{}.log", self.logs.len() + 1));
+        let log = File::create(&log_path).expect("create the stderr log");
+        self.logs.push(log_path);
+        let mut child = server_command()
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--inventory")
+            .arg(&self.inventory)
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn arbiter-server");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let first = reader.read_line(&mut line).map(|_| line);
+            let _ = tx.send(first);
+            // Keep the pipe open and drained for as long as the process lives.
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let first = rx.recv_timeout(START_TIMEOUT);
+        let addr = match &first {
+            Ok(Ok(line)) => line
+                .trim_end()
+                .strip_prefix("listening on ")
+                .and_then(|a| a.parse::<SocketAddr>().ok()),
+            _ => None,
+        };
+        self.child = Some(child);
+        match addr {
+            Some(addr) => self.addr = addr,
+            None => {
+                if let Some(mut child) = self.child.take() {
+                    let _ = child.kill();
+                    let _ = wait_bounded(child, "a failed start");
+                }
+                // Drop prints the server's stderr.
+                panic!("arbiter-server did not announce `listening on ADDR` (got {first:?})");
+            }
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("{}", self.stderr());
+        }
+    }
+}
+
+/// Every call the server serves, with an optional ticket. Each method asserts that the gRPC
+/// call succeeded and that the operation is ready, and returns the operation.
+#[derive(Debug, Clone)]
+pub struct Client {
+    channel: Channel,
+    ticket: Option<(&'static str, String)>,
+}
+
+impl Client {
+    /// A client on `channel` that sends `ticket` in `x-ydb-auth-ticket`.
+    pub fn new(channel: Channel, ticket: Option<&str>) -> Client {
+        Client {
+            channel,
+            ticket: ticket.map(|t| ("x-ydb-auth-ticket", t.to_owned())),
+        }
+    }
+
+    /// The same connection, sending `authorization: Bearer TOKEN` instead.
+    pub fn with_bearer(&self, token: &str) -> Client {
+        Client {
+            channel: self.channel.clone(),
+            ticket: Some(("authorization", format!("Bearer {token}"))),
+        }
+    }
+
+    /// The same connection with another ticket in `x-ydb-auth-ticket` (none: no ticket).
+    pub fn with_ticket(&self, ticket: Option<&str>) -> Client {
+        Client::new(self.channel.clone(), ticket)
+    }
+
+    /// The connection.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// `msg` as a request carrying this client's ticket.
+    pub fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(msg);
+        if let Some((header, value)) = &self.ticket {
+            req.metadata_mut()
+                .insert(*header, value.parse().expect("an ASCII ticket"));
+        }
+        req
+    }
+
+    /// The generated maintenance client on this connection.
+    pub fn maintenance(&self) -> MaintenanceServiceClient<Channel> {
+        MaintenanceServiceClient::new(self.channel.clone())
+    }
+
+    /// ListClusterNodes.
+    pub async fn list_nodes(&self) -> Operation {
+        let r = self
+            .maintenance()
+            .list_cluster_nodes(self.request(ListClusterNodesRequest::default()))
+            .await;
+        ready(r.map(|r| r.into_inner().operation), "ListClusterNodes")
+    }
+
+    /// CreateMaintenanceTask.
+    pub async fn create(&self, req: CreateMaintenanceTaskRequest) -> Operation {
+        let r = self
+            .maintenance()
+            .create_maintenance_task(self.request(req))
+            .await;
+        ready(r.map(|r| r.into_inner().operation), "CreateMaintenanceTask")
+    }
+
+    /// RefreshMaintenanceTask.
+    pub async fn refresh(&self, uid: &str) -> Operation {
+        let req = RefreshMaintenanceTaskRequest {
+            task_uid: uid.to_owned(),
+            ..Default::default()
+        };
+        let r = self
+            .maintenance()
+            .refresh_maintenance_task(self.request(req))
+            .await;
+        ready(
+            r.map(|r| r.into_inner().operation),
+            "RefreshMaintenanceTask",
+        )
+    }
+
+    /// GetMaintenanceTask.
+    pub async fn get(&self, uid: &str) -> Operation {
+        let req = GetMaintenanceTaskRequest {
+            task_uid: uid.to_owned(),
+            ..Default::default()
+        };
+        let r = self
+            .maintenance()
+            .get_maintenance_task(self.request(req))
+            .await;
+        ready(r.map(|r| r.into_inner().operation), "GetMaintenanceTask")
+    }
+
+    /// ListMaintenanceTasks, all tasks or one user's.
+    pub async fn list(&self, user: Option<&str>) -> Operation {
+        let req = ListMaintenanceTasksRequest {
+            user: user.map(str::to_owned),
+            ..Default::default()
+        };
+        let r = self
+            .maintenance()
+            .list_maintenance_tasks(self.request(req))
+            .await;
+        ready(r.map(|r| r.into_inner().operation), "ListMaintenanceTasks")
+    }
+
+    /// DropMaintenanceTask.
+    pub async fn drop_task(&self, uid: &str) -> Operation {
+        let req = DropMaintenanceTaskRequest {
+            task_uid: uid.to_owned(),
+            ..Default::default()
+        };
+        let r = self
+            .maintenance()
+            .drop_maintenance_task(self.request(req))
+            .await;
+        ready(r.map(|r| r.into_inner().operation), "DropMaintenanceTask")
+    }
+
+    /// CompleteAction.
+    pub async fn complete(&self, uids: Vec<ActionUid>) -> Operation {
+        let req = CompleteActionRequest {
+            action_uids: uids,
+            ..Default::default()
+        };
+        let r = self.maintenance().complete_action(self.request(req)).await;
+        ready(r.map(|r| r.into_inner().operation), "CompleteAction")
+    }
+
+    /// Ydb.Discovery WhoAmI.
+    pub async fn who_am_i(&self) -> Operation {
+        let r = DiscoveryServiceClient::new(self.channel.clone())
+            .who_am_i(self.request(WhoAmIRequest::default()))
+            .await;
+        ready(
+            r.map(|r: tonic::Response<WhoAmIResponse>| r.into_inner().operation),
+            "WhoAmI",
+        )
+    }
+
+    /// Ydb.Cms ListDatabases.
+    pub async fn list_databases(&self) -> Operation {
+        let r = CmsServiceClient::new(self.channel.clone())
+            .list_databases(self.request(ListDatabasesRequest::default()))
+            .await;
+        ready(
+            r.map(|r: tonic::Response<ListDatabasesResponse>| r.into_inner().operation),
+            "ListDatabases",
+        )
+    }
+
+    /// Ydb.Auth Login.
+    pub async fn login(&self, user: &str, password: &str) -> Operation {
+        let req = LoginRequest {
+            user: user.to_owned(),
+            password: password.to_owned(),
+            ..Default::default()
+        };
+        let r = AuthServiceClient::new(self.channel.clone())
+            .login(self.request(req))
+            .await;
+        ready(
+            r.map(|r: tonic::Response<LoginResponse>| r.into_inner().operation),
+            "Login",
+        )
+    }
+}
+
+fn ready(r: Result<Option<Operation>, tonic::Status>, call: &str) -> Operation {
+    let op = r
+        .unwrap_or_else(|s| panic!("{call}: gRPC status {s:?}, want OK"))
+        .unwrap_or_else(|| panic!("{call}: the response has no operation"));
+    assert!(op.ready, "{call}: operation.ready must be true: {op:?}");
+    assert!(
+        op.id.is_empty(),
+        "{call}: operation.id must be empty: {op:?}"
+    );
+    op
+}
+
+/// The operation's status code.
+pub fn status(op: &Operation) -> StatusCode {
+    StatusCode::try_from(op.status)
+        .unwrap_or_else(|_| panic!("unknown status code {} in {op:?}", op.status))
+}
+
+/// The full type URL of `M`, e.g. `type.googleapis.com/Ydb.Maintenance.MaintenanceTaskResult`.
+pub fn type_url<M: Name>() -> String {
+    format!("type.googleapis.com/{}", M::full_name())
+}
+
+/// The packed result as raw bytes, after checking that its type URL is exactly `M`'s.
+pub fn result_bytes<M: Name>(op: &Operation) -> Vec<u8> {
+    let any = op
+        .result
+        .as_ref()
+        .unwrap_or_else(|| panic!("no packed result in {op:?}"));
+    assert_eq!(any.type_url, type_url::<M>(), "type URL of the result");
+    any.value.clone()
+}
+
+/// The packed result decoded as `M`, after checking its type URL.
+pub fn unpack<M: Message + Name + Default>(op: &Operation) -> M {
+    M::decode(result_bytes::<M>(op).as_slice()).expect("the result decodes")
+}
+
+/// Asserts SUCCESS without issues and returns the result decoded as `M`.
+pub fn success<M: Message + Name + Default>(op: &Operation) -> M {
+    assert_eq!(status(op), StatusCode::Success, "{op:?}");
+    assert!(op.issues.is_empty(), "a success carries no issues: {op:?}");
+    unpack(op)
+}
+
+/// Asserts a refusal with `code` and exactly one error issue; returns the issue's message.
+pub fn refusal(op: &Operation, code: StatusCode) -> String {
+    assert_eq!(status(op), code, "{op:?}");
+    assert_eq!(op.issues.len(), 1, "exactly one issue: {op:?}");
+    assert_eq!(op.issues[0].severity, SEVERITY_ERROR, "severity: {op:?}");
+    op.issues[0].message.clone()
+}
+
+/// Asserts a refusal with `code`, one issue, and an EMPTY packed result of type `M`; returns
+/// the issue's message.
+pub fn refusal_of<M: Name>(op: &Operation, code: StatusCode) -> String {
+    let message = refusal(op, code);
+    assert!(
+        result_bytes::<M>(op).is_empty(),
+        "a refusal packs an empty result: {op:?}"
+    );
+    message
+}
+
+/// A lock on node `node`, for `seconds` (none: the default duration).
+pub fn lock(node: u32, seconds: Option<i64>) -> Action {
+    Action {
+        action: Some(action::Action::LockAction(LockAction {
+            scope: Some(ActionScope {
+                scope: Some(action_scope::Scope::NodeId(node)),
+            }),
+            duration: seconds.map(|seconds| prost_types::Duration { seconds, nanos: 0 }),
+        })),
+    }
+}
+
+/// A CreateMaintenanceTask request with `groups` of actions.
+pub fn task(
+    uid: &str,
+    mode: AvailabilityMode,
+    groups: Vec<Vec<Action>>,
+) -> CreateMaintenanceTaskRequest {
+    CreateMaintenanceTaskRequest {
+        operation_params: None,
+        task_options: Some(MaintenanceTaskOptions {
+            task_uid: uid.to_owned(),
+            description: format!("e2e task {uid}"),
+            availability_mode: mode as i32,
+            dry_run: false,
+            priority: 0,
+        }),
+        action_groups: groups
+            .into_iter()
+            .map(|actions| ActionGroup { actions })
+            .collect(),
+    }
+}
+
+/// A strong-mode task with one group per node, each a lock of the default duration.
+pub fn node_locks(uid: &str, nodes: &[u32]) -> CreateMaintenanceTaskRequest {
+    task(
+        uid,
+        AvailabilityMode::Strong,
+        nodes.iter().map(|&n| vec![lock(n, None)]).collect(),
+    )
+}
+
+/// Every action state of a result, in group order.
+pub fn states<'a>(
+    groups: impl IntoIterator<Item = &'a arbiter_proto::ydb::maintenance::ActionGroupStates>,
+) -> Vec<&'a ActionState> {
+    groups
+        .into_iter()
+        .flat_map(|g| g.action_states.iter())
+        .collect()
+}
+
+/// The node an action state locks (its echoed lock action's node id).
+pub fn node_of(state: &ActionState) -> u32 {
+    match state.action.as_ref().and_then(|a| a.action.as_ref()) {
+        Some(action::Action::LockAction(LockAction {
+            scope:
+                Some(ActionScope {
+                    scope: Some(action_scope::Scope::NodeId(n)),
+                }),
+            ..
+        })) => *n,
+        other => panic!("not a node lock: {other:?}"),
+    }
+}
+
+/// The action uid of a state (every non-dry-run action has one).
+pub fn uid_of(state: &ActionState) -> ActionUid {
+    state
+        .action_uid
+        .clone()
+        .unwrap_or_else(|| panic!("an action without a uid: {state:?}"))
+}
+
+/// The number N of an action id `a-N`.
+pub fn action_number(state: &ActionState) -> u64 {
+    let id = uid_of(state).action_id;
+    id.strip_prefix("a-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("action id {id:?} is not a-N"))
+}
+
+/// Whether an action state is PERFORMED.
+pub fn is_performed(state: &ActionState) -> bool {
+    state.status == arbiter_proto::ydb::maintenance::action_state::ActionStatus::Performed as i32
+}
+
+/// Whether an action state is PENDING.
+pub fn is_pending(state: &ActionState) -> bool {
+    state.status == arbiter_proto::ydb::maintenance::action_state::ActionStatus::Pending as i32
+}
+
+/// A codec that sends and receives message bodies as raw bytes: for requests that are not
+/// valid protobuf.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawCodec;
+
+/// [`RawCodec`]'s encoder and decoder.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawBytes;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawBytes;
+    type Decoder = RawBytes;
+
+    fn encoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+
+    fn decoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+}
+
+impl Encoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let mut out = vec![0; src.remaining()];
+        src.copy_to_slice(&mut out);
+        Ok(Some(out))
+    }
+}
+
+/// Sends `body` as the message of a unary call to `path` (e.g.
+/// `/Ydb.Maintenance.V1.MaintenanceService/CreateMaintenanceTask`); the reply's raw bytes.
+pub async fn raw_unary(
+    channel: Channel,
+    path: &'static str,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+    grpc.unary(tonic::Request::new(body), path, RawCodec)
+        .await
+        .map(tonic::Response::into_inner)
+}
