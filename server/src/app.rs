@@ -2,10 +2,10 @@
 //! writer, serve every gRPC service, and shut down gracefully.
 
 use crate::config::Config;
-use crate::engine::cluster::Defaults;
-use crate::engine::inventory::{self, Format};
-use crate::engine::{Cluster, State};
+use crate::engine::{HealthConfig, State};
+use crate::identity::sessions::Sessions;
 use crate::identity::{Identity, auth_file};
+use crate::inventory_file::{InventoryFile, InventoryFileError};
 use crate::service::Context;
 use crate::service::arbiter_v1::ArbiterApi;
 use crate::service::decode::RequestLimits;
@@ -23,6 +23,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 
@@ -81,45 +82,40 @@ impl AppError {
     }
 }
 
-/// Loads the inventory, with the command line's default durations applied.
-pub fn load_cluster(config: &Config) -> Result<Cluster, AppError> {
+/// The inventory file as the command line describes it.
+pub fn inventory_file(config: &Config) -> Result<InventoryFile, AppError> {
     let path = config
         .inventory
         .clone()
         .ok_or_else(|| AppError::Options("--inventory is required".into()))?;
-    let fail = |message: String| AppError::Inventory {
-        path: path.clone(),
-        message,
-    };
-    let format = Format::from_file_name(&path.to_string_lossy())
-        .ok_or_else(|| fail("unknown file type: name it *.toml or *.json".into()))?;
-    let text = std::fs::read_to_string(&path).map_err(|e| fail(format!("cannot read: {e}")))?;
-    let mut cluster = inventory::parse(&text, format).map_err(|e| fail(e.to_string()))?;
-    let inv = cluster.defaults();
-    let defaults = Defaults {
-        lock_duration: config.default_lock_duration.unwrap_or(inv.lock_duration),
-        retry_after: config.default_retry_after.unwrap_or(inv.retry_after),
-    };
-    if defaults.lock_duration > config.max_lock_duration {
-        let source = if config.default_lock_duration.is_some() {
-            "--default-lock-duration".to_owned()
-        } else {
-            format!("{}: defaults.lock_duration", path.display())
-        };
-        return Err(AppError::Options(format!(
-            "{source} ({}) exceeds --max-lock-duration ({})",
-            humantime::format_duration(defaults.lock_duration),
-            humantime::format_duration(config.max_lock_duration)
-        )));
-    }
-    cluster.set_defaults(defaults);
-    Ok(cluster)
+    Ok(InventoryFile {
+        path,
+        lock_duration: config.default_lock_duration,
+        retry_after: config.default_retry_after,
+        max_lock_duration: config.max_lock_duration,
+    })
 }
 
-/// Loads the auth file, or open mode without one.
+impl From<InventoryFileError> for AppError {
+    fn from(e: InventoryFileError) -> AppError {
+        match e {
+            InventoryFileError::Invalid { path, message } => AppError::Inventory { path, message },
+            InventoryFileError::Options(message) => AppError::Options(message),
+        }
+    }
+}
+
+/// Loads the auth file (or open mode without one) and the session key in the data directory.
 pub fn load_identity(config: &Config) -> Result<Identity, AppError> {
+    let sessions = Sessions::load_or_create(&config.data_dir).map_err(|source| AppError::Io {
+        what: format!(
+            "cannot use the session key in {}",
+            config.data_dir.display()
+        ),
+        source,
+    })?;
     let Some(path) = &config.auth else {
-        return Ok(Identity::open());
+        return Ok(Identity::open(sessions));
     };
     let fail = |message: String| AppError::AuthFile {
         path: path.clone(),
@@ -127,7 +123,7 @@ pub fn load_identity(config: &Config) -> Result<Identity, AppError> {
     };
     let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
     let users = auth_file::parse(&text).map_err(|e| fail(e.to_string()))?;
-    Ok(Identity::with_users(users))
+    Ok(Identity::with_users(users, sessions))
 }
 
 /// Opens the store in the data directory.
@@ -151,14 +147,31 @@ pub async fn run(
     on_listening: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
-    let cluster = Arc::new(load_cluster(&config)?);
-    let identity = Arc::new(load_identity(&config)?);
+    let inventory = Arc::new(inventory_file(&config)?);
+    let cluster = Arc::new(inventory.load()?);
     let store = open_store(&config.data_dir)?;
+    let identity = Arc::new(load_identity(&config)?);
     let snapshot = store.load().map_err(|source| AppError::Store {
         path: config.data_dir.clone(),
         source,
     })?;
-    let state = State::restore(cluster.clone(), snapshot);
+    let stranded = State::stranded_locks(&cluster, &snapshot);
+    if !stranded.is_empty() {
+        return Err(AppError::Inventory {
+            path: inventory.path.clone(),
+            message: format!(
+                "the store in {} holds live locks on what this inventory does not have: {}; \
+                 start with the old inventory and complete or drop those tasks first",
+                config.data_dir.display(),
+                stranded.join(", ")
+            ),
+        });
+    }
+    let mut state = State::restore(cluster.clone(), snapshot);
+    state.set_health(HealthConfig {
+        heartbeat_timeout: config.heartbeat_timeout,
+        settle: config.settle_time,
+    });
     tracing::info!(
         nodes = cluster.node_count(),
         tasks = state.task_uids(None).len(),
@@ -183,17 +196,23 @@ pub async fn run(
         source,
     })?;
 
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
     let ctx = Context {
         writer,
         identity,
         limits: RequestLimits {
             max_lock_duration: config.max_lock_duration,
         },
+        inventory,
+        shutdown: stopping_rx,
     };
-    let tenants = cluster.tenants().map(|t| t.name.clone()).collect();
-    let extras = YdbExtras::new(ctx.clone(), tenants);
+    let extras = YdbExtras::new(ctx.clone());
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_service_status("", ServingStatus::Serving).await;
+    for name in SERVICES {
+        health
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
+    }
     let reflection = |e: tonic_reflection::server::Error| AppError::Io {
         what: "cannot build the reflection service".into(),
         source: std::io::Error::other(e.to_string()),
@@ -231,6 +250,7 @@ pub async fn run(
         .add_service(reflection_v1alpha);
     // Shutdown must not wait for handles that stalled connections may keep alive.
     let stopper = ctx.writer.clone();
+    let reloader = tokio::spawn(reload_on_sighup(ctx.clone()));
     drop(ctx);
 
     on_listening(addr);
@@ -240,12 +260,24 @@ pub async fn run(
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: health NOT_SERVING, finishing in-flight calls");
-        health
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
+        for name in SERVICES {
+            health
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
+        }
+        // Watch streams end now, so that they do not hold the shutdown up.
+        let _ = stopping_tx.send(true);
         let _ = stop_tx.send(());
     };
-    let serve = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    // Small replies must not wait for Nagle's algorithm (40 ms stalls with delayed ACKs).
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|s| {
+            if let Err(e) = s.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        })
+    });
+    let serve = router.serve_with_incoming_shutdown(incoming, signal);
     let shutdown_grace = config.shutdown_grace;
     let grace = async {
         let _ = stop_rx.await;
@@ -262,12 +294,43 @@ pub async fn run(
     }
     // The writer finishes the batch it is running (committed and answered) and stops; anything
     // still queued is answered UNAVAILABLE, which clients retry.
+    reloader.abort();
     stopper.stop();
     tokio::task::spawn_blocking(move || writer_thread.join())
         .await
         .ok();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every service the health service reports on ("" is the server as a whole).
+const SERVICES: [&str; 7] = [
+    "",
+    "Ydb.Maintenance.V1.MaintenanceService",
+    "Ydb.Discovery.V1.DiscoveryService",
+    "Ydb.Cms.V1.CmsService",
+    "Ydb.Auth.V1.AuthService",
+    "arbiter.v1.ArbiterService",
+    "grpc.health.v1.Health",
+];
+
+/// Reloads the inventory on every SIGHUP, as daemons do.
+async fn reload_on_sighup(ctx: Context) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload with arbiter.v1.ReloadInventory");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            if let Err(e) = ctx.reload_inventory().await {
+                tracing::error!(error = %e, "SIGHUP: inventory not reloaded");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctx;
 }
 
 /// Writes the line a supervisor or test reads to learn the address: `listening on ADDR`.

@@ -42,6 +42,16 @@ pub struct Config {
     #[arg(long, env = "ARBITER_DEFAULT_RETRY_AFTER", value_parser = duration)]
     pub default_retry_after: Option<Duration>,
 
+    /// A node agent that has sent heartbeats and then stays silent this long makes its node
+    /// DOWN (unset: heartbeats never time out).
+    #[arg(long, env = "ARBITER_HEARTBEAT_TIMEOUT", value_parser = duration)]
+    pub heartbeat_timeout: Option<Duration>,
+
+    /// After a node comes back up (or, for a node without an agent, after its lock is
+    /// released) it counts as unavailable for this long.
+    #[arg(long, env = "ARBITER_SETTLE_TIME", default_value = "0s", value_parser = settle)]
+    pub settle_time: Duration,
+
     /// How long calls in flight get to finish after SIGINT/SIGTERM before the server exits.
     #[arg(long, env = "ARBITER_SHUTDOWN_GRACE", default_value = "10s", value_parser = duration)]
     pub shutdown_grace: Duration,
@@ -66,6 +76,10 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+fn settle(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 0s, 30s, 2m)"))
 }
 
 fn duration(s: &str) -> Result<Duration, String> {

@@ -8,14 +8,18 @@
 //!   redb) and the conformance suite every backend must pass.
 //! - [`writer`]: the one thread that owns the state: requests in arrival order, group commit,
 //!   the expiry timer.
+//! - [`watches`]: open task watches, and whether a task's owner is among them.
 //! - [`identity`]: tickets, the auth file, roles, Login sessions.
 //! - [`service`]: the gRPC services, thin shells around the writer.
+//! - [`inventory_file`]: reading the inventory file, at start and on reload.
 //! - [`config`], [`app`]: the command line and the wiring the binary runs.
 
 pub mod app;
 pub mod config;
 pub mod engine;
 pub mod identity;
+pub mod inventory_file;
 pub mod service;
 pub mod store;
+pub mod watches;
 pub mod writer;

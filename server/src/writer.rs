@@ -9,14 +9,17 @@
 //! So no reply reports a change before it is on disk, and reads never see a change that might
 //! still be lost.
 //!
-//! The same thread releases expired locks: it sleeps until the earliest deadline when idle, and
-//! runs the engine's `expire` before every batch.
+//! The same thread lets time act: it sleeps until the earliest deadline (a lock's, a heartbeat
+//! timeout, the end of a settle time) when idle, and runs the engine's `tick` before every batch.
 //!
 //! If a commit fails, the batch's callers get an error and the state is rebuilt from the store,
 //! so memory never runs ahead of the disk.
 
-use crate::engine::{Change, State, Timestamp};
+use crate::engine::liveness::Ticked;
+use crate::engine::task::ActionStatus;
+use crate::engine::{Change, State, TaskView, Timestamp};
 use crate::store::Store;
+use crate::watches::{Subscription, TaskUpdate, Watches};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -46,7 +49,13 @@ pub enum WriterError {
 /// What a job hands back after running on the engine: its changes, and the reply to send once
 /// they are durable.
 type Ran = (Vec<Change>, Box<dyn FnOnce(Result<(), WriterError>) + Send>);
-type Job = Box<dyn FnOnce(&mut State, Timestamp) -> Ran + Send>;
+type Job = Box<dyn FnOnce(&mut Core, Timestamp) -> Ran + Send>;
+
+/// What jobs run on: the engine's state and the open watches.
+struct Core {
+    state: State,
+    watches: Watches,
+}
 
 /// A cloneable handle for submitting jobs. The writer stops when every handle is dropped, or
 /// when [`Writer::stop`] is called.
@@ -95,9 +104,39 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&mut State, Timestamp) -> (T, Vec<Change>) + Send + 'static,
     {
+        self.submit(move |core, now| f(&mut core.state, now))
+    }
+
+    /// Opens a watch on task `uid`; `None` when there is no such task. A driving watch (by the
+    /// owner or an admin) makes the writer re-check the task whenever anything changes.
+    pub fn watch(
+        &self,
+        uid: String,
+        drives: bool,
+    ) -> impl Future<Output = Result<Option<Subscription>, WriterError>> + use<> {
+        self.submit(move |core, now| {
+            let Some(view) = core.state.task(&uid) else {
+                return (None, Vec::new());
+            };
+            let mut changes = Vec::new();
+            let mut update = TaskUpdate::Live(Box::new(view));
+            if drives && let Ok(o) = core.state.recheck(&uid, now) {
+                log_grants(&o.value, now);
+                update = TaskUpdate::Live(Box::new(o.value));
+                changes = o.changes;
+            }
+            (Some(core.watches.subscribe(&uid, update, drives)), changes)
+        })
+    }
+
+    fn submit<T, F>(&self, f: F) -> impl Future<Output = Result<T, WriterError>> + use<T, F>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Core, Timestamp) -> (T, Vec<Change>) + Send + 'static,
+    {
         let (reply_tx, reply_rx) = oneshot::channel();
-        let job: Job = Box::new(move |state, now| {
-            let (value, changes) = f(state, now);
+        let job: Job = Box::new(move |core, now| {
+            let (value, changes) = f(core, now);
             let reply = Box::new(move |committed: Result<(), WriterError>| {
                 // The caller may have gone away (a cancelled RPC): nothing to tell then.
                 let _ = reply_tx.send(committed.map(|()| value));
@@ -126,7 +165,7 @@ impl Writer {
 
 /// The writer thread's own state.
 struct Loop {
-    state: State,
+    core: Core,
     store: Box<dyn Store>,
     /// The clock never goes backwards for the engine, even if the system clock does.
     last_now: Timestamp,
@@ -135,7 +174,10 @@ struct Loop {
 impl Loop {
     fn new(state: State, store: Box<dyn Store>) -> Loop {
         Loop {
-            state,
+            core: Core {
+                state,
+                watches: Watches::default(),
+            },
             store,
             last_now: Timestamp(0),
         }
@@ -152,7 +194,7 @@ impl Loop {
 
     fn run(mut self, rx: &Receiver<Job>, stopping: &AtomicBool) {
         while !stopping.load(Ordering::SeqCst) {
-            let first = match self.state.next_deadline() {
+            let first = match self.core.state.next_deadline() {
                 Some(deadline) => {
                     let wait = deadline.since(self.now());
                     match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
@@ -183,14 +225,19 @@ impl Loop {
     /// Runs one batch; false when the state could not be recovered and the writer must stop.
     fn batch(&mut self, jobs: Vec<Job>) -> bool {
         let now = self.now();
-        let expired = self.state.expire(now);
-        let mut changes = expired.changes;
+        let ticked = self.core.state.tick(now);
+        let mut changes = ticked.changes;
         let mut replies = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let (mut c, reply) = job(&mut self.state, now);
+            let (mut c, reply) = job(&mut self.core, now);
             changes.append(&mut c);
             replies.push(reply);
         }
+        let rechecked = if changes.is_empty() {
+            Vec::new()
+        } else {
+            self.recheck_driven(now, &mut changes)
+        };
         let committed = if changes.is_empty() {
             Ok(())
         } else {
@@ -198,13 +245,14 @@ impl Loop {
         };
         match committed {
             Ok(()) => {
-                for e in &expired.value {
-                    tracing::info!(task = %e.task, action = %e.action, scope = %e.scope,
-                        outcome = "expired", "lock expired");
+                log_ticked(&ticked.value);
+                for view in &rechecked {
+                    log_grants(view, now);
                 }
                 for reply in replies {
                     reply(Ok(()));
                 }
+                self.publish(&changes);
                 true
             }
             Err(e) => {
@@ -218,11 +266,65 @@ impl Loop {
         }
     }
 
+    /// Something changed: re-check the pending actions of every task whose owner is watching,
+    /// more important tasks first. Returns the views of the tasks that changed.
+    fn recheck_driven(&mut self, now: Timestamp, changes: &mut Vec<Change>) -> Vec<TaskView> {
+        let state = &mut self.core.state;
+        let mut driven: Vec<(i32, String)> = self
+            .core
+            .watches
+            .driven()
+            .into_iter()
+            .filter_map(|uid| state.task(&uid).map(|t| (t.priority, uid)))
+            .collect();
+        driven.sort();
+        let mut views = Vec::new();
+        for (_, uid) in driven {
+            if let Ok(o) = state.recheck(&uid, now)
+                && !o.changes.is_empty()
+            {
+                changes.extend(o.changes);
+                views.push(o.value);
+            }
+        }
+        views
+    }
+
+    /// Tells the watchers of every task these changes touched.
+    fn publish(&mut self, changes: &[Change]) {
+        let watches = &mut self.core.watches;
+        if watches.is_empty() {
+            return;
+        }
+        let mut touched: Vec<&str> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::PutTask(t) => Some(t.uid.as_str()),
+                Change::DeleteTask(uid) => Some(uid.as_str()),
+                _ => None,
+            })
+            .filter(|uid| watches.is_watched(uid))
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for uid in touched {
+            let update = match self.core.state.task(uid) {
+                Some(view) => TaskUpdate::Live(Box::new(view)),
+                None => TaskUpdate::Gone,
+            };
+            watches.publish(uid, update);
+        }
+        watches.prune();
+    }
+
     /// Rebuilds the state from the store after a failed commit.
     fn recover(&mut self) -> bool {
         match self.store.load() {
             Ok(snapshot) => {
-                self.state = State::restore(self.state.cluster().clone(), snapshot);
+                let health = self.core.state.health();
+                let mut state = State::restore(self.core.state.cluster().clone(), snapshot);
+                state.set_health(health);
+                self.core.state = state;
                 true
             }
             Err(e) => {
@@ -230,6 +332,36 @@ impl Loop {
                 false
             }
         }
+    }
+}
+
+/// One log line per lock that the command run at `now` granted.
+pub fn log_grants(view: &TaskView, now: Timestamp) {
+    for a in view.actions() {
+        if let ActionStatus::Performed {
+            granted_at,
+            deadline,
+            fencing_token,
+        } = a.status
+            && granted_at == now
+        {
+            tracing::info!(task = %view.uid, action = %a.id, scope = %a.scope,
+                outcome = "granted", fencing_token, deadline = %deadline, "lock granted");
+        }
+    }
+}
+
+/// One log line per change that time made.
+fn log_ticked(t: &Ticked) {
+    for e in &t.expired {
+        tracing::info!(task = %e.task, action = %e.action, scope = %e.scope,
+            outcome = "expired", "lock expired");
+    }
+    for node in &t.timed_out {
+        tracing::warn!(node, outcome = "down", "heartbeats stopped: node down");
+    }
+    for node in &t.settled {
+        tracing::info!(node, outcome = "settled", "node settled");
     }
 }
 
@@ -291,13 +423,15 @@ mod tests {
         }
         fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
             self.commits.fetch_add(1, Ordering::SeqCst);
+            let result = if self.fail.load(Ordering::SeqCst) {
+                Err(StoreError::Backend("disk full".into()))
+            } else {
+                self.inner.commit(changes)
+            };
             if let Some(tx) = self.on_commit.lock().expect("lock").as_ref() {
                 let _ = tx.send(());
             }
-            if self.fail.load(Ordering::SeqCst) {
-                return Err(StoreError::Backend("disk full".into()));
-            }
-            self.inner.commit(changes)
+            result
         }
     }
 

@@ -551,7 +551,7 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
             }
             Op::Node(n, up) => {
                 let n = 1 + (n - 1) % spec.nodes.len() as u32;
-                let r = state.set_node_state(n, *up, now).map(|o| o.changes);
+                let r = state.set_node_state(n, *up, "", now).map(|o| o.changes);
                 if *up {
                     down.remove(&n);
                 } else {

@@ -315,7 +315,7 @@ impl Runner {
                 self.now = self
                     .now
                     .plus(dur(s.by.as_deref().ok_or("advance needs by")?)?);
-                let o = self.state.expire(self.now);
+                let o = self.state.tick(self.now);
                 self.record(&o.changes);
                 Ok(None)
             }
@@ -326,7 +326,7 @@ impl Runner {
                     Some("down") => false,
                     other => return Err(format!("node state must be up or down, not {other:?}")),
                 };
-                self.state.set_node_state(id, up, self.now).map(|o| {
+                self.state.set_node_state(id, up, "", self.now).map(|o| {
                     self.record(&o.changes);
                     None
                 })

@@ -154,8 +154,9 @@ def test_boundaries_are_accepted(srv, unchanged):
     for kw in (dict(priority=100), dict(priority=-100)):
         c.create("edge-priority", groups(11), dry_run=True, **kw).expect()
     c.create("u" * 128, groups(11), dry_run=True).expect()
+    c.create("edge-description", groups(11), dry_run=True, description="d" * 128).expect()
     c.create("edge-duration", [node_group(11, duration=MAX_LOCK_S)], dry_run=True).expect()
-    for uid in ("edge-priority", "u" * 128, "edge-duration"):
+    for uid in ("edge-priority", "u" * 128, "edge-description", "edge-duration"):
         c.get(uid).expect_error(BAD_REQUEST, "Task not found")
 
 

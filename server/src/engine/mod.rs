@@ -13,14 +13,19 @@
 //! - `check`: one check of a task's pending actions against the failure model, with temporary
 //!   locks so later actions of the same check see earlier grants.
 //! - `rules`: the per-erasure, state-storage and system-tablet tolerance rules.
+//! - [`liveness`]: heartbeats, manual node state, heartbeat timeouts, and a node's way back
+//!   (restarting, settling) after its lock is released.
 //! - [`record`]: the change records the store persists, and the snapshot they rebuild.
+//! - [`reload`]: swapping the inventory without stranding a live lock.
 //! - [`report`]: the views that queries and commands answer with.
 
 mod check;
 pub mod cluster;
 pub mod error;
 pub mod inventory;
+pub mod liveness;
 pub mod record;
+pub mod reload;
 pub mod report;
 mod rules;
 pub mod state;
@@ -29,6 +34,7 @@ pub mod time;
 
 pub use cluster::{Cluster, NodeId, PDiskKey};
 pub use error::{EngineError, ErrorKind};
+pub use liveness::{HealthConfig, Heartbeat};
 pub use record::{Change, Snapshot};
 pub use report::{ActionView, NodeState, NodeView, TaskView};
 pub use state::{Outcome, State};

@@ -11,12 +11,33 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// What the arbiter has seen of a node, beyond the inventory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// A node is unavailable (counted as down by the checks) while `down`, while `restarting_since`
+/// is set (its lock was released and it has not been seen up since), and while `settle_until` is
+/// set (it came up, but not long enough ago).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NodeRuntime {
-    /// Down off-schedule.
+    /// Down off-schedule: marked down by hand, or its heartbeats stopped.
     pub down: bool,
     /// When the arbiter last saw it come up (not set for nodes that were up when it started).
     pub up_since: Option<Timestamp>,
+    /// When it went down.
+    pub down_since: Option<Timestamp>,
+    /// Why it is down: the operator's reason, or the heartbeat timeout.
+    pub down_reason: String,
+    /// Down because its heartbeats stopped; the next heartbeat brings it up.
+    pub timed_out: bool,
+    /// Its lock was released at this time and it has not been seen up since.
+    pub restarting_since: Option<Timestamp>,
+    /// It came up and counts as unavailable until then (the settle time).
+    pub settle_until: Option<Timestamp>,
+    /// It has an agent: it sent at least one heartbeat.
+    pub monitored: bool,
+    /// The version its agent reported.
+    pub version: Option<String>,
+    /// The process start time its agent reported.
+    pub start_time: Option<Timestamp>,
 }
 
 /// Monotonic counters that must survive restarts.
@@ -63,7 +84,7 @@ impl Snapshot {
                 self.tasks.remove(uid);
             }
             Change::PutNode(id, rt) => {
-                self.nodes.insert(*id, *rt);
+                self.nodes.insert(*id, rt.clone());
             }
             Change::PutCounters(c) => self.counters = *c,
         }
@@ -120,6 +141,9 @@ mod tests {
                 NodeRuntime {
                     down: true,
                     up_since: Some(Timestamp(9)),
+                    restarting_since: Some(Timestamp(11)),
+                    version: Some("24.4".into()),
+                    ..NodeRuntime::default()
                 },
             ),
             Change::PutCounters(Counters {

@@ -23,8 +23,20 @@ pub struct NodeView {
     pub id: NodeId,
     /// Its state.
     pub state: NodeState,
-    /// When it was last seen coming up, if ever (reported as the node's start time).
+    /// When it was last seen coming up, if ever.
     pub up_since: Option<Timestamp>,
+    /// Why it is unavailable without a lock, in words ("restarting since ..., not seen up").
+    pub detail: Option<String>,
+    /// The version its agent reported.
+    pub version: Option<String>,
+    /// The process start time its agent reported.
+    pub start_time: Option<Timestamp>,
+    /// Its last heartbeat since this server started.
+    pub last_heartbeat: Option<Timestamp>,
+    /// Whether it has an agent (has sent a heartbeat).
+    pub monitored: bool,
+    /// Whether the checks count it as available: not locked, down, restarting or settling.
+    pub available: bool,
     /// The task holding a node-wide lock on it, and the lock's deadline.
     pub lock: Option<(String, Timestamp)>,
 }

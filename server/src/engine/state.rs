@@ -6,6 +6,7 @@
 use crate::engine::check::{CheckCtx, Verdict};
 use crate::engine::cluster::{Cluster, InitialState, NodeId, PDiskKey};
 use crate::engine::error::EngineError;
+use crate::engine::liveness::HealthConfig;
 use crate::engine::record::{Change, Counters, NodeRuntime, Snapshot};
 use crate::engine::report::{ActionView, GroupView, NodeState, NodeView, TaskView};
 use crate::engine::task::{
@@ -91,6 +92,16 @@ pub struct State {
     /// Tasks with pending actions, by priority: higher-priority pending work is found here.
     pub(crate) pending_by_priority: BTreeMap<i32, BTreeSet<String>>,
     pub(crate) counters: Counters,
+    /// Heartbeat timeout and settle time.
+    pub(crate) health: HealthConfig,
+    /// Nodes whose settle time ends, by when.
+    pub(crate) settle_due: BTreeSet<(Timestamp, NodeId)>,
+    /// Soft state, never persisted: the last heartbeat of each monitored node.
+    pub(crate) last_seen: HashMap<NodeId, Timestamp>,
+    /// Soft state: when each monitored node's heartbeat times out.
+    pub(crate) heartbeat_due: BTreeSet<(Timestamp, NodeId)>,
+    /// Whether monitored nodes restored from the store got their first timeout.
+    pub(crate) liveness_armed: bool,
 }
 
 impl State {
@@ -113,9 +124,17 @@ impl State {
             deadlines: BTreeSet::new(),
             pending_by_priority: BTreeMap::new(),
             counters: snapshot.counters,
+            health: HealthConfig::default(),
+            settle_due: BTreeSet::new(),
+            last_seen: HashMap::new(),
+            heartbeat_due: BTreeSet::new(),
+            liveness_armed: false,
         };
         for (id, rt) in snapshot.nodes {
             if state.cluster.node(id).is_some() {
+                if let Some(until) = rt.settle_until {
+                    state.settle_due.insert((until, id));
+                }
                 state.runtime.insert(id, rt);
             }
         }
@@ -152,7 +171,7 @@ impl State {
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             tasks: self.tasks.clone(),
-            nodes: self.runtime.iter().map(|(k, v)| (*k, *v)).collect(),
+            nodes: self.runtime.iter().map(|(k, v)| (*k, v.clone())).collect(),
             counters: self.counters,
         }
     }
@@ -167,6 +186,16 @@ impl State {
     /// The owner of a task, without building its view.
     pub fn task_owner(&self, uid: &str) -> Option<&str> {
         self.tasks.get(uid).map(|t| t.owner.as_str())
+    }
+
+    /// The id of the group that holds an action of a task.
+    pub fn action_group(&self, uid: &str, action: &str) -> Option<&str> {
+        self.tasks
+            .get(uid)?
+            .groups
+            .iter()
+            .find(|g| g.actions.iter().any(|a| a.id == action))
+            .map(|g| g.id.as_str())
     }
 
     /// Task uids, all or one owner's, ascending.
@@ -188,9 +217,17 @@ impl State {
         self.cluster.node(id).map(|_| self.node_view(id))
     }
 
-    /// The earliest lock deadline: when the expiry timer should next fire.
+    /// When [`State::tick`] next has something to do: the earliest lock deadline, heartbeat
+    /// timeout or end of a settle time.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.deadlines.first().map(|(d, _, _)| *d)
+        [
+            self.deadlines.first().map(|(d, _, _)| *d),
+            self.heartbeat_due.first().map(|(d, _)| *d),
+            self.settle_due.first().map(|(d, _)| *d),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// How many live locks there are.
@@ -199,7 +236,12 @@ impl State {
     }
 
     fn node_view(&self, id: NodeId) -> NodeView {
-        let down = self.is_down(id);
+        // A settling node is up (it serves), although the checks still count it unavailable.
+        let rt = self.runtime.get(&id);
+        let down = match rt {
+            Some(rt) => rt.down || rt.restarting_since.is_some(),
+            None => self.is_down(id),
+        };
         let locked = self.node_locks.contains_key(&id);
         let state = match (down, locked) {
             (false, _) => NodeState::Up,
@@ -209,7 +251,13 @@ impl State {
         NodeView {
             id,
             state,
-            up_since: self.runtime.get(&id).and_then(|rt| rt.up_since),
+            up_since: rt.and_then(|rt| rt.up_since),
+            detail: self.down_note(id),
+            version: rt.and_then(|rt| rt.version.clone()),
+            start_time: rt.and_then(|rt| rt.start_time),
+            last_heartbeat: self.last_seen.get(&id).copied(),
+            monitored: rt.is_some_and(|rt| rt.monitored),
+            available: self.class(id) == Class::Up,
             lock: self
                 .node_locks
                 .get(&id)
@@ -343,6 +391,42 @@ impl State {
         })
     }
 
+    /// Re-checks a task's pending actions for the server, when something happened that may have
+    /// unblocked them and the task's owner is watching. Unlike [`State::refresh`] it does not
+    /// count as the client's refresh, and it changes nothing (no records) when nothing changed.
+    pub fn recheck(&mut self, uid: &str, now: Timestamp) -> Result<Outcome<TaskView>, EngineError> {
+        let before = self
+            .tasks
+            .get(uid)
+            .cloned()
+            .ok_or(EngineError::TaskNotFound)?;
+        if !before.has_pending() {
+            return Ok(Outcome {
+                value: self.view(&before, None),
+                changes: Vec::new(),
+            });
+        }
+        let mut task = before.clone();
+        let verdict = CheckCtx::run(self, &task, now);
+        self.index_pending(&task, false);
+        let retry = self.apply_verdict(&mut task, verdict, now);
+        self.index_pending(&task, true);
+        let view = self.view(&task, retry);
+        let changes = if task == before {
+            Vec::new()
+        } else {
+            vec![
+                Change::PutTask(task.clone()),
+                Change::PutCounters(self.counters),
+            ]
+        };
+        self.tasks.insert(task.uid.clone(), task);
+        Ok(Outcome {
+            value: view,
+            changes,
+        })
+    }
+
     /// Completes performed actions (releasing their locks) and withdraws pending ones.
     /// All or nothing: every uid must name an existing action.
     pub fn complete(
@@ -350,7 +434,6 @@ impl State {
         uids: &[(String, String)],
         now: Timestamp,
     ) -> Result<Outcome<()>, EngineError> {
-        let _ = now;
         if uids.is_empty() {
             return Err(EngineError::NoActionUids);
         }
@@ -369,23 +452,20 @@ impl State {
         }
         let mut changes = Vec::new();
         for (uid, actions) in by_task {
-            self.remove_actions(uid, |id| actions.contains(id), &mut changes);
+            self.remove_actions(uid, |id| actions.contains(id), now, &mut changes);
         }
         Ok(Outcome { value: (), changes })
     }
 
     /// Removes a task, releasing its locks at once.
     pub fn drop_task(&mut self, uid: &str, now: Timestamp) -> Result<Outcome<()>, EngineError> {
-        let _ = now;
         let task = self.tasks.remove(uid).ok_or(EngineError::TaskNotFound)?;
         self.index_pending(&task, false);
+        let mut changes = vec![Change::DeleteTask(uid.to_owned())];
         for a in task.actions() {
-            self.release(&task.uid, a);
+            self.release(&task.uid, a, now, &mut changes);
         }
-        Ok(Outcome {
-            value: (),
-            changes: vec![Change::DeleteTask(uid.to_owned())],
-        })
+        Ok(Outcome { value: (), changes })
     }
 
     /// Releases every lock whose deadline is at or before `now`. The tasks keep their pending
@@ -401,7 +481,7 @@ impl State {
         let mut expired = Vec::new();
         let mut changes = Vec::new();
         for (uid, actions) in due {
-            for a in self.remove_actions(&uid, |id| actions.contains(id), &mut changes) {
+            for a in self.remove_actions(&uid, |id| actions.contains(id), now, &mut changes) {
                 expired.push(Expired {
                     task: uid.clone(),
                     action: a.id,
@@ -413,40 +493,6 @@ impl State {
             value: expired,
             changes,
         }
-    }
-
-    /// Records that a node went down off-schedule (`up == false`) or came up.
-    pub fn set_node_state(
-        &mut self,
-        id: NodeId,
-        up: bool,
-        now: Timestamp,
-    ) -> Result<Outcome<bool>, EngineError> {
-        if self.cluster.node(id).is_none() {
-            return Err(EngineError::UnknownNode(id));
-        }
-        if self.is_down(id) != up {
-            return Ok(Outcome {
-                value: false,
-                changes: Vec::new(),
-            });
-        }
-        let before = self.class(id);
-        let prev = self.runtime.get(&id).copied();
-        let rt = NodeRuntime {
-            down: !up,
-            up_since: if up {
-                Some(now)
-            } else {
-                prev.and_then(|p| p.up_since)
-            },
-        };
-        self.runtime.insert(id, rt);
-        self.reclass(id, before);
-        Ok(Outcome {
-            value: true,
-            changes: vec![Change::PutNode(id, rt)],
-        })
     }
 
     // ----- internals -----------------------------------------------------------------------
@@ -576,6 +622,7 @@ impl State {
         &mut self,
         uid: &str,
         remove: impl Fn(&str) -> bool,
+        now: Timestamp,
         changes: &mut Vec<Change>,
     ) -> Vec<Action> {
         let Some(mut task) = self.tasks.remove(uid) else {
@@ -590,7 +637,7 @@ impl State {
             removed.extend(gone);
         }
         for a in &removed {
-            self.release(uid, a);
+            self.release(uid, a, now, changes);
         }
         self.store_or_delete(task, changes);
         removed
@@ -623,7 +670,9 @@ impl State {
         }
     }
 
-    fn release(&mut self, task: &str, action: &Action) {
+    /// Releases an action's locks. A released node lock starts the node's way back (see
+    /// `State::node_released`).
+    fn release(&mut self, task: &str, action: &Action, now: Timestamp, changes: &mut Vec<Change>) {
         let Some(deadline) = action.deadline() else {
             return;
         };
@@ -639,6 +688,7 @@ impl State {
                     if self.node_locks.get(&n).is_some_and(mine) {
                         let before = self.class(n);
                         self.node_locks.remove(&n);
+                        self.node_released(n, now, changes);
                         self.reclass(n, before);
                     }
                 }
@@ -685,9 +735,11 @@ impl State {
         }
     }
 
+    /// Whether a node counts as unavailable without a lock: down, restarting (not seen up since
+    /// its lock was released), or still settling.
     pub(crate) fn is_down(&self, id: NodeId) -> bool {
         match self.runtime.get(&id) {
-            Some(rt) => rt.down,
+            Some(rt) => rt.down || rt.restarting_since.is_some() || rt.settle_until.is_some(),
             None => self
                 .cluster
                 .node(id)
@@ -706,7 +758,7 @@ impl State {
         }
     }
 
-    fn reclass(&mut self, id: NodeId, before: Class) {
+    pub(crate) fn reclass(&mut self, id: NodeId, before: Class) {
         let after = self.class(id);
         if before != after {
             self.count_node(id, before, false);

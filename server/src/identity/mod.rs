@@ -7,13 +7,12 @@
 //! that Login issued, and the user's role limits what they may do.
 
 pub mod auth_file;
-mod sessions;
+pub mod sessions;
 
 use auth_file::{Secret, Users};
-use sessions::Sessions;
+use sessions::{Sessions, constant_time_eq};
 use std::fmt;
-use std::sync::Mutex;
-use std::time::Instant;
+use std::time::SystemTime;
 use tonic::metadata::MetadataMap;
 
 /// The user name of a caller who presents no ticket in open mode.
@@ -70,8 +69,10 @@ pub enum AuthError {
     /// A ticket that matches no token and no live session.
     #[error("Access denied: unknown or expired auth ticket")]
     UnknownTicket,
-    /// A header that is not valid text.
-    #[error("Access denied: the auth header is not valid ASCII")]
+    /// A header that is not valid text, or an authorization header of another scheme.
+    #[error(
+        "Access denied: malformed auth header (x-ydb-auth-ticket: TOKEN or authorization: Bearer TOKEN)"
+    )]
     MalformedTicket,
     /// Login with a wrong user or password.
     #[error("Invalid user or password")]
@@ -132,23 +133,23 @@ impl Caller {
 pub struct Identity {
     /// `None`: open mode.
     users: Option<Users>,
-    sessions: Mutex<Sessions>,
+    sessions: Sessions,
 }
 
 impl Identity {
     /// Open mode: no auth file.
-    pub fn open() -> Identity {
+    pub fn open(sessions: Sessions) -> Identity {
         Identity {
             users: None,
-            sessions: Mutex::new(Sessions::default()),
+            sessions,
         }
     }
 
     /// Enforcing mode, with the users of an auth file.
-    pub fn with_users(users: Users) -> Identity {
+    pub fn with_users(users: Users, sessions: Sessions) -> Identity {
         Identity {
             users: Some(users),
-            sessions: Mutex::new(Sessions::default()),
+            sessions,
         }
     }
 
@@ -203,13 +204,11 @@ impl Identity {
         } else if user.is_empty() {
             return Err(AuthError::BadCredentials);
         }
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(sessions.issue(user, Instant::now()))
+        Ok(self.sessions.issue(user, SystemTime::now()))
     }
 
     fn session_user(&self, token: &str) -> Option<String> {
-        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        sessions.user(token, Instant::now())
+        self.sessions.user(token, SystemTime::now())
     }
 }
 
@@ -224,24 +223,20 @@ fn ticket(metadata: &MetadataMap) -> Result<Option<&str>, AuthError> {
         let t = v
             .strip_prefix("Bearer ")
             .or_else(|| v.strip_prefix("bearer "))
-            .unwrap_or(v)
+            .ok_or(AuthError::MalformedTicket)?
             .trim();
         return Ok(Some(t).filter(|t| !t.is_empty()));
     }
     Ok(None)
 }
 
-/// Compares secrets without an early exit that would leak how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key() -> Sessions {
+        Sessions::with_key([1; 32])
+    }
 
     fn headers(pairs: &[(&'static str, &str)]) -> MetadataMap {
         let mut m = MetadataMap::new();
@@ -270,7 +265,7 @@ mod tests {
 
     #[test]
     fn open_mode_names_the_caller_after_the_ticket() {
-        let id = Identity::open();
+        let id = Identity::open(key());
         let c = id
             .resolve(&headers(&[("x-ydb-auth-ticket", "bob")]))
             .expect("caller");
@@ -280,11 +275,15 @@ mod tests {
             .expect("caller");
         assert_eq!(c.user, "carol");
         assert_eq!(id.resolve(&headers(&[])).expect("caller").user, ANONYMOUS);
+        assert_eq!(
+            id.resolve(&headers(&[("authorization", "Basic abc")])),
+            Err(AuthError::MalformedTicket)
+        );
     }
 
     #[test]
     fn open_mode_login_maps_the_token_to_the_user() {
-        let id = Identity::open();
+        let id = Identity::open(key());
         let token = id.login("dave", "anything").expect("token");
         assert!(token.len() >= 20);
         let c = id
@@ -295,7 +294,7 @@ mod tests {
 
     #[test]
     fn enforcing_mode_needs_a_known_ticket() {
-        let id = Identity::with_users(users());
+        let id = Identity::with_users(users(), key());
         assert_eq!(id.resolve(&headers(&[])), Err(AuthError::MissingTicket));
         assert_eq!(
             id.resolve(&headers(&[("x-ydb-auth-ticket", "nope")])),
@@ -312,7 +311,7 @@ mod tests {
 
     #[test]
     fn login_checks_the_password() {
-        let id = Identity::with_users(users());
+        let id = Identity::with_users(users(), key());
         assert_eq!(id.login("vic", "wrong"), Err(AuthError::BadCredentials));
         assert_eq!(
             id.login("alice", "x"),

@@ -1,30 +1,67 @@
 //! `arbiter.v1.ArbiterService`: what YDB's API has no place for. Errors are plain gRPC statuses.
 //!
-//! SetNodeState lets an operator (or a node agent) say a node is down or back up, so that a node
-//! that is still booting after a restart counts as unavailable. Heartbeats and the task watch
-//! stream belong to a later issue and answer UNIMPLEMENTED.
+//! - Heartbeat: node agents report that a node is alive (and its version and start time).
+//! - SetNodeState: an operator (or a node without an agent) says a node is down or back up.
+//! - ListNodes: every node with what Arbiter knows of it, including why it is unavailable.
+//! - ReloadInventory: re-read the inventory file (also on SIGHUP).
+//! - WatchMaintenanceTask: the task's state now and after every change. While its owner (or an
+//!   admin) watches, the writer re-checks the task whenever anything changes, so grants arrive
+//!   without polling.
 
-use super::Context;
 use super::error::ServiceError;
+use super::{Context, encode};
+use crate::engine::{EngineError, Heartbeat, NodeState as EngineNodeState};
+use crate::identity::{Caller, Role};
+use crate::watches::TaskUpdate;
 use arbiter_proto::arbiter::v1::arbiter_service_server::ArbiterService;
 use arbiter_proto::arbiter::v1::{
-    HeartbeatRequest, HeartbeatResponse, NodeState, SetNodeStateRequest, SetNodeStateResponse,
-    WatchMaintenanceTaskRequest, WatchMaintenanceTaskResponse,
+    HeartbeatRequest, HeartbeatResponse, ListNodesRequest, ListNodesResponse, NodeState,
+    NodeStatus, ReloadInventoryRequest, ReloadInventoryResponse, SetNodeStateRequest,
+    SetNodeStateResponse, WatchMaintenanceTaskRequest, WatchMaintenanceTaskResponse,
 };
+use arbiter_proto::ydb::issue::IssueMessage;
+use arbiter_proto::ydb::maintenance::ItemState;
+use arbiter_proto::ydb::status_ids::StatusCode;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
+
+/// The most watch streams open at once.
+pub const MAX_WATCHES: usize = 4096;
 
 /// Arbiter's own service.
 #[derive(Debug, Clone)]
 pub struct ArbiterApi {
     ctx: Context,
+    open_watches: Arc<AtomicUsize>,
 }
 
 impl ArbiterApi {
     /// Over the shared context.
     pub fn new(ctx: Context) -> ArbiterApi {
-        ArbiterApi { ctx }
+        ArbiterApi {
+            ctx,
+            open_watches: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn caller(&self, meta: &MetadataMap) -> Result<Caller, Status> {
+        self.ctx
+            .identity
+            .resolve(meta)
+            .map_err(|e| ServiceError::from(e).to_grpc())
+    }
+
+    fn operator(&self, meta: &MetadataMap, action: &'static str) -> Result<Caller, Status> {
+        let caller = self.caller(meta)?;
+        caller
+            .require_operator(action)
+            .map_err(|e| ServiceError::from(e).to_grpc())?;
+        Ok(caller)
     }
 }
 
@@ -36,9 +73,32 @@ pub type WatchStream =
 impl ArbiterService for ArbiterApi {
     async fn heartbeat(
         &self,
-        _request: Request<HeartbeatRequest>,
+        request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        Err(Status::unimplemented("heartbeats are not implemented yet"))
+        let (meta, _, req) = request.into_parts();
+        self.operator(&meta, "send heartbeats")?;
+        let node = req.node_id;
+        let beat = Heartbeat {
+            version: req.version.filter(|v| !v.is_empty()),
+            start_time: req.start_time.map(|t| {
+                let ms = t.seconds.max(0).unsigned_abs() * 1000
+                    + u64::from(t.nanos.max(0).unsigned_abs() / 1_000_000);
+                crate::engine::Timestamp(ms)
+            }),
+        };
+        let (changed, _) = self
+            .ctx
+            .command(move |s, now| Ok(s.heartbeat(node, beat, now)?))
+            .await
+            .map_err(|e| e.to_grpc())?;
+        if changed {
+            tracing::info!(
+                node,
+                outcome = "heartbeat",
+                "node record updated by a heartbeat"
+            );
+        }
+        Ok(Response::new(HeartbeatResponse {}))
     }
 
     async fn set_node_state(
@@ -46,14 +106,7 @@ impl ArbiterService for ArbiterApi {
         request: Request<SetNodeStateRequest>,
     ) -> Result<Response<SetNodeStateResponse>, Status> {
         let (meta, _, req) = request.into_parts();
-        let caller = self
-            .ctx
-            .identity
-            .resolve(&meta)
-            .map_err(|e| ServiceError::from(e).to_grpc())?;
-        caller
-            .require_operator("set node states")
-            .map_err(|e| ServiceError::from(e).to_grpc())?;
+        let caller = self.operator(&meta, "set node states")?;
         let up = match NodeState::try_from(req.state) {
             Ok(NodeState::Up) => true,
             Ok(NodeState::Down) => false,
@@ -63,10 +116,14 @@ impl ArbiterService for ArbiterApi {
                 ));
             }
         };
+        if req.reason.len() > crate::engine::state::MAX_NAME_LEN {
+            return Err(Status::invalid_argument("reason is longer than 255 bytes"));
+        }
         let node = req.node_id;
+        let reason = req.reason.clone();
         let (changed, _) = self
             .ctx
-            .command(move |s, now| Ok(s.set_node_state(node, up, now)?))
+            .command(move |s, now| Ok(s.set_node_state(node, up, &reason, now)?))
             .await
             .map_err(|e| e.to_grpc())?;
         if changed {
@@ -76,14 +133,164 @@ impl ArbiterService for ArbiterApi {
         Ok(Response::new(SetNodeStateResponse {}))
     }
 
+    async fn list_nodes(
+        &self,
+        request: Request<ListNodesRequest>,
+    ) -> Result<Response<ListNodesResponse>, Status> {
+        self.caller(request.metadata())?;
+        let nodes = self
+            .ctx
+            .query(|s, _| {
+                Ok(s.nodes()
+                    .iter()
+                    .filter_map(|v| {
+                        let n = s.cluster().node(v.id)?;
+                        Some(NodeStatus {
+                            node_id: v.id,
+                            host: n.host.clone(),
+                            port: n.port,
+                            data_center: n.location.data_center.clone().unwrap_or_default(),
+                            tenant: n.tenant.clone().unwrap_or_default(),
+                            state: match v.state {
+                                EngineNodeState::Up => ItemState::Up,
+                                EngineNodeState::Maintenance => ItemState::Maintenance,
+                                EngineNodeState::Down => ItemState::Down,
+                            } as i32,
+                            available: v.available,
+                            detail: v.detail.clone().unwrap_or_default(),
+                            lock_task: v.lock.as_ref().map(|l| l.0.clone()).unwrap_or_default(),
+                            lock_deadline: v.lock.as_ref().map(|l| encode::timestamp(l.1)),
+                            monitored: v.monitored,
+                            last_heartbeat: v.last_heartbeat.map(encode::timestamp),
+                            version: v
+                                .version
+                                .clone()
+                                .or_else(|| n.version.clone())
+                                .unwrap_or_default(),
+                            start_time: v.start_time.or(v.up_since).map(encode::timestamp),
+                        })
+                    })
+                    .collect())
+            })
+            .await
+            .map_err(|e| e.to_grpc())?;
+        Ok(Response::new(ListNodesResponse { nodes }))
+    }
+
+    async fn reload_inventory(
+        &self,
+        request: Request<ReloadInventoryRequest>,
+    ) -> Result<Response<ReloadInventoryResponse>, Status> {
+        let caller = self.caller(request.metadata())?;
+        if caller.role != Role::Admin {
+            return Err(Status::permission_denied(format!(
+                "Access denied: '{}' is a {} and may not reload the inventory",
+                caller.user, caller.role
+            )));
+        }
+        let r = self.ctx.reload_inventory().await.map_err(|e| match e {
+            ServiceError::Engine(EngineError::Impossible(m)) | ServiceError::BadRequest(m) => {
+                Status::failed_precondition(m)
+            }
+            other => other.to_grpc(),
+        })?;
+        let n = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+        Ok(Response::new(ReloadInventoryResponse {
+            nodes_before: n(r.nodes.0),
+            nodes_after: n(r.nodes.1),
+            groups_before: n(r.groups.0),
+            groups_after: n(r.groups.1),
+        }))
+    }
+
     type WatchMaintenanceTaskStream = WatchStream;
 
     async fn watch_maintenance_task(
         &self,
-        _request: Request<WatchMaintenanceTaskRequest>,
+        request: Request<WatchMaintenanceTaskRequest>,
     ) -> Result<Response<WatchStream>, Status> {
-        Err(Status::unimplemented(
-            "the task watch is not implemented yet",
-        ))
+        let (meta, _, req) = request.into_parts();
+        let caller = self.caller(&meta)?;
+        let uid = req.task_uid;
+        let owner = self
+            .ctx
+            .query({
+                let uid = uid.clone();
+                move |s, _| Ok(s.task_owner(&uid).map(str::to_owned))
+            })
+            .await
+            .map_err(|e| e.to_grpc())?
+            .ok_or_else(|| Status::invalid_argument("Task not found"))?;
+        let drives = caller.require_owner(&uid, &owner).is_ok();
+        let guard = WatchSlot::take(&self.open_watches)
+            .ok_or_else(|| Status::resource_exhausted("too many open watches"))?;
+        let sub = self
+            .ctx
+            .writer
+            .watch(uid.clone(), drives)
+            .await
+            .map_err(|e| ServiceError::from(e).to_grpc())?
+            .ok_or_else(|| Status::invalid_argument("Task not found"))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let mut shutdown = self.ctx.shutdown.clone();
+        tokio::spawn(async move {
+            // The subscription (with its driver handle) and the slot live as long as the stream.
+            let mut sub = sub;
+            let _guard = guard;
+            loop {
+                let update = sub.updates.borrow_and_update().clone();
+                let gone = update == TaskUpdate::Gone;
+                if tx.send(Ok(message(&uid, update))).await.is_err() || gone {
+                    return;
+                }
+                tokio::select! {
+                    changed = sub.updates.changed() => if changed.is_err() { return },
+                    _ = shutdown.wait_for(|stopping| *stopping) => return,
+                    () = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+fn message(uid: &str, update: TaskUpdate) -> WatchMaintenanceTaskResponse {
+    match update {
+        TaskUpdate::Live(view) => WatchMaintenanceTaskResponse {
+            status: StatusCode::Success as i32,
+            issues: Vec::new(),
+            result: Some(encode::task_result(&view)),
+        },
+        TaskUpdate::Gone => WatchMaintenanceTaskResponse {
+            status: StatusCode::BadRequest as i32,
+            issues: vec![IssueMessage {
+                message: format!(
+                    "Task not found: '{uid}' is gone (completed, dropped, or its locks expired)"
+                ),
+                severity: 1,
+                ..IssueMessage::default()
+            }],
+            result: None,
+        },
+    }
+}
+
+/// One of the `MAX_WATCHES` slots, given back on drop.
+struct WatchSlot(Arc<AtomicUsize>);
+
+impl WatchSlot {
+    fn take(count: &Arc<AtomicUsize>) -> Option<WatchSlot> {
+        count
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < MAX_WATCHES).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| WatchSlot(count.clone()))
+    }
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

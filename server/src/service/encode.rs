@@ -168,9 +168,14 @@ pub fn node(cluster: &Cluster, view: &NodeView) -> Option<Node> {
             }),
             None => node::Type::Storage(node::StorageNode {}),
         }),
-        start_time: view.up_since.map(timestamp),
+        // What the node's agent reported, else when Arbiter saw it come up (unset: unknown).
+        start_time: view.start_time.or(view.up_since).map(timestamp),
         // ydbops parses versions; "" means unknown and only gives a warning.
-        version: n.version.clone().unwrap_or_default(),
+        version: view
+            .version
+            .clone()
+            .or_else(|| n.version.clone())
+            .unwrap_or_default(),
     })
 }
 

@@ -7,9 +7,9 @@
 use super::envelope::{bare, operation};
 use super::error::ServiceError;
 use super::{Context, decode, encode};
-use crate::engine::task::ActionStatus;
-use crate::engine::{TaskView, Timestamp};
+use crate::engine::EngineError;
 use crate::identity::Caller;
+use crate::writer::log_grants;
 use arbiter_proto::ydb::maintenance::v1::maintenance_service_server::MaintenanceService;
 use arbiter_proto::ydb::maintenance::{
     CompleteActionRequest, CreateMaintenanceTaskRequest, DropMaintenanceTaskRequest,
@@ -145,13 +145,20 @@ impl Maintenance {
     ) -> Result<ManageActionResult, ServiceError> {
         let caller = self.caller(meta)?;
         let uids = decode::action_uids(&req.action_uids)?;
+        let groups: Vec<String> = req.action_uids.iter().map(|u| u.group_id.clone()).collect();
         let user = caller.user.clone();
         let logged = uids.clone();
         self.ctx
             .command(move |s, now| {
-                for (task, _) in &uids {
+                for ((task, action), group) in uids.iter().zip(&groups) {
                     if let Some(owner) = s.task_owner(task) {
                         caller.require_owner(task, owner)?;
+                    }
+                    // ydbops sends uids back verbatim; a group id that names another group is
+                    // a mistake (an empty one is YDB's usage and fine).
+                    if !group.is_empty() && s.action_group(task, action).is_some_and(|g| g != group)
+                    {
+                        return Err(EngineError::ActionNotFound.into());
                     }
                 }
                 Ok(s.complete(&uids, now)?)
@@ -171,22 +178,6 @@ impl Maintenance {
                 })
                 .collect(),
         })
-    }
-}
-
-/// One log line per lock granted by the command that ran at `now`.
-fn log_grants(view: &TaskView, now: Timestamp) {
-    for a in view.actions() {
-        if let ActionStatus::Performed {
-            granted_at,
-            deadline,
-            fencing_token,
-        } = a.status
-            && granted_at == now
-        {
-            tracing::info!(task = %view.uid, action = %a.id, scope = %a.scope,
-                outcome = "granted", fencing_token, deadline = %deadline, "lock granted");
-        }
     }
 }
 

@@ -16,8 +16,10 @@ pub mod error;
 pub mod maintenance;
 pub mod ydb_extras;
 
+use crate::engine::reload::Reloaded;
 use crate::engine::{Outcome, State, Timestamp};
 use crate::identity::Identity;
+use crate::inventory_file::InventoryFile;
 use crate::writer::Writer;
 use decode::RequestLimits;
 use error::ServiceError;
@@ -32,6 +34,10 @@ pub struct Context {
     pub identity: Arc<Identity>,
     /// Request limits beyond the engine's.
     pub limits: RequestLimits,
+    /// The inventory file, for reloads.
+    pub inventory: Arc<InventoryFile>,
+    /// Turns true when the server starts shutting down; open streams end then.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Context {
@@ -48,6 +54,27 @@ impl Context {
                 Err(e) => (Err(e), Vec::new()),
             })
             .await?
+    }
+
+    /// Re-reads the inventory file and swaps it in; refused (nothing changed) when the file is
+    /// invalid or a live lock would be stranded.
+    pub async fn reload_inventory(&self) -> Result<Reloaded, ServiceError> {
+        let file = self.inventory.clone();
+        let cluster = tokio::task::spawn_blocking(move || file.load())
+            .await
+            .map_err(|e| ServiceError::BadRequest(format!("reload failed: {e}")))?
+            .map_err(|e| ServiceError::BadRequest(format!("inventory reload refused: {e}")))?;
+        let (r, _) = self
+            .command(move |s, _| Ok(s.reload(Arc::new(cluster))?))
+            .await?;
+        tracing::info!(
+            nodes_before = r.nodes.0,
+            nodes_after = r.nodes.1,
+            groups_before = r.groups.0,
+            groups_after = r.groups.1,
+            "inventory reloaded"
+        );
+        Ok(r)
     }
 
     /// Runs a query; it sees every change answered before it.

@@ -11,24 +11,32 @@ use arbiter_proto::ydb::cms::v1::cms_service_server::CmsService;
 use arbiter_proto::ydb::cms::{ListDatabasesRequest, ListDatabasesResponse, ListDatabasesResult};
 use arbiter_proto::ydb::discovery::v1::discovery_service_server::DiscoveryService;
 use arbiter_proto::ydb::discovery::{WhoAmIRequest, WhoAmIResponse, WhoAmIResult};
-use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 /// Discovery, Cms and Auth, each with only what ydbops calls.
 #[derive(Debug, Clone)]
 pub struct YdbExtras {
     ctx: Context,
-    /// The inventory's tenants, fixed for the server's life.
-    tenants: Arc<Vec<String>>,
 }
 
 impl YdbExtras {
-    /// Over the shared context and the inventory's tenant names.
-    pub fn new(ctx: Context, tenants: Vec<String>) -> YdbExtras {
-        YdbExtras {
-            ctx,
-            tenants: Arc::new(tenants),
-        }
+    /// Over the shared context.
+    pub fn new(ctx: Context) -> YdbExtras {
+        YdbExtras { ctx }
+    }
+
+    async fn databases(
+        &self,
+        request: &Request<ListDatabasesRequest>,
+    ) -> Result<ListDatabasesResult, ServiceError> {
+        self.ctx.identity.resolve(request.metadata())?;
+        self.ctx
+            .query(|s, _| {
+                Ok(ListDatabasesResult {
+                    paths: s.cluster().tenants().map(|t| t.name.clone()).collect(),
+                })
+            })
+            .await
     }
 }
 
@@ -65,16 +73,8 @@ impl CmsService for YdbExtras {
         &self,
         request: Request<ListDatabasesRequest>,
     ) -> Result<Response<ListDatabasesResponse>, Status> {
-        let result = self
-            .ctx
-            .identity
-            .resolve(request.metadata())
-            .map(|_| ListDatabasesResult {
-                paths: self.tenants.as_ref().clone(),
-            })
-            .map_err(ServiceError::from);
         Ok(Response::new(ListDatabasesResponse {
-            operation: Some(operation(result)),
+            operation: Some(operation(self.databases(&request).await)),
         }))
     }
 }

@@ -61,7 +61,8 @@ fn batch() -> Vec<Change> {
             3,
             NodeRuntime {
                 down: true,
-                up_since: None,
+                down_reason: "disk failure".into(),
+                ..NodeRuntime::default()
             },
         ),
         Change::PutCounters(Counters {
@@ -116,8 +117,10 @@ fn later_changes_replace_and_delete(f: &dyn Factory) {
         Change::PutNode(
             3,
             NodeRuntime {
-                down: false,
                 up_since: Some(Timestamp(7)),
+                monitored: true,
+                version: Some("24.4.1".into()),
+                ..NodeRuntime::default()
             },
         ),
         Change::PutCounters(Counters {

@@ -1,0 +1,327 @@
+//! Node liveness: heartbeats, manual node state, and a node's way back after maintenance.
+//!
+//! # Why
+//! Orchestrators such as ydbops restart a node and complete its lock at once; YDB's CMS stays
+//! safe because it sees the node down. Arbiter sees it through heartbeats from node agents and
+//! through SetNodeState. When a node lock is released (completed, dropped or expired):
+//! - a node with an agent (one that has sent a heartbeat) counts as unavailable until a heartbeat
+//!   arrives after the release ("restarting since ..., not seen up"), then for the settle time;
+//! - a node without an agent counts as unavailable for the settle time only (Arbiter cannot see
+//!   it come back; SetNodeState UP ends the wait early).
+//!
+//! With a heartbeat timeout configured, a monitored node whose last heartbeat is older than the
+//! timeout goes down, and its next heartbeat brings it up. A node marked down by hand stays down
+//! until it is marked up: a heartbeat does not overrule an operator.
+//!
+//! Heartbeat times are soft state: they change every few seconds, so they are kept in memory and
+//! never persisted. After a restart every monitored node gets one full timeout before it can time
+//! out. Everything else here is persisted as `PutNode` records like any other change.
+
+use crate::engine::cluster::NodeId;
+use crate::engine::error::EngineError;
+use crate::engine::record::{Change, NodeRuntime};
+use crate::engine::state::{Outcome, State};
+use crate::engine::time::Timestamp;
+use std::time::Duration;
+
+/// How the engine judges node liveness.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// A monitored node without a heartbeat for this long goes down; `None`: never.
+    pub heartbeat_timeout: Option<Duration>,
+    /// How long a node that came back up still counts as unavailable.
+    pub settle: Duration,
+}
+
+/// What a heartbeat reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// The node's software version, if the agent knows it.
+    pub version: Option<String>,
+    /// When the node's process started, if the agent knows it.
+    pub start_time: Option<Timestamp>,
+}
+
+/// What a tick did, for the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ticked {
+    /// Locks that lapsed.
+    pub expired: Vec<crate::engine::state::Expired>,
+    /// Nodes whose heartbeats stopped.
+    pub timed_out: Vec<NodeId>,
+    /// Nodes whose settle time ended.
+    pub settled: Vec<NodeId>,
+}
+
+impl State {
+    /// Sets the liveness rules. Call before serving; the server's options set them.
+    pub fn set_health(&mut self, health: HealthConfig) {
+        self.health = health;
+        self.heartbeat_due.clear();
+        self.liveness_armed = false;
+    }
+
+    /// The liveness rules in force.
+    pub fn health(&self) -> HealthConfig {
+        self.health
+    }
+
+    /// Everything time does on its own: lapsed locks, heartbeat timeouts, settle times ending.
+    /// The server runs it before every batch and when [`State::next_deadline`] comes.
+    pub fn tick(&mut self, now: Timestamp) -> Outcome<Ticked> {
+        self.arm_liveness(now);
+        let expired = self.expire(now);
+        let mut changes = expired.changes;
+        let mut ticked = Ticked {
+            expired: expired.value,
+            ..Ticked::default()
+        };
+        while let Some(&(due, id)) = self.heartbeat_due.first() {
+            if due > now {
+                break;
+            }
+            self.heartbeat_due.remove(&(due, id));
+            let Some(timeout) = self.health.heartbeat_timeout else {
+                continue;
+            };
+            let note = format!("no heartbeat for {}", humantime::format_duration(timeout));
+            let changed = self.update_node(id, &mut changes, |rt| {
+                if rt.down {
+                    return false;
+                }
+                rt.down = true;
+                rt.timed_out = true;
+                rt.down_since = Some(due);
+                rt.down_reason = note;
+                true
+            });
+            if changed {
+                ticked.timed_out.push(id);
+            }
+        }
+        while let Some(&(due, id)) = self.settle_due.first() {
+            if due > now {
+                break;
+            }
+            self.settle_due.remove(&(due, id));
+            let changed = self.update_node(id, &mut changes, |rt| {
+                if rt.settle_until != Some(due) {
+                    return false;
+                }
+                rt.settle_until = None;
+                true
+            });
+            if changed {
+                ticked.settled.push(id);
+            }
+        }
+        Outcome {
+            value: ticked,
+            changes,
+        }
+    }
+
+    /// A heartbeat from a node's agent. Answers whether the node's recorded state changed.
+    pub fn heartbeat(
+        &mut self,
+        id: NodeId,
+        beat: Heartbeat,
+        now: Timestamp,
+    ) -> Result<Outcome<bool>, EngineError> {
+        if self.cluster.node(id).is_none() {
+            return Err(EngineError::UnknownNode(id));
+        }
+        self.arm_liveness(now);
+        if let Some(old) = self.last_seen.insert(id, now)
+            && let Some(timeout) = self.health.heartbeat_timeout
+        {
+            self.heartbeat_due.remove(&(old.plus(timeout), id));
+        }
+        if let Some(timeout) = self.health.heartbeat_timeout {
+            self.heartbeat_due.insert((now.plus(timeout), id));
+        }
+        let settle = self.settle_end(now);
+        let mut changes = Vec::new();
+        let changed = self.update_node(id, &mut changes, |rt| {
+            let before = rt.clone();
+            rt.monitored = true;
+            if let Some(v) = beat.version {
+                rt.version = Some(v);
+            }
+            if let Some(t) = beat.start_time {
+                rt.start_time = Some(t);
+            }
+            let back = (rt.down && rt.timed_out) || rt.restarting_since.is_some();
+            if rt.down && rt.timed_out {
+                rt.down = false;
+                rt.timed_out = false;
+                rt.down_since = None;
+                rt.down_reason.clear();
+            }
+            if back {
+                rt.restarting_since = None;
+                rt.up_since = Some(now);
+                rt.settle_until = settle;
+            }
+            *rt != before
+        });
+        if changed {
+            self.index_settle(id);
+        }
+        Ok(Outcome {
+            value: changed,
+            changes,
+        })
+    }
+
+    /// Marks a node down (with a reason) or up by hand. Up also ends a restart wait; the node
+    /// then settles. Answers whether anything changed.
+    pub fn set_node_state(
+        &mut self,
+        id: NodeId,
+        up: bool,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Outcome<bool>, EngineError> {
+        if self.cluster.node(id).is_none() {
+            return Err(EngineError::UnknownNode(id));
+        }
+        let settle = self.settle_end(now);
+        let mut changes = Vec::new();
+        let changed = self.update_node(id, &mut changes, |rt| {
+            if up {
+                if !rt.down && rt.restarting_since.is_none() {
+                    return false;
+                }
+                rt.down = false;
+                rt.timed_out = false;
+                rt.down_since = None;
+                rt.down_reason.clear();
+                rt.restarting_since = None;
+                rt.up_since = Some(now);
+                rt.settle_until = settle;
+            } else {
+                if rt.down && !rt.timed_out && rt.down_reason == reason {
+                    return false;
+                }
+                rt.down = true;
+                rt.timed_out = false;
+                rt.down_since = rt.down_since.or(Some(now));
+                rt.down_reason = reason.to_owned();
+            }
+            true
+        });
+        if changed {
+            self.index_settle(id);
+        }
+        Ok(Outcome {
+            value: changed,
+            changes,
+        })
+    }
+
+    /// A node lock was released at `now`: start the node's way back.
+    pub(crate) fn node_released(&mut self, id: NodeId, now: Timestamp, changes: &mut Vec<Change>) {
+        let settle = self.settle_end(now);
+        let changed = self.update_node(id, changes, |rt| {
+            if rt.down {
+                // Still down: it stays unavailable anyway, and comes back through up.
+                return false;
+            }
+            if rt.monitored {
+                rt.restarting_since = Some(now);
+                rt.settle_until = None;
+                true
+            } else if settle.is_some() {
+                rt.settle_until = settle;
+                true
+            } else {
+                false
+            }
+        });
+        if changed {
+            self.index_settle(id);
+        }
+    }
+
+    /// Why a node counts as unavailable without a lock, in words; `None` when it does not.
+    pub fn down_note(&self, id: NodeId) -> Option<String> {
+        let rt = self.runtime.get(&id)?;
+        if rt.down {
+            let since = rt
+                .down_since
+                .map(|t| format!(" since {t}"))
+                .unwrap_or_default();
+            let why = if rt.down_reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", rt.down_reason)
+            };
+            Some(format!("node {id} down{since}{why}"))
+        } else if let Some(t) = rt.restarting_since {
+            Some(format!("node {id} restarting since {t}, not seen up"))
+        } else {
+            rt.settle_until
+                .map(|t| format!("node {id} came up, settling until {t}"))
+        }
+    }
+
+    /// The end of a settle time that starts now, if there is a settle time.
+    fn settle_end(&self, now: Timestamp) -> Option<Timestamp> {
+        (!self.health.settle.is_zero()).then(|| now.plus(self.health.settle))
+    }
+
+    fn index_settle(&mut self, id: NodeId) {
+        self.settle_due.retain(|(_, n)| *n != id);
+        if let Some(until) = self.runtime.get(&id).and_then(|rt| rt.settle_until) {
+            self.settle_due.insert((until, id));
+        }
+    }
+
+    /// After a restore, gives every monitored node one full timeout from `now`.
+    fn arm_liveness(&mut self, now: Timestamp) {
+        if self.liveness_armed {
+            return;
+        }
+        self.liveness_armed = true;
+        let Some(timeout) = self.health.heartbeat_timeout else {
+            return;
+        };
+        let monitored: Vec<NodeId> = self
+            .runtime
+            .iter()
+            .filter(|(id, rt)| rt.monitored && !self.last_seen.contains_key(id))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in monitored {
+            self.last_seen.insert(id, now);
+            self.heartbeat_due.insert((now.plus(timeout), id));
+        }
+    }
+
+    /// Applies `f` to a node's record (created from the inventory's initial state when missing);
+    /// when `f` reports a change, re-counts the node and records a `PutNode`.
+    fn update_node(
+        &mut self,
+        id: NodeId,
+        changes: &mut Vec<Change>,
+        f: impl FnOnce(&mut NodeRuntime) -> bool,
+    ) -> bool {
+        let before_class = self.class(id);
+        let mut rt = self
+            .runtime
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| NodeRuntime {
+                down: self.is_down(id),
+                ..NodeRuntime::default()
+            });
+        if !f(&mut rt) {
+            return false;
+        }
+        changes.push(Change::PutNode(id, rt.clone()));
+        self.runtime.insert(id, rt);
+        self.reclass(id, before_class);
+        true
+    }
+}
