@@ -1,4 +1,332 @@
-//! Arbiter's typed client library.
+//! Arbiter's typed client library: one method per call, the YDB envelope unwrapped.
 //!
-//! Empty until the gRPC service exists: the client, the `arbiter` CLI and the rolling-restart
-//! orchestrator land with their own issue.
+//! ```no_run
+//! # async fn demo() -> Result<(), arbiter_client::ClientError> {
+//! let client = arbiter_client::Client::connect("127.0.0.1:2135", Some("alice".into())).await?;
+//! for node in client.list_nodes().await? {
+//!     println!("{} {}", node.node_id, node.host);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Every call sends the ticket as `x-ydb-auth-ticket`. A YDB status other than SUCCESS becomes
+//! [`ClientError::Refused`] with the server's issue text; [`ClientError::is_retryable`] tells
+//! what is worth retrying. The wire types are re-exported as [`proto`].
+
+mod endpoint;
+mod envelope;
+mod error;
+pub mod rolling;
+
+pub use arbiter_proto as proto;
+pub use endpoint::Endpoint;
+pub use error::ClientError;
+
+use arbiter_proto::arbiter::v1::arbiter_service_client::ArbiterServiceClient;
+use arbiter_proto::arbiter::v1::{
+    HeartbeatRequest, ListNodesRequest, NodeState, NodeStatus, ReloadInventoryRequest,
+    ReloadInventoryResponse, SetNodeStateRequest, WatchMaintenanceTaskRequest,
+    WatchMaintenanceTaskResponse,
+};
+use arbiter_proto::ydb::auth::v1::auth_service_client::AuthServiceClient;
+use arbiter_proto::ydb::auth::{LoginRequest, LoginResult};
+use arbiter_proto::ydb::discovery::v1::discovery_service_client::DiscoveryServiceClient;
+use arbiter_proto::ydb::discovery::{WhoAmIRequest, WhoAmIResult};
+use arbiter_proto::ydb::maintenance::v1::maintenance_service_client::MaintenanceServiceClient;
+use arbiter_proto::ydb::maintenance::{
+    ActionUid, CompleteActionRequest, CreateMaintenanceTaskRequest, DropMaintenanceTaskRequest,
+    GetMaintenanceTaskRequest, GetMaintenanceTaskResult, ListClusterNodesRequest,
+    ListClusterNodesResult, ListMaintenanceTasksRequest, ListMaintenanceTasksResult,
+    MaintenanceTaskResult, ManageActionResult, Node, RefreshMaintenanceTaskRequest,
+};
+use arbiter_proto::ydb::status_ids::StatusCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+
+/// The largest reply the client accepts (a 100 000-node ListClusterNodes fits).
+const MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
+
+/// A connection to an Arbiter server. Cheap to clone; clones share the connection.
+#[derive(Debug, Clone)]
+pub struct Client {
+    channel: Channel,
+    ticket: Option<String>,
+}
+
+impl Client {
+    /// Connects to `endpoint` (`host:port`, `grpc://host:port`, `http://...`).
+    pub async fn connect(endpoint: &str, ticket: Option<String>) -> Result<Client, ClientError> {
+        let parsed = Endpoint::parse(endpoint)?;
+        if parsed.tls {
+            return Err(ClientError::Endpoint {
+                endpoint: endpoint.to_owned(),
+                reason: "TLS is not supported yet; use grpc:// or http://".into(),
+            });
+        }
+        let channel = Channel::from_shared(parsed.uri())
+            .map_err(|e| ClientError::Endpoint {
+                endpoint: endpoint.to_owned(),
+                reason: e.to_string(),
+            })?
+            .connect_timeout(Duration::from_secs(10))
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|source| ClientError::Connect {
+                endpoint: endpoint.to_owned(),
+                source,
+            })?;
+        Ok(Client { channel, ticket })
+    }
+
+    /// Over an existing channel.
+    pub fn with_channel(channel: Channel, ticket: Option<String>) -> Client {
+        Client { channel, ticket }
+    }
+
+    /// The same connection with another ticket.
+    pub fn with_ticket(&self, ticket: Option<String>) -> Client {
+        Client {
+            channel: self.channel.clone(),
+            ticket,
+        }
+    }
+
+    fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        if let Some(t) = &self.ticket
+            && let Ok(v) = MetadataValue::try_from(t.as_str())
+        {
+            r.metadata_mut().insert("x-ydb-auth-ticket", v);
+        }
+        r
+    }
+
+    fn maintenance(&self) -> MaintenanceServiceClient<Channel> {
+        MaintenanceServiceClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_REPLY_BYTES)
+    }
+
+    fn arbiter(&self) -> ArbiterServiceClient<Channel> {
+        ArbiterServiceClient::new(self.channel.clone()).max_decoding_message_size(MAX_REPLY_BYTES)
+    }
+
+    /// Every node as YDB's ListClusterNodes reports it.
+    pub async fn list_cluster_nodes(&self) -> Result<Vec<Node>, ClientError> {
+        let r = self
+            .maintenance()
+            .list_cluster_nodes(self.request(ListClusterNodesRequest::default()))
+            .await?;
+        Ok(envelope::unpack::<ListClusterNodesResult>(r.into_inner().operation)?.nodes)
+    }
+
+    /// Every node with Arbiter's own view (why unavailable, lock, heartbeat).
+    pub async fn list_nodes(&self) -> Result<Vec<NodeStatus>, ClientError> {
+        let r = self
+            .arbiter()
+            .list_nodes(self.request(ListNodesRequest {}))
+            .await?;
+        Ok(r.into_inner().nodes)
+    }
+
+    /// Creates a task (or checks it, with `dry_run`).
+    pub async fn create_task(
+        &self,
+        req: CreateMaintenanceTaskRequest,
+    ) -> Result<MaintenanceTaskResult, ClientError> {
+        let r = self
+            .maintenance()
+            .create_maintenance_task(self.request(req))
+            .await?;
+        envelope::unpack(r.into_inner().operation)
+    }
+
+    /// Re-checks a task's pending actions.
+    pub async fn refresh_task(&self, uid: &str) -> Result<MaintenanceTaskResult, ClientError> {
+        let req = RefreshMaintenanceTaskRequest {
+            task_uid: uid.to_owned(),
+            ..Default::default()
+        };
+        let r = self
+            .maintenance()
+            .refresh_maintenance_task(self.request(req))
+            .await?;
+        envelope::unpack(r.into_inner().operation)
+    }
+
+    /// A task, without a re-check.
+    pub async fn get_task(&self, uid: &str) -> Result<GetMaintenanceTaskResult, ClientError> {
+        let req = GetMaintenanceTaskRequest {
+            task_uid: uid.to_owned(),
+            ..Default::default()
+        };
+        let r = self
+            .maintenance()
+            .get_maintenance_task(self.request(req))
+            .await?;
+        envelope::unpack(r.into_inner().operation)
+    }
+
+    /// Task uids: all, or one user's.
+    pub async fn list_tasks(&self, user: Option<&str>) -> Result<Vec<String>, ClientError> {
+        let req = ListMaintenanceTasksRequest {
+            user: user.map(str::to_owned),
+            ..Default::default()
+        };
+        let r = self
+            .maintenance()
+            .list_maintenance_tasks(self.request(req))
+            .await?;
+        Ok(envelope::unpack::<ListMaintenanceTasksResult>(r.into_inner().operation)?.tasks_uids)
+    }
+
+    /// Drops a task, releasing its locks.
+    pub async fn drop_task(&self, uid: &str) -> Result<(), ClientError> {
+        let req = DropMaintenanceTaskRequest {
+            task_uid: uid.to_owned(),
+            ..Default::default()
+        };
+        let r = self
+            .maintenance()
+            .drop_maintenance_task(self.request(req))
+            .await?;
+        let op = r
+            .into_inner()
+            .operation
+            .ok_or_else(|| ClientError::Decode("the reply has no operation".into()))?;
+        envelope::check(&op)
+    }
+
+    /// Completes (or withdraws, when pending) actions, all or nothing.
+    pub async fn complete_actions(
+        &self,
+        uids: Vec<ActionUid>,
+    ) -> Result<ManageActionResult, ClientError> {
+        let req = CompleteActionRequest {
+            action_uids: uids,
+            ..Default::default()
+        };
+        let r = self
+            .maintenance()
+            .complete_action(self.request(req))
+            .await?;
+        envelope::unpack(r.into_inner().operation)
+    }
+
+    /// Who the server thinks the caller is.
+    pub async fn who_am_i(&self) -> Result<WhoAmIResult, ClientError> {
+        let r = DiscoveryServiceClient::new(self.channel.clone())
+            .who_am_i(self.request(WhoAmIRequest::default()))
+            .await?;
+        envelope::unpack(r.into_inner().operation)
+    }
+
+    /// Logs in with a password; returns a session token to use as the ticket.
+    pub async fn login(&self, user: &str, password: &str) -> Result<String, ClientError> {
+        let req = LoginRequest {
+            user: user.to_owned(),
+            password: password.to_owned(),
+            ..Default::default()
+        };
+        let r = AuthServiceClient::new(self.channel.clone())
+            .login(tonic::Request::new(req))
+            .await?;
+        Ok(envelope::unpack::<LoginResult>(r.into_inner().operation)?.token)
+    }
+
+    /// Reports that a node is alive.
+    pub async fn heartbeat(
+        &self,
+        node_id: u32,
+        version: Option<String>,
+        start_time: Option<SystemTime>,
+    ) -> Result<(), ClientError> {
+        let req = HeartbeatRequest {
+            node_id,
+            version,
+            start_time: start_time.map(timestamp),
+        };
+        self.arbiter().heartbeat(self.request(req)).await?;
+        Ok(())
+    }
+
+    /// Marks a node up or down by hand.
+    pub async fn set_node_state(
+        &self,
+        node_id: u32,
+        up: bool,
+        reason: &str,
+    ) -> Result<(), ClientError> {
+        let req = SetNodeStateRequest {
+            node_id,
+            state: if up { NodeState::Up } else { NodeState::Down } as i32,
+            reason: reason.to_owned(),
+        };
+        self.arbiter().set_node_state(self.request(req)).await?;
+        Ok(())
+    }
+
+    /// Makes the server re-read its inventory file.
+    pub async fn reload_inventory(&self) -> Result<ReloadInventoryResponse, ClientError> {
+        let r = self
+            .arbiter()
+            .reload_inventory(self.request(ReloadInventoryRequest {}))
+            .await?;
+        Ok(r.into_inner())
+    }
+
+    /// Watches a task: its state now, then after every change.
+    pub async fn watch_task(&self, uid: &str) -> Result<Watch, ClientError> {
+        let req = WatchMaintenanceTaskRequest {
+            task_uid: uid.to_owned(),
+        };
+        let stream = self
+            .arbiter()
+            .watch_maintenance_task(self.request(req))
+            .await?
+            .into_inner();
+        Ok(Watch { stream })
+    }
+}
+
+/// An open task watch.
+#[derive(Debug)]
+pub struct Watch {
+    stream: tonic::Streaming<WatchMaintenanceTaskResponse>,
+}
+
+impl Watch {
+    /// The next state of the task. `Some(Err(..))` with BAD_REQUEST when the task is gone;
+    /// `None` when the server closed the stream (shutdown).
+    pub async fn next(&mut self) -> Option<Result<MaintenanceTaskResult, ClientError>> {
+        match self.stream.message().await {
+            Err(status) => Some(Err(ClientError::Rpc(status))),
+            Ok(None) => None,
+            Ok(Some(msg)) => {
+                let status = StatusCode::try_from(msg.status).unwrap_or(StatusCode::Unspecified);
+                if status == StatusCode::Success {
+                    Some(msg.result.ok_or_else(|| {
+                        ClientError::Decode("a watch update without a result".into())
+                    }))
+                } else {
+                    let message = msg
+                        .issues
+                        .iter()
+                        .map(|i| i.message.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    Some(Err(ClientError::Refused { status, message }))
+                }
+            }
+        }
+    }
+}
+
+fn timestamp(t: SystemTime) -> prost_types::Timestamp {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    prost_types::Timestamp {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
+}
