@@ -5,8 +5,8 @@
 use arbiter_server::engine::cluster::PDiskKey;
 use arbiter_server::engine::inventory::{self, Format};
 use arbiter_server::engine::{
-    ActionView, EngineError, ErrorKind, LockRequest, Mode, NodeState, Reason, Scope, Snapshot,
-    State, TaskRequest, TaskView, Timestamp,
+    ActionView, EngineError, ErrorKind, HealthConfig, Heartbeat, LockRequest, Mode, NodeState,
+    Reason, Scope, Snapshot, State, TaskRequest, TaskView, Timestamp,
 };
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde::Deserialize;
@@ -27,8 +27,16 @@ struct Scenario {
     cluster: Option<ClusterGen>,
     #[serde(default)]
     inventory: String,
+    health: Option<HealthSpec>,
     #[serde(default)]
     step: Vec<Step>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthSpec {
+    heartbeat_timeout: Option<String>,
+    settle: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -88,6 +96,11 @@ struct Step {
     details: Option<BTreeMap<String, Vec<String>>>,
     retry_after: Option<String>,
     deadlines: Option<BTreeMap<String, String>>,
+    reason: Option<String>,
+    version: Option<String>,
+    inventory: Option<String>,
+    node_details: Option<BTreeMap<String, String>>,
+    available: Option<BTreeMap<String, bool>>,
 }
 
 fn generate(g: &ClusterGen) -> Result<String, String> {
@@ -235,6 +248,9 @@ fn show(view: &TaskView) -> String {
 
 struct Runner {
     state: State,
+    health: HealthConfig,
+    /// The generated part of the inventory, which `reload` keeps.
+    generated: String,
     records: Snapshot,
     now: Timestamp,
     /// task uid -> action ids in request order (flattened), for `complete`.
@@ -326,7 +342,31 @@ impl Runner {
                     Some("down") => false,
                     other => return Err(format!("node state must be up or down, not {other:?}")),
                 };
-                self.state.set_node_state(id, up, "", self.now).map(|o| {
+                let reason = s.reason.as_deref().unwrap_or("");
+                self.state
+                    .set_node_state(id, up, reason, self.now)
+                    .map(|o| {
+                        self.record(&o.changes);
+                        None
+                    })
+            }
+            "heartbeat" => {
+                let id = s.node.ok_or("heartbeat needs node")?;
+                let beat = Heartbeat {
+                    version: s.version.clone(),
+                    start_time: None,
+                };
+                self.state.heartbeat(id, beat, self.now).map(|o| {
+                    self.record(&o.changes);
+                    None
+                })
+            }
+            "reload" => {
+                let mut text = self.generated.clone();
+                text.push('\n');
+                text.push_str(s.inventory.as_deref().ok_or("reload needs inventory")?);
+                let cluster = inventory::parse(&text, Format::Toml).map_err(|e| e.to_string())?;
+                self.state.reload(Arc::new(cluster)).map(|o| {
                     self.record(&o.changes);
                     None
                 })
@@ -334,6 +374,7 @@ impl Runner {
             "restart" => {
                 let before = self.state.snapshot();
                 self.state = State::restore(self.state.cluster().clone(), self.records.clone());
+                self.state.set_health(self.health);
                 if self.state.snapshot() != before {
                     return Err("state after restart differs from before".into());
                 }
@@ -350,6 +391,29 @@ impl Runner {
                     };
                     if got != want {
                         return Err(format!("node {id}: expected {want}, got {got}"));
+                    }
+                }
+                Ok(None)
+            }
+            "node_info" => {
+                for (id, want) in s.node_details.iter().flatten() {
+                    let n: u32 = id.parse().map_err(|_| format!("bad node id '{id}'"))?;
+                    let view = self.state.node(n).ok_or(format!("no node {n}"))?;
+                    let got = view.detail.unwrap_or_default();
+                    let ok = if want.is_empty() {
+                        got.is_empty()
+                    } else {
+                        got.contains(want.as_str())
+                    };
+                    if !ok {
+                        return Err(format!("node {n} detail: expected '{want}', got '{got}'"));
+                    }
+                }
+                for (id, want) in s.available.iter().flatten() {
+                    let n: u32 = id.parse().map_err(|_| format!("bad node id '{id}'"))?;
+                    let view = self.state.node(n).ok_or(format!("no node {n}"))?;
+                    if view.available != *want {
+                        return Err(format!("node {n}: expected available = {want}"));
                     }
                 }
                 Ok(None)
@@ -505,18 +569,35 @@ fn run(path: &Path) -> Result<(), Failed> {
     if sc.name.trim().is_empty() || sc.about.trim().is_empty() {
         return Err("a scenario needs a name and an about".into());
     }
-    let mut inv = match &sc.cluster {
+    let generated = match &sc.cluster {
         Some(g) => generate(g)?,
         None => String::new(),
     };
+    let mut inv = generated.clone();
     inv.push_str(&sc.inventory);
     if let Some(extra) = sc.cluster.as_ref().and_then(|g| g.inventory.as_deref()) {
         inv.push('\n');
         inv.push_str(extra);
     }
     let cluster = inventory::parse(&inv, Format::Toml).map_err(|e| e.to_string())?;
+    let health = match &sc.health {
+        None => HealthConfig::default(),
+        Some(h) => HealthConfig {
+            heartbeat_timeout: h.heartbeat_timeout.as_deref().map(dur).transpose()?,
+            settle: h
+                .settle
+                .as_deref()
+                .map(dur)
+                .transpose()?
+                .unwrap_or_default(),
+        },
+    };
+    let mut state = State::new(Arc::new(cluster));
+    state.set_health(health);
     let mut r = Runner {
-        state: State::new(Arc::new(cluster)),
+        state,
+        health,
+        generated,
         records: Snapshot::default(),
         now: START,
         positions: BTreeMap::new(),

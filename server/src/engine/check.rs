@@ -638,7 +638,10 @@ impl<'s> CheckCtx<'s> {
                 String::from("none")
             } else {
                 down.iter()
-                    .map(|i| vdisk(*i))
+                    .map(|i| match self.st.down_why(group.vdisks[*i].pdisk.node) {
+                        Some(why) => format!("{} ({why})", vdisk(*i)),
+                        None => vdisk(*i),
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             };

@@ -246,6 +246,11 @@ impl State {
 
     /// Why a node counts as unavailable without a lock, in words; `None` when it does not.
     pub fn down_note(&self, id: NodeId) -> Option<String> {
+        self.down_why(id).map(|why| format!("node {id} {why}"))
+    }
+
+    /// The same without the node's name: "restarting since ..., not seen up".
+    pub(crate) fn down_why(&self, id: NodeId) -> Option<String> {
         let rt = self.runtime.get(&id)?;
         if rt.down {
             let since = rt
@@ -257,12 +262,12 @@ impl State {
             } else {
                 format!(": {}", rt.down_reason)
             };
-            Some(format!("node {id} down{since}{why}"))
+            Some(format!("down{since}{why}"))
         } else if let Some(t) = rt.restarting_since {
-            Some(format!("node {id} restarting since {t}, not seen up"))
+            Some(format!("restarting since {t}, not seen up"))
         } else {
             rt.settle_until
-                .map(|t| format!("node {id} came up, settling until {t}"))
+                .map(|t| format!("came up, settling until {t}"))
         }
     }
 

@@ -58,6 +58,8 @@ pub enum Change {
     DeleteTask(String),
     /// Insert or replace what is known of a node.
     PutNode(NodeId, NodeRuntime),
+    /// Forget a node (it left the inventory).
+    DeleteNode(NodeId),
     /// Replace the counters.
     PutCounters(Counters),
 }
@@ -85,6 +87,9 @@ impl Snapshot {
             }
             Change::PutNode(id, rt) => {
                 self.nodes.insert(*id, rt.clone());
+            }
+            Change::DeleteNode(id) => {
+                self.nodes.remove(id);
             }
             Change::PutCounters(c) => self.counters = *c,
         }

@@ -8,7 +8,7 @@
 
 use crate::engine::cluster::Cluster;
 use crate::engine::error::EngineError;
-use crate::engine::record::Snapshot;
+use crate::engine::record::{Change, Snapshot};
 use crate::engine::state::{Outcome, State};
 use crate::engine::task::ActionStatus;
 use std::sync::Arc;
@@ -60,10 +60,18 @@ impl State {
         next.last_seen
             .retain(|id, _| next.cluster.node(*id).is_some());
         next.liveness_armed = false;
+        // Records of nodes that left the inventory go too; restore already left them out.
+        let mut gone: Vec<_> = self
+            .runtime
+            .keys()
+            .filter(|id| next.cluster.node(**id).is_none())
+            .copied()
+            .collect();
+        gone.sort_unstable();
         *self = next;
         Ok(Outcome {
             value,
-            changes: Vec::new(),
+            changes: gone.into_iter().map(Change::DeleteNode).collect(),
         })
     }
 

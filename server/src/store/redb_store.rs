@@ -96,6 +96,9 @@ impl Store for RedbStore {
                     Change::PutNode(id, rt) => {
                         nodes.insert(*id, encode(rt)?.as_slice()).map_err(backend)?;
                     }
+                    Change::DeleteNode(id) => {
+                        nodes.remove(*id).map_err(backend)?;
+                    }
                     Change::PutCounters(counters) => {
                         meta.insert(COUNTERS_KEY, encode(counters)?.as_slice())
                             .map_err(backend)?;

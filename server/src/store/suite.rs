@@ -129,6 +129,9 @@ fn later_changes_replace_and_delete(f: &dyn Factory) {
         }),
         // Deleting what does not exist is not an error.
         Change::DeleteTask("never".into()),
+        Change::DeleteNode(99),
+        Change::PutNode(4, NodeRuntime::default()),
+        Change::DeleteNode(4),
     ];
     s.commit(&later).expect("commit");
     let mut all = batch();
