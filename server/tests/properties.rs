@@ -9,11 +9,15 @@
 //! - safety: every non-force grant of an up node kept the limits, every storage group it
 //!   touched, the state-storage rings and the system tablets within its mode, counting
 //!   everything unavailable at that moment (down nodes, live locks, earlier grants of the step);
-//! - a refused command changes nothing.
+//! - a refused command changes nothing;
+//! - liveness: a node whose agent has sent heartbeats counts as unavailable from the release of
+//!   its lock until its next heartbeat (or until it is marked up).
 
 use arbiter_server::engine::cluster::PDiskKey;
 use arbiter_server::engine::inventory::{self, Format};
-use arbiter_server::engine::{LockRequest, Mode, Scope, State, TaskRequest, TaskView, Timestamp};
+use arbiter_server::engine::{
+    Heartbeat, LockRequest, Mode, Scope, State, TaskRequest, TaskView, Timestamp,
+};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -249,6 +253,7 @@ enum Op {
     Drop(usize),
     Advance(u64),
     Node(u32, bool),
+    Heartbeat(u32),
     Restart,
 }
 
@@ -262,6 +267,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(Op::Drop),
         2 => (1u64..400).prop_map(Op::Advance),
         2 => (1u32..=20, any::<bool>()).prop_map(|(n, up)| Op::Node(n, up)),
+        2 => (1u32..=20).prop_map(Op::Heartbeat),
         1 => Just(Op::Restart),
     ]
 }
@@ -457,6 +463,10 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
     let mut records = arbiter_server::engine::Snapshot::default();
     let mut now = Timestamp(1_767_225_600_000);
     let mut down: BTreeSet<u32> = spec.nodes.iter().filter(|n| n.down).map(|n| n.id).collect();
+    // Nodes with an agent, and those of them whose lock was released and that have not sent a
+    // heartbeat since: unavailable until they do.
+    let mut monitored: BTreeSet<u32> = BTreeSet::new();
+    let mut restarting: BTreeSet<u32> = BTreeSet::new();
     let mut max_token = 0u64;
     let mut seq = 0;
     for op in ops {
@@ -554,9 +564,19 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
                 let r = state.set_node_state(n, *up, "", now).map(|o| o.changes);
                 if *up {
                     down.remove(&n);
+                    restarting.remove(&n);
                 } else {
                     down.insert(n);
                 }
+                r
+            }
+            Op::Heartbeat(n) => {
+                let n = 1 + (n - 1) % spec.nodes.len() as u32;
+                let r = state
+                    .heartbeat(n, Heartbeat::default(), now)
+                    .map(|o| o.changes);
+                monitored.insert(n);
+                restarting.remove(&n);
                 r
             }
             Op::Restart => {
@@ -586,6 +606,21 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
 
         let after = live(&state);
         check_exclusive(spec, &after).map_err(TestCaseError::fail)?;
+        // The unavailable nodes before this step; released locks start a restart wait below.
+        let out_before: BTreeSet<u32> = down.union(&restarting).copied().collect();
+        for (id, (_, scope, _)) in &before_live.performed {
+            if after.performed.contains_key(id) {
+                continue;
+            }
+            if let Took::Nodes(ns) = took(spec, scope) {
+                for n in ns {
+                    if monitored.contains(&n) && !down.contains(&n) {
+                        restarting.insert(n);
+                    }
+                }
+            }
+        }
+        let down = &out_before;
 
         // New grants, in the order the engine made them.
         let new: Vec<&String> = granted_in_order
@@ -596,7 +631,7 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
         // Unavailable before the step: down nodes and the locks that were live before it and
         // still are (a completion or expiry in this step only frees capacity).
         let mut u = Unavail::default();
-        for n in &down {
+        for n in down {
             u.nodes_out.insert(*n);
             u.limit_nodes.insert(*n);
         }

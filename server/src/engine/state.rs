@@ -688,8 +688,8 @@ impl State {
                     if self.node_locks.get(&n).is_some_and(mine) {
                         let before = self.class(n);
                         self.node_locks.remove(&n);
-                        self.node_released(n, now, changes);
                         self.reclass(n, before);
+                        self.node_released(n, now, changes);
                     }
                 }
             }
