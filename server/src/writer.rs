@@ -233,7 +233,7 @@ impl Loop {
             changes.append(&mut c);
             replies.push(reply);
         }
-        let rechecked = if changes.is_empty() {
+        let rechecked = if changes.is_empty() && ticked.value.is_quiet() {
             Vec::new()
         } else {
             self.recheck_driven(now, &mut changes)

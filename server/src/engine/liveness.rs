@@ -17,6 +17,7 @@
 //! never persisted. After a restart every monitored node gets one full timeout before it can time
 //! out. Everything else here is persisted as `PutNode` records like any other change.
 
+use crate::engine::check::RING_SETTLE;
 use crate::engine::cluster::NodeId;
 use crate::engine::error::EngineError;
 use crate::engine::record::{Change, NodeRuntime};
@@ -51,6 +52,18 @@ pub struct Ticked {
     pub timed_out: Vec<NodeId>,
     /// Nodes whose settle time ended.
     pub settled: Vec<NodeId>,
+    /// State-storage replicas that stopped counting as recently started.
+    pub ring_settled: Vec<NodeId>,
+}
+
+impl Ticked {
+    /// Whether time changed anything a check could see.
+    pub fn is_quiet(&self) -> bool {
+        self.expired.is_empty()
+            && self.timed_out.is_empty()
+            && self.settled.is_empty()
+            && self.ring_settled.is_empty()
+    }
 }
 
 impl State {
@@ -114,6 +127,15 @@ impl State {
             if changed {
                 ticked.settled.push(id);
             }
+        }
+        // Nothing to record: the ring rule reads `up_since` and the clock. But a waiting task
+        // may pass now, and the server re-checks watched tasks when a tick is not quiet.
+        while let Some(&(due, id)) = self.ring_settle_due.first() {
+            if due > now {
+                break;
+            }
+            self.ring_settle_due.remove(&(due, id));
+            ticked.ring_settled.push(id);
         }
         Outcome {
             value: ticked,
@@ -321,12 +343,50 @@ impl State {
                 down: self.is_down(id),
                 ..NodeRuntime::default()
             });
+        let up_before = rt.up_since;
         if !f(&mut rt) {
             return false;
+        }
+        if let Some(up) = rt.up_since
+            && rt.up_since != up_before
+            && self.cluster.ring_of.contains_key(&id)
+        {
+            self.ring_settle_due.insert((up.plus(RING_SETTLE), id));
         }
         changes.push(Change::PutNode(id, rt.clone()));
         self.runtime.insert(id, rt);
         self.reclass(id, before_class);
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::inventory::{self, Format};
+    use std::sync::Arc;
+
+    #[test]
+    fn the_end_of_a_replicas_recently_started_window_is_a_timer_event() {
+        let text = "[[nodes]]\nid = 1\nhost = \"a\"\nport = 1\n[[nodes]]\nid = 2\nhost = \"b\"\n\
+                    port = 1\n[state_storage]\nnto_select = 1\nrings = [[1]]\n";
+        let cluster = inventory::parse(text, Format::Toml).expect("inventory");
+        let mut st = State::new(Arc::new(cluster));
+        let t0 = Timestamp(1_000_000);
+        st.set_node_state(1, false, "reboot", t0).expect("down");
+        st.set_node_state(1, true, "", t0).expect("up");
+        assert_eq!(st.next_deadline(), Some(t0.plus(RING_SETTLE)));
+        assert!(
+            st.tick(t0.plus(RING_SETTLE).minus(Duration::from_millis(1)))
+                .value
+                .is_quiet()
+        );
+        let t = st.tick(t0.plus(RING_SETTLE)).value;
+        assert_eq!(t.ring_settled, vec![1]);
+        assert_eq!(st.next_deadline(), None);
+        // Node 2 is in no ring: coming up sets no such timer.
+        st.set_node_state(2, false, "", t0).expect("down");
+        st.set_node_state(2, true, "", t0).expect("up");
+        assert_eq!(st.next_deadline(), None);
     }
 }

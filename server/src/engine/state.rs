@@ -96,6 +96,8 @@ pub struct State {
     pub(crate) health: HealthConfig,
     /// Nodes whose settle time ends, by when.
     pub(crate) settle_due: BTreeSet<(Timestamp, NodeId)>,
+    /// State-storage replicas that stop counting as recently started, by when.
+    pub(crate) ring_settle_due: BTreeSet<(Timestamp, NodeId)>,
     /// Soft state, never persisted: the last heartbeat of each monitored node.
     pub(crate) last_seen: HashMap<NodeId, Timestamp>,
     /// Soft state: when each monitored node's heartbeat times out.
@@ -126,6 +128,7 @@ impl State {
             counters: snapshot.counters,
             health: HealthConfig::default(),
             settle_due: BTreeSet::new(),
+            ring_settle_due: BTreeSet::new(),
             last_seen: HashMap::new(),
             heartbeat_due: BTreeSet::new(),
             liveness_armed: false,
@@ -134,6 +137,13 @@ impl State {
             if state.cluster.node(id).is_some() {
                 if let Some(until) = rt.settle_until {
                     state.settle_due.insert((until, id));
+                }
+                if let Some(up) = rt.up_since
+                    && state.cluster.ring_of.contains_key(&id)
+                {
+                    state
+                        .ring_settle_due
+                        .insert((up.plus(crate::engine::check::RING_SETTLE), id));
                 }
                 state.runtime.insert(id, rt);
             }
@@ -224,6 +234,7 @@ impl State {
             self.deadlines.first().map(|(d, _, _)| *d),
             self.heartbeat_due.first().map(|(d, _)| *d),
             self.settle_due.first().map(|(d, _)| *d),
+            self.ring_settle_due.first().map(|(d, _)| *d),
         ]
         .into_iter()
         .flatten()

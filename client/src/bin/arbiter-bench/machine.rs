@@ -32,7 +32,8 @@ pub(crate) fn cpu_model() -> Option<String> {
 /// CPU time used during a window, as a share of one core (1.0 = one core busy all the time).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct CpuUse {
-    /// The whole machine: every process, the kernel, interrupts.
+    /// The whole machine: every process, the kernel, interrupts (not steal: the VM did not
+    /// run then).
     pub(crate) machine: Option<f64>,
     /// Interrupt handling (mostly loopback TCP's softirqs), which no process is charged for.
     pub(crate) irq: Option<f64>,
@@ -125,7 +126,7 @@ fn parse_ticks(stat: &str) -> Option<u64> {
 /// The whole machine's ticks, from the first line of /proc/stat: user nice system idle iowait
 /// irq softirq steal ...
 struct Machine {
-    /// Everything but idle and iowait.
+    /// Everything but idle, iowait and steal.
     busy: u64,
     irq: u64,
     steal: u64,
@@ -140,7 +141,7 @@ fn parse_machine(stat: &str) -> Option<Machine> {
         .ok()?;
     let get = |i: usize| v.get(i).copied().unwrap_or(0);
     // guest time (fields 8 and 9) is already counted in user and nice.
-    let busy = get(0) + get(1) + get(2) + get(5) + get(6) + get(7);
+    let busy = get(0) + get(1) + get(2) + get(5) + get(6);
     Some(Machine {
         busy,
         irq: get(5) + get(6),
@@ -172,7 +173,7 @@ mod tests {
     #[test]
     fn the_machine_line_is_read() {
         let m = parse_machine("cpu  100 1 20 500 3 4 5 6 0 0\ncpu0 1 2 3\n").expect("parsed");
-        assert_eq!((m.busy, m.irq, m.steal), (136, 9, 6));
+        assert_eq!((m.busy, m.irq, m.steal), (130, 9, 6));
     }
 
     #[test]

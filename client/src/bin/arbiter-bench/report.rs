@@ -30,7 +30,7 @@ pub(crate) fn print(
     );
     match server {
         Some(s) => println!(
-            "server: spawned {} at {endpoint}, store in {}",
+            "server: spawned {} at {endpoint}, store in {} (removed at exit)",
             s.bin().display(),
             s.dir().display()
         ),

@@ -1,0 +1,336 @@
+//! The command line: every subcommand and flag, and the parsers that turn flag text into typed
+//! values, so that a malformed flag is a usage error (exit 2) before anything is sent.
+
+use arbiter_client::rolling::RollingArgs;
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the flags every subcommand takes are listed in `--help`.
+const GLOBAL: &str = "Global options";
+
+/// The operator's tool for Arbiter, the maintenance-lock arbiter: nodes, tasks, locks.
+#[derive(Debug, Parser)]
+#[command(name = "arbiter", version)]
+pub(crate) struct Cli {
+    /// The server: host:port, grpc://host:port or http://host:port.
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL,
+        env = "ARBITER_ENDPOINT",
+        default_value = "127.0.0.1:2135",
+        value_name = "ADDR"
+    )]
+    pub(crate) endpoint: String,
+
+    /// An auth token, sent as the ticket (x-ydb-auth-ticket). In open mode it names the caller.
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL,
+        env = "ARBITER_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        conflicts_with = "user"
+    )]
+    pub(crate) token: Option<String>,
+
+    /// Log in as this user first (Ydb.Auth Login) and use the session token it returns.
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL,
+        env = "ARBITER_USER",
+        value_name = "NAME"
+    )]
+    pub(crate) user: Option<String>,
+
+    /// The file holding the password for --user (one trailing newline is ignored); `-` reads
+    /// standard input. Without it the password comes from ARBITER_PASSWORD.
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL,
+        env = "ARBITER_PASSWORD_FILE",
+        value_name = "FILE",
+        requires = "user"
+    )]
+    pub(crate) password_file: Option<PathBuf>,
+
+    /// How to print results: readable tables, or one JSON document for scripts.
+    #[arg(
+        long,
+        short = 'o',
+        global = true,
+        help_heading = GLOBAL,
+        value_enum,
+        default_value_t = Format::Table,
+        env = "ARBITER_OUTPUT"
+    )]
+    pub(crate) output: Format,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// JSON for scripts (one document; `task watch` prints one object per line).
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Every node: state, availability, lock, last heartbeat, and why it is unavailable.
+    Nodes,
+    /// One node: mark it up or down by hand, or send heartbeats for it.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Maintenance tasks, one line each.
+    Tasks(TasksArgs),
+    /// One maintenance task: show, create, refresh, complete, drop, watch.
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// The inventory the server was started with.
+    #[command(subcommand)]
+    Inventory(InventoryCommand),
+    /// Who the server thinks you are.
+    Whoami,
+    /// Restart nodes one batch at a time, each only when the arbiter grants its lock.
+    RollingRestart(RollingArgs),
+}
+
+/// `arbiter tasks`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("whose").args(["owner", "mine"])))]
+pub(crate) struct TasksArgs {
+    /// Only the tasks of this user.
+    #[arg(long, value_name = "USER")]
+    pub(crate) owner: Option<String>,
+    /// Only my own tasks (the user WhoAmI names).
+    #[arg(long)]
+    pub(crate) mine: bool,
+}
+
+/// `arbiter task ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum TaskCommand {
+    /// A task's options and every action: status, deadline, and what blocks it.
+    Show {
+        /// The task uid.
+        uid: String,
+    },
+    /// Ask for locks: one group per node, host or disk (all-or-nothing with --composite).
+    Create(CreateArgs),
+    /// Re-check a task's pending actions now.
+    Refresh {
+        /// The task uid.
+        uid: String,
+    },
+    /// Complete performed actions (releasing their locks) or withdraw pending ones.
+    Complete(CompleteArgs),
+    /// Drop a task, releasing all its locks.
+    Drop {
+        /// The task uid.
+        uid: String,
+    },
+    /// Print the task now and after every change; exits 0 once the task is gone.
+    Watch {
+        /// The task uid.
+        uid: String,
+    },
+}
+
+/// `arbiter task create`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("targets").args(["nodes", "hosts", "pdisks"]).required(true).multiple(true)))]
+pub(crate) struct CreateArgs {
+    /// The task uid (chosen by you; unique).
+    pub(crate) uid: String,
+    /// Lock these nodes (comma-separated ids).
+    #[arg(long, value_delimiter = ',', value_name = "ID,...")]
+    pub(crate) nodes: Vec<u32>,
+    /// Lock every node of these hosts (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "HOST,...")]
+    pub(crate) hosts: Vec<String>,
+    /// Lock a disk: NODE:PDISK (ids) or HOST:PATH; repeat or comma-separate for several.
+    #[arg(
+        long = "pdisk",
+        value_delimiter = ',',
+        value_name = "NODE:PDISK",
+        value_parser = parse_pdisk
+    )]
+    pub(crate) pdisks: Vec<Pdisk>,
+    /// How much availability the cluster must keep.
+    #[arg(long, value_enum, default_value_t = Mode::Strong)]
+    pub(crate) mode: Mode,
+    /// A lower number goes first; a task never overtakes a pending task of higher priority.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub(crate) priority: i32,
+    /// How long each lock lasts once granted (e.g. 90s, 10m) [default: the server's].
+    #[arg(long, value_parser = positive_duration, value_name = "DURATION")]
+    pub(crate) duration: Option<Duration>,
+    /// Free text kept with the task.
+    #[arg(long, default_value = "", value_name = "TEXT")]
+    pub(crate) description: String,
+    /// Only check what would be granted; nothing is stored.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// One group with every action: all granted together or none.
+    #[arg(long)]
+    pub(crate) composite: bool,
+}
+
+/// YDB's availability modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Mode {
+    /// At most one unavailable member per storage group, ring or tablet set.
+    Strong,
+    /// Up to what the erasure tolerates.
+    Weak,
+    /// No availability checks at all.
+    Force,
+    /// Strong, then weak when strong cannot grant (YDB's smart mode).
+    Smart,
+}
+
+/// A disk as `--pdisk` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Pdisk {
+    /// `NODE:PDISK`.
+    Id {
+        /// The node id.
+        node: u32,
+        /// The pdisk id on that node.
+        pdisk: u32,
+    },
+    /// `HOST:PATH`.
+    Location {
+        /// The host.
+        host: String,
+        /// The device path.
+        path: String,
+    },
+}
+
+/// `arbiter task complete`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("which").args(["actions", "nodes", "all_performed"]).required(true)))]
+pub(crate) struct CompleteArgs {
+    /// The task uid.
+    pub(crate) uid: String,
+    /// These action ids (comma-separated, e.g. a-1,a-2).
+    #[arg(long, value_delimiter = ',', value_name = "ID,...")]
+    pub(crate) actions: Vec<String>,
+    /// The task's actions on these nodes (comma-separated ids).
+    #[arg(long, value_delimiter = ',', value_name = "ID,...")]
+    pub(crate) nodes: Vec<u32>,
+    /// Every action of the task that is performed now.
+    #[arg(long)]
+    pub(crate) all_performed: bool,
+}
+
+/// `arbiter node ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum NodeCommand {
+    /// Mark a node up (it counts as available again).
+    Up {
+        /// The node id.
+        id: u32,
+        /// Why; kept for operators.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Mark a node down (it counts as unavailable, as a locked node does).
+    Down {
+        /// The node id.
+        id: u32,
+        /// Why; shown by `arbiter nodes`.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Report that a node is alive: once, or every DURATION until stopped (a node agent).
+    Heartbeat {
+        /// The node id.
+        id: u32,
+        /// The node's software version.
+        #[arg(long, value_name = "V")]
+        version: Option<String>,
+        /// Keep sending, this often (e.g. 5s).
+        #[arg(long, value_parser = positive_duration, value_name = "DURATION")]
+        every: Option<Duration>,
+    },
+}
+
+/// `arbiter inventory ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum InventoryCommand {
+    /// Make the server re-read its inventory file (refused if a live lock would be stranded).
+    Reload,
+}
+
+/// `NODE:PDISK` (two numbers) or `HOST:PATH`.
+fn parse_pdisk(s: &str) -> Result<Pdisk, String> {
+    let (left, right) = s
+        .split_once(':')
+        .filter(|(l, r)| !l.is_empty() && !r.is_empty())
+        .ok_or_else(|| format!("'{s}' is not NODE:PDISK or HOST:PATH"))?;
+    match (left.parse::<u32>(), right.parse::<u32>()) {
+        (Ok(node), Ok(pdisk)) => Ok(Pdisk::Id { node, pdisk }),
+        _ if right.starts_with('/') => Ok(Pdisk::Location {
+            host: left.to_owned(),
+            path: right.to_owned(),
+        }),
+        _ => Err(format!(
+            "'{s}' is not NODE:PDISK (two numbers) or HOST:PATH (an absolute path)"
+        )),
+    }
+}
+
+/// A duration like `90s` or `10m`; zero is refused (a zero lock or interval means nothing).
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 90s, 10m, 1h)"))?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn pdisks_parse_as_ids_or_locations() {
+        assert_eq!(parse_pdisk("3:2"), Ok(Pdisk::Id { node: 3, pdisk: 2 }));
+        assert_eq!(
+            parse_pdisk("storage-1:/dev/nvme0n1"),
+            Ok(Pdisk::Location {
+                host: "storage-1".into(),
+                path: "/dev/nvme0n1".into()
+            })
+        );
+        for bad in ["3", "3:", ":2", "a:b", "3:x"] {
+            assert!(parse_pdisk(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_must_be_positive() {
+        assert_eq!(positive_duration("10m"), Ok(Duration::from_secs(600)));
+        assert!(positive_duration("0s").is_err());
+        assert!(positive_duration("soon").is_err());
+    }
+}
