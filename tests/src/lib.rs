@@ -102,15 +102,23 @@ host = "node-5.example"
 port = 19001
 "#;
 
-/// Where the `arbiter-server` binary is; panics with how to build it when it is missing.
+/// Where the `arbiter-server` binary is (`ARBITER_SERVER_BIN`, else `<target>/debug`); panics
+/// with how to build it when it is missing.
 pub fn server_binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("ARBITER_SERVER_BIN") {
+    binary("arbiter-server", "ARBITER_SERVER_BIN")
+}
+
+/// Where the `arbiter` CLI is (`ARBITER_CLI_BIN`, else `<target>/debug`); panics with how to
+/// build it when it is missing.
+pub fn cli_binary() -> PathBuf {
+    binary("arbiter", "ARBITER_CLI_BIN")
+}
+
+/// A workspace binary: the path in `var`, else `<CARGO_TARGET_DIR or target>/debug/<name>`.
+fn binary(name: &str, var: &str) -> PathBuf {
+    if let Some(bin) = std::env::var_os(var) {
         let bin = PathBuf::from(bin);
-        assert!(
-            bin.is_file(),
-            "ARBITER_SERVER_BIN={} is not a file",
-            bin.display()
-        );
+        assert!(bin.is_file(), "{var}={} is not a file", bin.display());
         return bin;
     }
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
@@ -126,11 +134,10 @@ pub fn server_binary() -> PathBuf {
     };
     let bin = target
         .join("debug")
-        .join(format!("arbiter-server{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.is_file(),
-        "{} is missing: run `cargo build -p arbiter-server --bin arbiter-server` first \
-         (or point ARBITER_SERVER_BIN at the binary)",
+        "{} is missing: run `cargo build --workspace --bins` first (or point {var} at the binary)",
         bin.display()
     );
     bin

@@ -6,34 +6,15 @@
 //! The binary is found through `ARBITER_CLI_BIN`, else next to the server binary
 //! (`<target>/debug/arbiter`). Build both first: `cargo build --workspace --bins`.
 
-use arbiter_e2e::{Files, ServerProcess, example_inventory, server_binary};
+use arbiter_e2e::{Files, ServerProcess, cli_binary, example_inventory};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 /// How long one CLI command may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Where the `arbiter` binary is; panics with how to build it when it is missing.
-fn cli_binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("ARBITER_CLI_BIN") {
-        return PathBuf::from(bin);
-    }
-    let dir = server_binary()
-        .parent()
-        .map(PathBuf::from)
-        .expect("the server binary is in a directory");
-    let bin = dir.join(format!("arbiter{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `cargo build --workspace --bins` first (or point ARBITER_CLI_BIN at it)",
-        bin.display()
-    );
-    bin
-}
 
 /// The CLI with no `ARBITER_*` variable inherited (every global flag also reads one).
 fn cli() -> Command {

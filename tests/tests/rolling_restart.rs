@@ -21,7 +21,7 @@ use arbiter_e2e::proto::arbiter::v1::arbiter_service_client::ArbiterServiceClien
 use arbiter_e2e::proto::arbiter::v1::{HeartbeatRequest, ListNodesRequest, NodeStatus};
 use arbiter_e2e::proto::ydb::maintenance::{ItemState, ListMaintenanceTasksResult};
 use arbiter_e2e::proto::ydb::status_ids::StatusCode;
-use arbiter_e2e::{Client, FIVE_NODES, Files, ServerProcess, status, success, workspace_dir};
+use arbiter_e2e::{Client, FIVE_NODES, Files, ServerProcess, cli_binary, status, success};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::{Path, PathBuf};
@@ -558,32 +558,6 @@ fn start_checker(
 }
 
 // ----- the CLI ------------------------------------------------------------------------------
-
-fn cli_binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("ARBITER_CLI_BIN") {
-        return PathBuf::from(bin);
-    }
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            if dir.is_absolute() {
-                dir
-            } else {
-                workspace_dir().join(dir)
-            }
-        }
-        None => workspace_dir().join("target"),
-    };
-    let bin = target
-        .join("debug")
-        .join(format!("arbiter{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `cargo build -p arbiter-client --bins` first (or set ARBITER_CLI_BIN)",
-        bin.display()
-    );
-    bin
-}
 
 /// A running `arbiter ... rolling-restart ...`, its stdout read line by line as it comes.
 struct CliRun {
