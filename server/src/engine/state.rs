@@ -377,12 +377,31 @@ impl State {
 
     /// Re-checks a task's pending actions.
     pub fn refresh(&mut self, uid: &str, now: Timestamp) -> Result<Outcome<TaskView>, EngineError> {
-        let mut task = self
+        self.check_again(uid, now, true)
+    }
+
+    /// Re-checks a task's pending actions for the server, when something happened that may have
+    /// unblocked them and the task's owner is watching. Unlike [`State::refresh`] it does not
+    /// count as the client's refresh, and it changes nothing (no records) when nothing changed.
+    pub fn recheck(&mut self, uid: &str, now: Timestamp) -> Result<Outcome<TaskView>, EngineError> {
+        self.check_again(uid, now, false)
+    }
+
+    fn check_again(
+        &mut self,
+        uid: &str,
+        now: Timestamp,
+        by_client: bool,
+    ) -> Result<Outcome<TaskView>, EngineError> {
+        let before = self
             .tasks
             .get(uid)
             .cloned()
             .ok_or(EngineError::TaskNotFound)?;
-        task.last_refresh_time = now;
+        let mut task = before.clone();
+        if by_client {
+            task.last_refresh_time = now;
+        }
         let mut retry = None;
         if task.has_pending() {
             let verdict = CheckCtx::run(self, &task, now);
@@ -390,38 +409,6 @@ impl State {
             retry = self.apply_verdict(&mut task, verdict, now);
             self.index_pending(&task, true);
         }
-        let view = self.view(&task, retry);
-        let changes = vec![
-            Change::PutTask(task.clone()),
-            Change::PutCounters(self.counters),
-        ];
-        self.tasks.insert(task.uid.clone(), task);
-        Ok(Outcome {
-            value: view,
-            changes,
-        })
-    }
-
-    /// Re-checks a task's pending actions for the server, when something happened that may have
-    /// unblocked them and the task's owner is watching. Unlike [`State::refresh`] it does not
-    /// count as the client's refresh, and it changes nothing (no records) when nothing changed.
-    pub fn recheck(&mut self, uid: &str, now: Timestamp) -> Result<Outcome<TaskView>, EngineError> {
-        let before = self
-            .tasks
-            .get(uid)
-            .cloned()
-            .ok_or(EngineError::TaskNotFound)?;
-        if !before.has_pending() {
-            return Ok(Outcome {
-                value: self.view(&before, None),
-                changes: Vec::new(),
-            });
-        }
-        let mut task = before.clone();
-        let verdict = CheckCtx::run(self, &task, now);
-        self.index_pending(&task, false);
-        let retry = self.apply_verdict(&mut task, verdict, now);
-        self.index_pending(&task, true);
         let view = self.view(&task, retry);
         let changes = if task == before {
             Vec::new()
