@@ -55,6 +55,8 @@ type Job = Box<dyn FnOnce(&mut Core, Timestamp) -> Ran + Send>;
 struct Core {
     state: State,
     watches: Watches,
+    /// Views of tasks that jobs re-checked, logged once the batch is durable.
+    granted: Vec<TaskView>,
 }
 
 /// A cloneable handle for submitting jobs. The writer stops when every handle is dropped, or
@@ -121,7 +123,7 @@ impl Writer {
             let mut changes = Vec::new();
             let mut update = TaskUpdate::Live(Box::new(view));
             if drives && let Ok(o) = core.state.recheck(&uid, now) {
-                log_grants(&o.value, now);
+                core.granted.push(o.value.clone());
                 update = TaskUpdate::Live(Box::new(o.value));
                 changes = o.changes;
             }
@@ -177,6 +179,7 @@ impl Loop {
             core: Core {
                 state,
                 watches: Watches::default(),
+                granted: Vec::new(),
             },
             store,
             last_now: Timestamp(0),
@@ -233,11 +236,10 @@ impl Loop {
             changes.append(&mut c);
             replies.push(reply);
         }
-        let rechecked = if changes.is_empty() && ticked.value.is_quiet() {
-            Vec::new()
-        } else {
-            self.recheck_driven(now, &mut changes)
-        };
+        let mut rechecked = std::mem::take(&mut self.core.granted);
+        if !changes.is_empty() || !ticked.value.is_quiet() {
+            rechecked.extend(self.recheck_driven(now, &mut changes));
+        }
         let committed = if changes.is_empty() {
             Ok(())
         } else {
