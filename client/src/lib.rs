@@ -13,6 +13,7 @@
 //! [`ClientError::Refused`] with the server's issue text; [`ClientError::is_retryable`] tells
 //! what is worth retrying. The wire types are re-exported as [`proto`].
 
+pub mod durations;
 mod endpoint;
 mod envelope;
 mod error;

@@ -217,16 +217,15 @@ pub async fn run(
         what: "cannot build the reflection service".into(),
         source: std::io::Error::other(e.to_string()),
     };
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(arbiter_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(reflection)?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(arbiter_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .map_err(reflection)?;
+    // Both reflection versions serve the same descriptors: grpcurl 1.8 asks v1alpha, newer
+    // tools v1.
+    let descriptors = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(arbiter_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = descriptors().build_v1().map_err(reflection)?;
+    let reflection_v1alpha = descriptors().build_v1alpha().map_err(reflection)?;
 
     let router = tonic::transport::Server::builder()
         .add_service(

@@ -88,11 +88,6 @@ impl Watches {
         self.by_task.retain(|_, e| e.updates.receiver_count() > 0);
     }
 
-    /// How many tasks are watched.
-    pub fn len(&self) -> usize {
-        self.by_task.len()
-    }
-
     /// Whether no task is watched.
     pub fn is_empty(&self) -> bool {
         self.by_task.is_empty()

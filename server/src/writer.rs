@@ -277,7 +277,7 @@ impl Loop {
             .watches
             .driven()
             .into_iter()
-            .filter_map(|uid| state.task(&uid).map(|t| (t.priority, uid)))
+            .filter_map(|uid| state.task_priority(&uid).map(|p| (p, uid)))
             .collect();
         driven.sort();
         let mut views = Vec::new();

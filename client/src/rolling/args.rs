@@ -1,5 +1,6 @@
 //! The command line of `arbiter rolling-restart`, and the parsers behind its flags.
 
+use crate::durations::{duration, positive_duration};
 use crate::proto::ydb::maintenance::AvailabilityMode;
 use std::time::Duration;
 
@@ -230,18 +231,6 @@ pub(crate) fn parse_ids(s: &str) -> Result<IdList, String> {
         return Err("no node ids given".into());
     }
     Ok(IdList(ids))
-}
-
-fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 30s, 10m)"))
-}
-
-fn positive_duration(s: &str) -> Result<Duration, String> {
-    let d = duration(s)?;
-    if d.is_zero() {
-        return Err("must be longer than zero".into());
-    }
-    Ok(d)
 }
 
 #[cfg(test)]

@@ -198,6 +198,11 @@ impl State {
         self.tasks.get(uid).map(|t| t.owner.as_str())
     }
 
+    /// The priority of a task, without building its view.
+    pub fn task_priority(&self, uid: &str) -> Option<i32> {
+        self.tasks.get(uid).map(|t| t.priority)
+    }
+
     /// The id of the group that holds an action of a task.
     pub fn action_group(&self, uid: &str, action: &str) -> Option<&str> {
         self.tasks

@@ -9,7 +9,7 @@
 //!   without polling.
 
 use super::error::ServiceError;
-use super::{Context, encode};
+use super::{Context, decode, encode};
 use crate::engine::{EngineError, Heartbeat, NodeState as EngineNodeState};
 use crate::identity::{Caller, Role};
 use crate::watches::TaskUpdate;
@@ -80,11 +80,7 @@ impl ArbiterService for ArbiterApi {
         let node = req.node_id;
         let beat = Heartbeat {
             version: req.version.filter(|v| !v.is_empty()),
-            start_time: req.start_time.map(|t| {
-                let ms = t.seconds.max(0).unsigned_abs() * 1000
-                    + u64::from(t.nanos.max(0).unsigned_abs() / 1_000_000);
-                crate::engine::Timestamp(ms)
-            }),
+            start_time: req.start_time.map(decode::timestamp),
         };
         let (changed, _) = self
             .ctx

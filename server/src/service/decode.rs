@@ -124,6 +124,13 @@ fn duration(d: prost_types::Duration, limits: RequestLimits) -> Result<Duration,
     Ok(d)
 }
 
+/// A wire timestamp as the engine's; times before the epoch become the epoch.
+pub fn timestamp(t: prost_types::Timestamp) -> crate::engine::Timestamp {
+    let seconds = u64::try_from(t.seconds).unwrap_or(0);
+    let millis = u64::try_from(t.nanos / 1_000_000).unwrap_or(0);
+    crate::engine::Timestamp(seconds.saturating_mul(1000).saturating_add(millis))
+}
+
 /// CompleteAction's uids as (task uid, action id) pairs.
 pub fn action_uids(uids: &[ActionUid]) -> Result<Vec<(String, String)>, ServiceError> {
     uids.iter()
@@ -207,6 +214,14 @@ mod tests {
         let cordon = Some(action::Action::CordonAction(CordonAction::default()));
         let e = task_request(req(1, cordon), "me", LIMITS).expect_err("refused");
         assert!(matches!(e, ServiceError::Unsupported(_)));
+    }
+
+    #[test]
+    fn wire_timestamps_never_overflow() {
+        let t = |seconds, nanos| timestamp(prost_types::Timestamp { seconds, nanos });
+        assert_eq!(t(1_700_000_000, 123_000_000).as_millis(), 1_700_000_000_123);
+        assert_eq!(t(-5, -1).as_millis(), 0);
+        assert_eq!(t(i64::MAX, 999_999_999).as_millis(), u64::MAX);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! a typo.
 
 use anyhow::{Context as _, bail};
+use arbiter_client::durations::positive_duration;
 use clap::Parser;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -39,7 +40,7 @@ pub(crate) struct Args {
     pub(crate) clients: u32,
 
     /// How long each phase is measured.
-    #[arg(long, default_value = "10s", value_parser = duration)]
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
     pub(crate) duration: Duration,
 
     /// How long each phase runs before it is measured.
@@ -53,14 +54,6 @@ pub(crate) struct Args {
     /// Refreshes a cycle may make while its lock is pending before it gives up (an error).
     #[arg(long, default_value_t = 1000)]
     pub(crate) max_refreshes: u32,
-}
-
-fn duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 10s)"))?;
-    if d.is_zero() {
-        return Err("must be longer than zero".into());
-    }
-    Ok(d)
 }
 
 /// The endpoint as tonic takes it, or an error if it is not plain HTTP on a loopback address.

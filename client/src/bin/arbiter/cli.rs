@@ -1,6 +1,7 @@
 //! The command line: every subcommand and flag, and the parsers that turn flag text into typed
 //! values, so that a malformed flag is a usage error (exit 2) before anything is sent.
 
+use arbiter_client::durations::positive_duration;
 use arbiter_client::rolling::RollingArgs;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -291,15 +292,6 @@ fn parse_pdisk(s: &str) -> Result<Pdisk, String> {
             "'{s}' is not NODE:PDISK (two numbers) or HOST:PATH (an absolute path)"
         )),
     }
-}
-
-/// A duration like `90s` or `10m`; zero is refused (a zero lock or interval means nothing).
-fn positive_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 90s, 10m, 1h)"))?;
-    if d.is_zero() {
-        return Err("must be longer than zero".into());
-    }
-    Ok(d)
 }
 
 #[cfg(test)]
