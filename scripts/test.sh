@@ -26,7 +26,7 @@ status=0
 
 echo "==> cargo test"
 set +e
-cargo test --workspace --locked 2>&1 | tee -a "$log"
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee -a "$log"
 rust_status=${PIPESTATUS[0]}
 set -e
 [[ $rust_status -eq 0 ]] || status=$rust_status

@@ -249,7 +249,8 @@ pub async fn run(
         .add_service(reflection_v1alpha);
     // Shutdown must not wait for handles that stalled connections may keep alive.
     let stopper = ctx.writer.clone();
-    let reloader = tokio::spawn(reload_on_sighup(ctx.clone()));
+    // Installed before the address is announced, so an early SIGHUP reloads instead of killing.
+    let reloader = tokio::spawn(reload_on_sighup(ctx.clone(), hangup_signal()));
     drop(ctx);
 
     on_listening(addr);
@@ -313,14 +314,27 @@ const SERVICES: [&str; 7] = [
     "grpc.health.v1.Health",
 ];
 
+#[cfg(unix)]
+type Hangup = std::io::Result<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = ();
+
+/// Installs the SIGHUP handler now, replacing the default action (terminate).
+fn hangup_signal() -> Hangup {
+    #[cfg(unix)]
+    return tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+}
+
 /// Reloads the inventory on every SIGHUP, as daemons do.
-async fn reload_on_sighup(ctx: Context) {
+async fn reload_on_sighup(ctx: Context, hup: Hangup) {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP; reload with arbiter.v1.ReloadInventory");
-            return;
+        let mut hup = match hup {
+            Ok(hup) => hup,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with arbiter.v1.ReloadInventory");
+                return;
+            }
         };
         while hup.recv().await.is_some() {
             if let Err(e) = ctx.reload_inventory().await {
@@ -329,7 +343,7 @@ async fn reload_on_sighup(ctx: Context) {
         }
     }
     #[cfg(not(unix))]
-    let _ = ctx;
+    let _ = (ctx, hup);
 }
 
 /// Writes the line a supervisor or test reads to learn the address: `listening on ADDR`.

@@ -355,6 +355,12 @@ impl ServerProcess {
         }
     }
 
+    /// Sends `sig` to the running server and returns at once.
+    pub fn send_signal(&self, sig: rustix::process::Signal) {
+        let child = self.child.as_ref().expect("the server is running");
+        signal(child.id(), sig);
+    }
+
     /// Kills the server with SIGKILL: no shutdown code runs.
     pub fn kill9(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("the server is running");

@@ -20,7 +20,6 @@ use arbiter_e2e::{
     Client, FIVE_NODES, Files, ServerProcess, is_pending, is_performed, node_locks, node_of,
     states, status, success, uid_of,
 };
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The longest any awaited change may take.
@@ -87,28 +86,6 @@ fn without_node_5() -> String {
 
 fn with_node_6() -> String {
     format!("{FIVE_NODES}\n[[nodes]]\nid = 6\nhost = \"node-6.example\"\nport = 19001\n")
-}
-
-/// The pid of the server process, found by its unique data directory on its command line.
-fn server_pid(server: &ServerProcess) -> i32 {
-    let want = server.data_dir().into_os_string().into_encoded_bytes();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(Path::new("/proc").join(pid.to_string()).join("cmdline"))
-        else {
-            continue;
-        };
-        if cmdline.split(|b| *b == 0).any(|arg| arg == want.as_slice()) {
-            return pid;
-        }
-    }
-    panic!("no process runs with --data-dir {:?}", server.data_dir());
 }
 
 /// The next update of a watch (bounded by [`BOUND`]).
@@ -203,8 +180,7 @@ async fn a_reload_that_would_strand_a_lock_is_refused_and_sighup_adds_a_node() {
 
     // A valid file, read on SIGHUP: node 6 appears, the lock stays.
     files.write("inventory.toml", &with_node_6());
-    let pid = rustix::process::Pid::from_raw(server_pid(&server)).expect("a pid");
-    rustix::process::kill_process(pid, rustix::process::Signal::HUP).expect("SIGHUP");
+    server.send_signal(rustix::process::Signal::HUP);
     let start = Instant::now();
     let listed = loop {
         let listed = nodes(&c).await;

@@ -89,3 +89,32 @@ async fn sigterm_exits_after_the_grace_period_even_with_a_stalled_client() {
     let c = server.client(Some("e2e-user")).await;
     success::<arbiter_e2e::proto::ydb::maintenance::GetMaintenanceTaskResult>(&c.get("t-1").await);
 }
+
+/// A supervisor may signal the moment it reads `listening on`. The handlers must already be
+/// installed by then: a SIGHUP reloads (the server keeps serving) and a SIGTERM shuts down
+/// cleanly (exit 0), never the default action that kills the process.
+// Multi-threaded, so that the client's connection answers the server's GOAWAY while this
+// thread waits for the exit (otherwise every round waits out the grace period).
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn signals_sent_right_after_the_readiness_line_are_handled() {
+    let files = Files::new();
+    let inventory = files.write("five.toml", FIVE_NODES);
+    // A few rounds: the window this guards is short, and a round costs a process start.
+    for _ in 0..5 {
+        let mut server = ServerProcess::start(&inventory);
+        let status = server.terminate();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "SIGTERM right after start: {status:?}"
+        );
+
+        let mut server = ServerProcess::start(&inventory);
+        server.send_signal(rustix::process::Signal::HUP);
+        let c = server.client(Some("e2e-user")).await;
+        success::<ListMaintenanceTasksResult>(&c.list(None).await);
+        drop(c);
+        let status = server.terminate();
+        assert_eq!(status.code(), Some(0), "SIGTERM after SIGHUP: {status:?}");
+    }
+}
