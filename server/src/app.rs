@@ -171,6 +171,7 @@ pub async fn run(
     state.set_health(HealthConfig {
         heartbeat_timeout: config.heartbeat_timeout,
         settle: config.settle_time,
+        ring_settle: config.ring_settle_time,
     });
     tracing::info!(
         nodes = cluster.node_count(),

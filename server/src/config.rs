@@ -52,6 +52,11 @@ pub struct Config {
     #[arg(long, env = "ARBITER_SETTLE_TIME", default_value = "0s", value_parser = settle)]
     pub settle_time: Duration,
 
+    /// A state-storage replica that came up less than this long ago makes its ring count as
+    /// unavailable (YDB's "recently started" rule; YDB fixes it at 2 minutes).
+    #[arg(long, env = "ARBITER_RING_SETTLE_TIME", default_value = "2m", value_parser = settle)]
+    pub ring_settle_time: Duration,
+
     /// How long calls in flight get to finish after SIGINT/SIGTERM before the server exits.
     #[arg(long, env = "ARBITER_SHUTDOWN_GRACE", default_value = "10s", value_parser = duration)]
     pub shutdown_grace: Duration,
@@ -101,6 +106,8 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("./arbiter-data"));
         assert_eq!(c.max_lock_duration, Duration::from_secs(7 * 86400));
         assert!(c.auth.is_none());
+        assert_eq!(c.ring_settle_time, Duration::from_secs(120));
+        assert_eq!(c.settle_time, Duration::ZERO);
     }
 
     #[test]
@@ -114,6 +121,8 @@ mod tests {
             ["--max-lock-duration", "soon"],
             ["--listen", "nowhere"],
             ["--log-format", "xml"],
+            ["--ring-settle-time", "a while"],
+            ["--settle-time", "-1s"],
         ] {
             let args = ["arbiter-server", "--inventory", "x.toml", bad[0], bad[1]];
             assert!(Config::try_parse_from(args).is_err(), "{bad:?}");

@@ -37,6 +37,7 @@ struct Scenario {
 struct HealthSpec {
     heartbeat_timeout: Option<String>,
     settle: Option<String>,
+    ring_settle: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -590,6 +591,12 @@ fn run(path: &Path) -> Result<(), Failed> {
                 .map(dur)
                 .transpose()?
                 .unwrap_or_default(),
+            ring_settle: h
+                .ring_settle
+                .as_deref()
+                .map(dur)
+                .transpose()?
+                .unwrap_or(arbiter_server::engine::DEFAULT_RING_SETTLE),
         },
     };
     let mut state = State::new(Arc::new(cluster));

@@ -117,6 +117,17 @@ fn bad_files_and_options_exit_with_code_2_naming_the_file_and_key() {
         &[
             "--inventory".as_ref(),
             os(&example),
+            "--ring-settle-time".as_ref(),
+            "two minutes".as_ref(),
+        ],
+        &["--ring-settle-time", "two minutes"],
+    );
+
+    refused_at_start(
+        &files,
+        &[
+            "--inventory".as_ref(),
+            os(&example),
             "--max-lock-duration".as_ref(),
             "1h".as_ref(),
             "--default-lock-duration".as_ref(),

@@ -16,10 +16,6 @@ use crate::engine::state::{Class, Count, Items, LockRef, State};
 use crate::engine::task::{ActionStatus, Mode, Reason, Task};
 use crate::engine::time::Timestamp;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::time::Duration;
-
-/// How long after a state-storage replica came up its ring still counts as unavailable.
-pub(crate) const RING_SETTLE: Duration = Duration::from_secs(120);
 
 /// An action's position in its task: (group index, action index).
 pub(crate) type Pos = (usize, usize);
@@ -702,7 +698,8 @@ impl<'s> CheckCtx<'s> {
                     None if self.st.is_down(*n) => bad = true,
                     None => {
                         let up_since = self.st.runtime.get(n).and_then(|rt| rt.up_since);
-                        if up_since.is_some_and(|t| self.now.since(t) < RING_SETTLE) {
+                        if up_since.is_some_and(|t| self.now.since(t) < self.st.health.ring_settle)
+                        {
                             fresh = true;
                         }
                     }

@@ -17,7 +17,6 @@
 //! never persisted. After a restart every monitored node gets one full timeout before it can time
 //! out. Everything else here is persisted as `PutNode` records like any other change.
 
-use crate::engine::check::RING_SETTLE;
 use crate::engine::cluster::NodeId;
 use crate::engine::error::EngineError;
 use crate::engine::record::{Change, NodeRuntime};
@@ -25,13 +24,29 @@ use crate::engine::state::{Outcome, State};
 use crate::engine::time::Timestamp;
 use std::time::Duration;
 
+/// YDB's "recently started" window for state-storage replicas: a replica needs time to catch up
+/// after a start, and until then its ring is not trusted to hold a quorum.
+pub const DEFAULT_RING_SETTLE: Duration = Duration::from_secs(120);
+
 /// How the engine judges node liveness.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HealthConfig {
     /// A monitored node without a heartbeat for this long goes down; `None`: never.
     pub heartbeat_timeout: Option<Duration>,
     /// How long a node that came back up still counts as unavailable.
     pub settle: Duration,
+    /// How long after a state-storage replica came up its ring still counts as unavailable.
+    pub ring_settle: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> HealthConfig {
+        HealthConfig {
+            heartbeat_timeout: None,
+            settle: Duration::ZERO,
+            ring_settle: DEFAULT_RING_SETTLE,
+        }
+    }
 }
 
 /// What a heartbeat reports.
@@ -72,6 +87,19 @@ impl State {
         self.health = health;
         self.heartbeat_due.clear();
         self.liveness_armed = false;
+        self.schedule_ring_settles();
+    }
+
+    /// Rebuilds the timers that end replicas' "recently started" windows, for a restored state
+    /// or a new window length. Windows that already ended fire at the next tick, harmlessly.
+    pub(crate) fn schedule_ring_settles(&mut self) {
+        let window = self.health.ring_settle;
+        self.ring_settle_due = self
+            .runtime
+            .iter()
+            .filter(|(id, _)| self.cluster.ring_of.contains_key(id))
+            .filter_map(|(id, rt)| rt.up_since.map(|up| (up.plus(window), *id)))
+            .collect();
     }
 
     /// The liveness rules in force.
@@ -351,7 +379,8 @@ impl State {
             && rt.up_since != up_before
             && self.cluster.ring_of.contains_key(&id)
         {
-            self.ring_settle_due.insert((up.plus(RING_SETTLE), id));
+            self.ring_settle_due
+                .insert((up.plus(self.health.ring_settle), id));
         }
         changes.push(Change::PutNode(id, rt.clone()));
         self.runtime.insert(id, rt);
@@ -375,13 +404,13 @@ mod tests {
         let t0 = Timestamp(1_000_000);
         st.set_node_state(1, false, "reboot", t0).expect("down");
         st.set_node_state(1, true, "", t0).expect("up");
-        assert_eq!(st.next_deadline(), Some(t0.plus(RING_SETTLE)));
+        assert_eq!(st.next_deadline(), Some(t0.plus(DEFAULT_RING_SETTLE)));
         assert!(
-            st.tick(t0.plus(RING_SETTLE).minus(Duration::from_millis(1)))
+            st.tick(t0.plus(DEFAULT_RING_SETTLE).minus(Duration::from_millis(1)))
                 .value
                 .is_quiet()
         );
-        let t = st.tick(t0.plus(RING_SETTLE)).value;
+        let t = st.tick(t0.plus(DEFAULT_RING_SETTLE)).value;
         assert_eq!(t.ring_settled, vec![1]);
         assert_eq!(st.next_deadline(), None);
         // Node 2 is in no ring: coming up sets no such timer.

@@ -34,7 +34,7 @@ pub mod time;
 
 pub use cluster::{Cluster, NodeId, PDiskKey};
 pub use error::{EngineError, ErrorKind};
-pub use liveness::{HealthConfig, Heartbeat};
+pub use liveness::{DEFAULT_RING_SETTLE, HealthConfig, Heartbeat};
 pub use record::{Change, Snapshot};
 pub use report::{ActionView, NodeState, NodeView, TaskView};
 pub use state::{Outcome, State};

@@ -56,6 +56,7 @@ impl State {
             groups: (self.cluster.groups().count(), next.cluster.groups().count()),
         };
         next.health = self.health;
+        next.schedule_ring_settles();
         next.last_seen = std::mem::take(&mut self.last_seen);
         next.last_seen
             .retain(|id, _| next.cluster.node(*id).is_some());

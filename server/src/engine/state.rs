@@ -138,16 +138,10 @@ impl State {
                 if let Some(until) = rt.settle_until {
                     state.settle_due.insert((until, id));
                 }
-                if let Some(up) = rt.up_since
-                    && state.cluster.ring_of.contains_key(&id)
-                {
-                    state
-                        .ring_settle_due
-                        .insert((up.plus(crate::engine::check::RING_SETTLE), id));
-                }
                 state.runtime.insert(id, rt);
             }
         }
+        state.schedule_ring_settles();
         let ids: Vec<NodeId> = state.cluster.nodes().map(|n| n.id).collect();
         for id in ids {
             let class = state.class(id);
