@@ -41,12 +41,16 @@ pub struct Watches {
 
 impl Watches {
     /// Opens a watch on a task whose current state is `now`.
+    ///
+    /// `now` may hold changes of the running batch that are not durable yet. A new channel may
+    /// start from it: its only receiver is the new watcher, who gets it after the commit. An
+    /// open channel keeps its value, the last one published after a commit; the batch's
+    /// changes reach every watcher of it through [`Watches::publish`], after the commit.
     pub fn subscribe(&mut self, uid: &str, now: TaskUpdate, drives: bool) -> Subscription {
         let entry = self.by_task.entry(uid.to_owned()).or_insert_with(|| Entry {
-            updates: watch::channel(now.clone()).0,
+            updates: watch::channel(now).0,
             drivers: watch::channel(()).0,
         });
-        entry.updates.send_replace(now);
         Subscription {
             updates: entry.updates.subscribe(),
             _driver: drives.then(|| entry.drivers.subscribe()),
@@ -77,7 +81,12 @@ impl Watches {
             return;
         };
         let gone = update == TaskUpdate::Gone;
-        entry.updates.send_replace(update);
+        // An unchanged state wakes nobody (a new watch may already hold it).
+        entry.updates.send_if_modified(|current| {
+            let modified = *current != update;
+            *current = update;
+            modified
+        });
         if gone || entry.updates.receiver_count() == 0 {
             self.by_task.remove(uid);
         }

@@ -109,17 +109,22 @@ impl Writer {
         self.submit(move |core, now| f(&mut core.state, now))
     }
 
-    /// Opens a watch on task `uid`; `None` when there is no such task. A driving watch (by the
-    /// owner or an admin) makes the writer re-check the task whenever anything changes.
-    pub fn watch(
+    /// Opens a watch on task `uid`; `None` when there is no such task. `drives` answers, for
+    /// the task's owner, whether this watcher may drive it (the owner or an admin): a driving
+    /// watch makes the writer re-check the task whenever anything changes.
+    pub fn watch<D>(
         &self,
         uid: String,
-        drives: bool,
-    ) -> impl Future<Output = Result<Option<Subscription>, WriterError>> + use<> {
+        drives: D,
+    ) -> impl Future<Output = Result<Option<Subscription>, WriterError>> + use<D>
+    where
+        D: FnOnce(&str) -> bool + Send + 'static,
+    {
         self.submit(move |core, now| {
             let Some(view) = core.state.task(&uid) else {
                 return (None, Vec::new());
             };
+            let drives = drives(&view.owner);
             let mut changes = Vec::new();
             let mut update = TaskUpdate::Live(Box::new(view));
             if drives && let Ok(o) = core.state.recheck(&uid, now) {
@@ -251,10 +256,11 @@ impl Loop {
                 for view in &rechecked {
                     log_grants(view, now);
                 }
+                // Watchers first: a caller that opened a watch finds it current on its reply.
+                self.publish(&changes);
                 for reply in replies {
                     reply(Ok(()));
                 }
-                self.publish(&changes);
                 true
             }
             Err(e) => {
@@ -461,6 +467,55 @@ mod tests {
         drop(writer);
         handle.join().expect("writer thread");
         assert!(store.inner.load().expect("load").tasks.contains_key("t1"));
+    }
+
+    /// A watcher must never see a grant that is not durable: a driving watch that grants on
+    /// open, in a batch whose commit fails, leaves the other watchers' view as it was.
+    #[test]
+    fn other_watchers_do_not_see_a_grant_whose_commit_failed() {
+        let store = Arc::new(Flaky::default());
+        let (writer, handle) = Writer::start(state(), Box::new(store.clone())).expect("start");
+        runtime().block_on(async {
+            let hour = Duration::from_secs(3600);
+            assert_eq!(create(&writer, request("t1", 1, hour)).await, Ok(true));
+            assert_eq!(create(&writer, request("t2", 1, hour)).await, Ok(false));
+            let mut viewer = writer
+                .watch("t2".into(), |_| false)
+                .await
+                .expect("watch")
+                .expect("t2 exists");
+            let pending = viewer.updates.borrow_and_update().clone();
+            let dropped = writer
+                .apply(|s, now| match s.drop_task("t1", now) {
+                    Ok(o) => (true, o.changes),
+                    Err(_) => (false, Vec::new()),
+                })
+                .await;
+            assert_eq!(dropped, Ok(true));
+
+            store.fail.store(true, Ordering::SeqCst);
+            let owner = writer.watch("t2".into(), |_| true).await;
+            assert!(matches!(owner, Err(WriterError::Store(_))), "{owner:?}");
+            assert!(
+                !viewer.updates.has_changed().expect("open"),
+                "the viewer saw an update from a failed batch: {:?}",
+                viewer.updates.borrow()
+            );
+            assert_eq!(*viewer.updates.borrow(), pending);
+
+            // Once the store works, the owner's watch grants and every watcher sees it.
+            store.fail.store(false, Ordering::SeqCst);
+            let owner = writer.watch("t2".into(), |_| true).await;
+            let owner = owner.expect("watch").expect("t2 exists");
+            let granted = |u: &TaskUpdate| {
+                matches!(u, TaskUpdate::Live(v) if v.actions().all(|a| a.is_performed()))
+            };
+            assert!(granted(&owner.updates.borrow()), "{:?}", owner.updates.borrow());
+            assert!(viewer.updates.has_changed().expect("open"));
+            assert!(granted(&viewer.updates.borrow_and_update()));
+        });
+        drop(writer);
+        handle.join().expect("writer thread");
     }
 
     #[test]

@@ -57,10 +57,15 @@ impl State {
         };
         next.health = self.health;
         next.schedule_ring_settles();
+        // Liveness is soft state that a reload must not lose: without the timers, a node whose
+        // agent died would never be seen down.
         next.last_seen = std::mem::take(&mut self.last_seen);
         next.last_seen
             .retain(|id, _| next.cluster.node(*id).is_some());
-        next.liveness_armed = false;
+        next.heartbeat_due = std::mem::take(&mut self.heartbeat_due);
+        next.heartbeat_due
+            .retain(|(_, id)| next.cluster.node(*id).is_some());
+        next.liveness_armed = self.liveness_armed;
         // Records of nodes that left the inventory go too; restore already left them out.
         let mut gone: Vec<_> = self
             .runtime

@@ -23,8 +23,8 @@ use arbiter_proto::ydb::issue::IssueMessage;
 use arbiter_proto::ydb::maintenance::ItemState;
 use arbiter_proto::ydb::status_ids::StatusCode;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
@@ -32,12 +32,14 @@ use tonic::{Request, Response, Status};
 
 /// The most watch streams open at once.
 pub const MAX_WATCHES: usize = 4096;
+/// The most watch streams one user may hold open, so that one user cannot take every slot.
+pub const MAX_WATCHES_PER_USER: usize = 256;
 
 /// Arbiter's own service.
 #[derive(Debug, Clone)]
 pub struct ArbiterApi {
     ctx: Context,
-    open_watches: Arc<AtomicUsize>,
+    open_watches: Arc<Mutex<WatchCounts>>,
 }
 
 impl ArbiterApi {
@@ -45,7 +47,7 @@ impl ArbiterApi {
     pub fn new(ctx: Context) -> ArbiterApi {
         ArbiterApi {
             ctx,
-            open_watches: Arc::new(AtomicUsize::new(0)),
+            open_watches: Arc::default(),
         }
     }
 
@@ -208,18 +210,13 @@ impl ArbiterService for ArbiterApi {
         let (meta, _, req) = request.into_parts();
         let caller = self.caller(&meta)?;
         let uid = req.task_uid;
-        let owner = self
-            .ctx
-            .query({
-                let uid = uid.clone();
-                move |s, _| Ok(s.task_owner(&uid).map(str::to_owned))
-            })
-            .await
-            .map_err(|e| e.to_grpc())?
-            .ok_or_else(|| Status::invalid_argument("Task not found"))?;
-        let drives = caller.require_owner(&uid, &owner).is_ok();
-        let guard = WatchSlot::take(&self.open_watches)
-            .ok_or_else(|| Status::resource_exhausted("too many open watches"))?;
+        let guard = WatchSlot::take(&self.open_watches, &caller.user)?;
+        // Whether this watch drives the task is decided by the writer, on the task as it is
+        // when the watch opens (a uid may be dropped and created again by someone else).
+        let drives = {
+            let (uid, caller) = (uid.clone(), caller.clone());
+            move |owner: &str| caller.require_owner(&uid, owner).is_ok()
+        };
         let sub = self
             .ctx
             .writer
@@ -271,22 +268,54 @@ fn message(uid: &str, update: TaskUpdate) -> WatchMaintenanceTaskResponse {
     }
 }
 
-/// One of the `MAX_WATCHES` slots, given back on drop.
-struct WatchSlot(Arc<AtomicUsize>);
+/// Open watch streams, in all and per user.
+#[derive(Debug, Default)]
+struct WatchCounts {
+    total: usize,
+    by_user: HashMap<String, usize>,
+}
+
+/// One watch slot, given back on drop.
+struct WatchSlot {
+    counts: Arc<Mutex<WatchCounts>>,
+    user: String,
+}
 
 impl WatchSlot {
-    fn take(count: &Arc<AtomicUsize>) -> Option<WatchSlot> {
-        count
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < MAX_WATCHES).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| WatchSlot(count.clone()))
+    fn take(counts: &Arc<Mutex<WatchCounts>>, user: &str) -> Result<WatchSlot, Status> {
+        let mut c = counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if c.total >= MAX_WATCHES {
+            return Err(Status::resource_exhausted(format!(
+                "too many open watches: the server holds at most {MAX_WATCHES}"
+            )));
+        }
+        let mine = c.by_user.entry(user.to_owned()).or_default();
+        if *mine >= MAX_WATCHES_PER_USER {
+            return Err(Status::resource_exhausted(format!(
+                "too many open watches: user '{user}' holds {MAX_WATCHES_PER_USER}, the most one user may"
+            )));
+        }
+        *mine += 1;
+        c.total += 1;
+        Ok(WatchSlot {
+            counts: counts.clone(),
+            user: user.to_owned(),
+        })
     }
 }
 
 impl Drop for WatchSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        let mut c = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        c.total = c.total.saturating_sub(1);
+        if let Some(n) = c.by_user.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                c.by_user.remove(&self.user);
+            }
+        }
     }
 }
