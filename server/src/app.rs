@@ -160,7 +160,7 @@ pub async fn run(
         return Err(AppError::Inventory {
             path: inventory.path.clone(),
             message: format!(
-                "the store in {} holds live locks on what this inventory does not have: {}; \
+                "the store in {} holds live locks that this inventory would lose or change: {}; \
                  start with the old inventory and complete or drop those tasks first",
                 config.data_dir.display(),
                 stranded.join(", ")

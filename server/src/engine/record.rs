@@ -100,7 +100,7 @@ impl Snapshot {
 mod tests {
     use super::*;
     use crate::engine::cluster::PDiskKey;
-    use crate::engine::task::{Action, ActionGroup, ActionStatus, Mode, Reason, Scope};
+    use crate::engine::task::{Action, ActionGroup, ActionStatus, Items, Mode, Reason, Scope};
     use std::time::Duration;
 
     #[test]
@@ -124,6 +124,7 @@ mod tests {
                             deadline: Timestamp(60_001),
                             fencing_token: 7,
                         },
+                        covers: Some(Items::PDisk(PDiskKey { node: 3, pdisk: 1 })),
                     },
                     Action {
                         id: "a-2".into(),
@@ -133,6 +134,7 @@ mod tests {
                             reason: Reason::Generic,
                             details: "x".into(),
                         },
+                        covers: None,
                     },
                 ],
             }],

@@ -81,8 +81,9 @@ impl State {
         })
     }
 
-    /// The live locks of a stored state that `cluster` does not know, in words: a server must not
-    /// start with them (their locks would silently vanish).
+    /// The live locks of a stored state that `cluster` does not know, or resolves to other nodes
+    /// or disks than when they were granted, in words: a server must not start with them (their
+    /// locks would silently vanish, or grow onto nodes that another task may hold).
     pub fn stranded_locks(cluster: &Arc<Cluster>, snapshot: &Snapshot) -> Vec<String> {
         let probe = State::new(cluster.clone());
         snapshot
@@ -90,8 +91,89 @@ impl State {
             .values()
             .flat_map(|t| t.actions().map(move |a| (t, a)))
             .filter(|(_, a)| matches!(a.status, ActionStatus::Performed { .. }))
-            .filter(|(_, a)| probe.resolve(&a.scope).is_err())
-            .map(|(t, a)| format!("{} (task '{}', action {})", a.scope, t.uid, a.id))
+            .filter_map(|(t, a)| {
+                let why = match (probe.resolve(&a.scope), &a.covers) {
+                    (Err(_), _) => "is not in it",
+                    (Ok(now), Some(then)) if now != *then => "would cover other nodes or disks",
+                    _ => return None,
+                };
+                Some(format!(
+                    "{} (task '{}', action {}) {why}",
+                    a.scope, t.uid, a.id
+                ))
+            })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::inventory::{self, Format};
+    use crate::engine::task::{LockRequest, Mode, Scope, TaskRequest};
+    use crate::engine::time::Timestamp;
+
+    fn cluster(hosts: [&str; 3]) -> Arc<Cluster> {
+        let mut text = String::from("[limits]\nmax_unavailable_ratio = 0\n");
+        for (i, h) in hosts.iter().enumerate() {
+            text.push_str(&format!(
+                "[[nodes]]\nid = {}\nhost = \"{h}\"\nport = 1\n",
+                i + 1
+            ));
+        }
+        Arc::new(inventory::parse(&text, Format::Toml).expect("inventory"))
+    }
+
+    /// A stored lock on host "a" of nodes 1 and 2.
+    fn host_lock() -> Snapshot {
+        let mut st = State::new(cluster(["a", "a", "b"]));
+        let req = TaskRequest {
+            uid: "t".into(),
+            owner: "me".into(),
+            description: String::new(),
+            mode: Mode::Force,
+            priority: 0,
+            dry_run: false,
+            groups: vec![vec![LockRequest {
+                scope: Scope::Host("a".into()),
+                duration: None,
+            }]],
+        };
+        let o = st.create(req, Timestamp(1_000)).expect("create");
+        assert!(o.value.actions().all(|a| a.is_performed()));
+        st.snapshot()
+    }
+
+    #[test]
+    fn a_start_is_refused_when_a_lock_would_cover_other_nodes() {
+        let snapshot = host_lock();
+        assert!(State::stranded_locks(&cluster(["a", "a", "b"]), &snapshot).is_empty());
+        // Node 3 moved onto host a: the lock would grow onto it.
+        let grown = State::stranded_locks(&cluster(["a", "a", "a"]), &snapshot);
+        assert_eq!(grown.len(), 1, "{grown:?}");
+        assert!(grown[0].contains("would cover other nodes"), "{grown:?}");
+        // Node 2 moved away: the lock would shrink.
+        let shrunk = State::stranded_locks(&cluster(["a", "c", "b"]), &snapshot);
+        assert_eq!(shrunk.len(), 1, "{shrunk:?}");
+        // Host a gone.
+        let gone = State::stranded_locks(&cluster(["x", "y", "b"]), &snapshot);
+        assert!(gone[0].contains("is not in it"), "{gone:?}");
+    }
+
+    #[test]
+    fn records_without_what_a_lock_covered_are_checked_by_resolution_only() {
+        let mut snapshot = host_lock();
+        for task in snapshot.tasks.values_mut() {
+            for g in &mut task.groups {
+                for a in &mut g.actions {
+                    a.covers = None;
+                }
+            }
+        }
+        assert!(State::stranded_locks(&cluster(["a", "a", "a"]), &snapshot).is_empty());
+        assert_eq!(
+            State::stranded_locks(&cluster(["x", "y", "b"]), &snapshot).len(),
+            1
+        );
     }
 }

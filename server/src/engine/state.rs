@@ -31,14 +31,7 @@ pub(crate) struct LockRef {
     pub(crate) deadline: Timestamp,
 }
 
-/// What an action resolves to in the current inventory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Items {
-    /// Whole nodes (a node, or every node of a host).
-    Nodes(Vec<NodeId>),
-    /// One disk.
-    PDisk(PDiskKey),
-}
+pub(crate) use crate::engine::task::Items;
 
 /// How a node counts against the unavailable-node limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -330,6 +323,7 @@ impl State {
                                 reason: Reason::Generic,
                                 details: String::from("not checked yet"),
                             },
+                            covers: None,
                         }
                     })
                     .collect(),
@@ -601,6 +595,7 @@ impl State {
             };
             if let Ok(items) = self.resolve(&action.scope) {
                 self.take_locks(&task.uid, &action.id, &items, deadline);
+                action.covers = Some(items);
             }
         }
         for ((gi, ai), reason, details) in verdict.pending {

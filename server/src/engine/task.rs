@@ -126,6 +126,15 @@ pub enum ActionStatus {
     },
 }
 
+/// What an action's scope resolves to in an inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Items {
+    /// Whole nodes (a node, or every node of a host).
+    Nodes(Vec<NodeId>),
+    /// One disk.
+    PDisk(PDiskKey),
+}
+
 /// One action the engine keeps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Action {
@@ -137,6 +146,11 @@ pub struct Action {
     pub duration: Option<Duration>,
     /// Pending or performed.
     pub status: ActionStatus,
+    /// What the lock covered when it was granted. A server restarted with an inventory that
+    /// resolves the scope to other nodes must refuse to start, as a reload refuses: the lock
+    /// would silently grow or shrink. Absent in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covers: Option<Items>,
 }
 
 impl Action {

@@ -22,8 +22,8 @@ use arbiter_proto::arbiter::v1::{
 use arbiter_proto::ydb::issue::IssueMessage;
 use arbiter_proto::ydb::maintenance::ItemState;
 use arbiter_proto::ydb::status_ids::StatusCode;
-use std::pin::Pin;
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -283,7 +283,9 @@ struct WatchSlot {
 
 impl WatchSlot {
     fn take(counts: &Arc<Mutex<WatchCounts>>, user: &str) -> Result<WatchSlot, Status> {
-        let mut c = counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut c = counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if c.total >= MAX_WATCHES {
             return Err(Status::resource_exhausted(format!(
                 "too many open watches: the server holds at most {MAX_WATCHES}"

@@ -4,7 +4,7 @@
 
 use super::Store;
 use crate::engine::record::{Counters, NodeRuntime};
-use crate::engine::task::{Action, ActionGroup, ActionStatus, Mode, Reason, Scope, Task};
+use crate::engine::task::{Action, ActionGroup, ActionStatus, Items, Mode, Reason, Scope, Task};
 use crate::engine::{Change, Snapshot, Timestamp};
 
 /// Creates a fresh, empty store; `reopen(key)` opens the store created with the same key again.
@@ -36,6 +36,7 @@ fn task(uid: &str, token: u64) -> Task {
                         deadline: Timestamp(300_005),
                         fencing_token: token,
                     },
+                    covers: Some(Items::Nodes(vec![1])),
                 },
                 Action {
                     id: format!("{uid}-a2"),
@@ -45,6 +46,7 @@ fn task(uid: &str, token: u64) -> Task {
                         reason: Reason::TooManyUnavailableVDisks,
                         details: "d".into(),
                     },
+                    covers: None,
                 },
             ],
         }],
