@@ -284,7 +284,18 @@ pub async fn run(
         let _ = stop_rx.await;
         tokio::time::sleep(shutdown_grace).await;
     };
+    // A writer that ends on its own (a panic, or a store it could not reload after a failed
+    // commit) leaves a server that can only answer UNAVAILABLE: exit instead, so that a
+    // supervisor restarts it and clients fail over.
+    let mut writer_done = tokio::task::spawn_blocking(move || writer_thread.join());
     tokio::select! {
+        _ = &mut writer_done => {
+            tracing::error!("the writer stopped unexpectedly; exiting");
+            return Err(AppError::Io {
+                what: "the writer thread stopped (see the log above)".into(),
+                source: std::io::Error::other("writer stopped"),
+            });
+        }
         r = serve => r.map_err(|e| AppError::Io {
             what: "the gRPC server failed".into(),
             source: std::io::Error::other(e.to_string()),
@@ -297,9 +308,7 @@ pub async fn run(
     // still queued is answered UNAVAILABLE, which clients retry.
     reloader.abort();
     stopper.stop();
-    tokio::task::spawn_blocking(move || writer_thread.join())
-        .await
-        .ok();
+    writer_done.await.ok();
     tracing::info!("stopped");
     Ok(())
 }

@@ -83,14 +83,26 @@ pub enum LogFormat {
     Json,
 }
 
+/// The longest duration any option takes: longer is surely a typo, and times must stay
+/// printable.
+const LONGEST: Duration = Duration::from_secs(100 * 31_557_600); // "100y" (years of 365.25 days)
+
 fn settle(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 0s, 30s, 2m)"))
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 0s, 30s, 2m)"))?;
+    at_most_longest(d)
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 90s, 10m, 7d)"))?;
     if d.is_zero() {
         return Err("must be longer than zero".into());
+    }
+    at_most_longest(d)
+}
+
+fn at_most_longest(d: Duration) -> Result<Duration, String> {
+    if d > LONGEST {
+        return Err("must be at most 100y".into());
     }
     Ok(d)
 }
@@ -122,10 +134,19 @@ mod tests {
             ["--listen", "nowhere"],
             ["--log-format", "xml"],
             ["--ring-settle-time", "a while"],
+            ["--max-lock-duration", "20000y"],
+            ["--settle-time", "101y"],
             ["--settle-time", "-1s"],
         ] {
             let args = ["arbiter-server", "--inventory", "x.toml", bad[0], bad[1]];
             assert!(Config::try_parse_from(args).is_err(), "{bad:?}");
+        }
+        for good in [
+            ["--max-lock-duration", "100y"],
+            ["--ring-settle-time", "0s"],
+        ] {
+            let args = ["arbiter-server", "--inventory", "x.toml", good[0], good[1]];
+            assert!(Config::try_parse_from(args).is_ok(), "{good:?}");
         }
     }
 }

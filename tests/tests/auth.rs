@@ -1,7 +1,7 @@
 //! `--auth FILE`: tickets, roles, ownership, Login, and arbiter.v1's gRPC statuses.
 
 use arbiter_e2e::proto::arbiter::v1::arbiter_service_client::ArbiterServiceClient;
-use arbiter_e2e::proto::arbiter::v1::{NodeState, SetNodeStateRequest};
+use arbiter_e2e::proto::arbiter::v1::{HeartbeatRequest, NodeState, SetNodeStateRequest};
 use arbiter_e2e::proto::ydb::auth::LoginResult;
 use arbiter_e2e::proto::ydb::cms::ListDatabasesResult;
 use arbiter_e2e::proto::ydb::discovery::WhoAmIResult;
@@ -227,6 +227,10 @@ async fn login_with_a_hashed_password_issues_a_working_token() {
     refusal_of::<LoginResult>(&op, StatusCode::Unauthorized);
     let op = c.login("alice", "").await;
     refusal_of::<LoginResult>(&op, StatusCode::Unauthorized);
+    // A password argon2 would spend long on is refused before any check.
+    let op = c.login("carol", &"x".repeat(1025)).await;
+    let message = refusal_of::<LoginResult>(&op, StatusCode::BadRequest);
+    assert!(message.contains("passwords at most 1024"), "{message}");
 }
 
 #[tokio::test]
@@ -277,4 +281,29 @@ async fn set_node_state_answers_with_grpc_statuses() {
         .expect("an operator may");
     let nodes: ListClusterNodesResult = success(&root.list_nodes().await);
     assert_eq!(state_of(&nodes, 3), Some(ItemState::Down as i32));
+
+    // Strings an agent sends are bounded like every other name.
+    let long = SetNodeStateRequest {
+        reason: "r".repeat(256),
+        ..down(4)
+    };
+    let e = api
+        .set_node_state(root.request(long))
+        .await
+        .expect_err("a long reason");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("reason is longer than 255"), "{e:?}");
+    let beat = HeartbeatRequest {
+        node_id: 4,
+        version: Some("v".repeat(256)),
+        start_time: None,
+    };
+    let e = api
+        .heartbeat(root.request(beat))
+        .await
+        .expect_err("a long version");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("version is longer than 255"), "{e:?}");
+    let nodes: ListClusterNodesResult = success(&root.list_nodes().await);
+    assert_eq!(state_of(&nodes, 4), Some(ItemState::Up as i32), "unchanged");
 }

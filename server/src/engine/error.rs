@@ -34,6 +34,20 @@ pub enum EngineError {
         /// The limit.
         max: usize,
     },
+    /// More actions in one task than a check may walk.
+    #[error("A task may have at most {max} actions; this one has {got}")]
+    TooManyActions {
+        /// The limit.
+        max: usize,
+        /// What the request had.
+        got: usize,
+    },
+    /// As many tasks as the arbiter keeps are open.
+    #[error("{max} tasks are open, the most the arbiter keeps; complete or drop some first")]
+    TooManyTasks {
+        /// The limit.
+        max: usize,
+    },
     /// Priority outside [-100, 100].
     #[error("Priority value is out of range")]
     PriorityOutOfRange,

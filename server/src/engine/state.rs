@@ -20,6 +20,12 @@ use std::sync::Arc;
 pub const MAX_ID_LEN: usize = 128;
 /// Longest host name or device path (the wire limit).
 pub const MAX_NAME_LEN: usize = 255;
+/// The most actions one task may have: enough for one action group per node of a very large
+/// cluster (ydbops sends one per node), and a bound on what each check walks.
+pub const MAX_ACTIONS_PER_TASK: usize = 10_000;
+/// The most tasks kept at once: pending tasks never expire, and every check walks the pending
+/// actions of more important tasks.
+pub const MAX_TASKS: usize = 10_000;
 /// The priority range; lower is more important.
 pub const PRIORITY_RANGE: std::ops::RangeInclusive<i32> = -100..=100;
 
@@ -516,6 +522,16 @@ impl State {
         if req.groups.len() > 1 && req.groups.iter().any(|g| g.len() > 1) {
             return Err(EngineError::MixedGroups);
         }
+        let actions: usize = req.groups.iter().map(Vec::len).sum();
+        if actions > MAX_ACTIONS_PER_TASK {
+            return Err(EngineError::TooManyActions {
+                max: MAX_ACTIONS_PER_TASK,
+                got: actions,
+            });
+        }
+        if !req.dry_run && self.tasks.len() >= MAX_TASKS && !self.tasks.contains_key(&req.uid) {
+            return Err(EngineError::TooManyTasks { max: MAX_TASKS });
+        }
         for action in req.groups.iter().flatten() {
             match &action.scope {
                 Scope::Host(h) if h.len() > MAX_NAME_LEN => {
@@ -784,5 +800,82 @@ impl State {
             .get(task)
             .map(|t| t.owner.as_str())
             .unwrap_or("?")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::inventory::{self, Format};
+    use crate::engine::task::{LockRequest, Mode, Scope};
+
+    fn state() -> State {
+        let text =
+            "[limits]\nmax_unavailable_ratio = 0\n[[nodes]]\nid = 1\nhost = \"a\"\nport = 1\n";
+        State::new(Arc::new(
+            inventory::parse(text, Format::Toml).expect("inventory"),
+        ))
+    }
+
+    fn request(uid: &str, groups: usize, dry_run: bool) -> TaskRequest {
+        TaskRequest {
+            uid: uid.into(),
+            owner: "me".into(),
+            description: String::new(),
+            mode: Mode::Strong,
+            priority: 0,
+            dry_run,
+            groups: (0..groups)
+                .map(|_| {
+                    vec![LockRequest {
+                        scope: Scope::Node(1),
+                        duration: None,
+                    }]
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_task_with_too_many_actions_is_refused_and_stores_nothing() {
+        let mut st = state();
+        let e = st
+            .create(
+                request("big", MAX_ACTIONS_PER_TASK + 1, false),
+                Timestamp(1),
+            )
+            .expect_err("too many");
+        assert_eq!(
+            e,
+            EngineError::TooManyActions {
+                max: MAX_ACTIONS_PER_TASK,
+                got: MAX_ACTIONS_PER_TASK + 1
+            }
+        );
+        assert!(st.task("big").is_none());
+        assert!(
+            st.create(request("ok", MAX_ACTIONS_PER_TASK, true), Timestamp(1))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn no_task_is_kept_past_the_limit_but_dry_runs_still_answer() {
+        let mut st = state();
+        for i in 0..MAX_TASKS {
+            st.create(request(&format!("t{i}"), 1, false), Timestamp(1))
+                .expect("room");
+        }
+        let e = st
+            .create(request("one-more", 1, false), Timestamp(1))
+            .expect_err("full");
+        assert_eq!(e, EngineError::TooManyTasks { max: MAX_TASKS });
+        assert!(st.task("one-more").is_none());
+        assert!(st.create(request("what-if", 1, true), Timestamp(1)).is_ok());
+        st.drop_task("t0", Timestamp(2)).expect("drop");
+        assert!(
+            st.create(request("one-more", 1, false), Timestamp(2))
+                .is_ok()
+        );
     }
 }

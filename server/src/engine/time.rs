@@ -35,9 +35,16 @@ impl Timestamp {
     }
 }
 
+/// 9999-12-31T23:59:59.999Z, the last moment RFC 3339 can write.
+const LAST_RFC3339_MS: u64 = 253_402_300_799_999;
+
 impl fmt::Display for Timestamp {
     /// RFC 3339 in UTC, to the second: what pending details show to people.
+    /// RFC 3339 stops at the year 9999; later times (a lock of a thousand years) show as that.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 > LAST_RFC3339_MS {
+            return f.write_str("after 9999-12-31T23:59:59Z");
+        }
         let t = std::time::UNIX_EPOCH + Duration::from_millis(self.0);
         write!(f, "{}", humantime::format_rfc3339_seconds(t))
     }
@@ -46,6 +53,23 @@ impl fmt::Display for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_timestamp_can_be_shown() {
+        assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            Timestamp(LAST_RFC3339_MS).to_string(),
+            "9999-12-31T23:59:59Z"
+        );
+        assert_eq!(
+            Timestamp(LAST_RFC3339_MS + 1).to_string(),
+            "after 9999-12-31T23:59:59Z"
+        );
+        assert_eq!(
+            Timestamp(u64::MAX).to_string(),
+            "after 9999-12-31T23:59:59Z"
+        );
+    }
 
     #[test]
     fn arithmetic_saturates() {

@@ -210,6 +210,23 @@ pub(crate) fn verify_hash(phc: &str, password: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// A hash that no password is known to match, verified against for unknown users so that their
+/// refusal takes as long as a wrong password. Made once, on first use.
+pub(crate) fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| {
+        let mut secret = [0u8; 32];
+        let _ = getrandom::fill(&mut secret);
+        let secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        // Without OS randomness, a fixed salt still costs the same time.
+        hash_password(&secret).unwrap_or_else(|_| {
+            "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$\
+             oq4Jp7wKSNcoc8y4oMgA6mFkbcJb9AmQ4sJNqNjYqWM"
+                .to_owned()
+        })
+    })
+}
+
 /// An argon2id PHC hash of `password` with a random salt, for `arbiter-server --hash-password`.
 pub fn hash_password(password: &str) -> Result<String, String> {
     let mut salt = [0u8; 16];

@@ -192,11 +192,15 @@ impl Identity {
     /// Verifying an argon2 hash takes tens of milliseconds: call this off the async workers.
     pub fn login(&self, user: &str, password: &str) -> Result<String, AuthError> {
         if let Some(users) = &self.users {
-            let u = users.by_name(user).ok_or(AuthError::BadCredentials)?;
-            let ok = match &u.secret {
-                Secret::None => false,
-                Secret::Plain(p) => constant_time_eq(p.as_bytes(), password.as_bytes()),
-                Secret::Hash(h) => auth_file::verify_hash(h, password),
+            let ok = match users.by_name(user).map(|u| &u.secret) {
+                Some(Secret::Plain(p)) => constant_time_eq(p.as_bytes(), password.as_bytes()),
+                Some(Secret::Hash(h)) => auth_file::verify_hash(h, password),
+                // As slow as a wrong password, so that the time of a refusal does not tell
+                // which user names exist.
+                None | Some(Secret::None) => {
+                    auth_file::verify_hash(auth_file::decoy_hash(), password);
+                    false
+                }
             };
             if !ok {
                 return Err(AuthError::BadCredentials);

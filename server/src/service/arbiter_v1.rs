@@ -10,6 +10,7 @@
 
 use super::error::ServiceError;
 use super::{Context, decode, encode};
+use crate::engine::state::MAX_NAME_LEN;
 use crate::engine::{EngineError, Heartbeat, NodeState as EngineNodeState};
 use crate::identity::{Caller, Role};
 use crate::watches::TaskUpdate;
@@ -79,6 +80,11 @@ impl ArbiterService for ArbiterApi {
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let (meta, _, req) = request.into_parts();
         self.operator(&meta, "send heartbeats")?;
+        if req.version.as_ref().is_some_and(|v| v.len() > MAX_NAME_LEN) {
+            return Err(Status::invalid_argument(format!(
+                "version is longer than {MAX_NAME_LEN} bytes"
+            )));
+        }
         let node = req.node_id;
         let beat = Heartbeat {
             version: req.version.filter(|v| !v.is_empty()),
@@ -114,8 +120,10 @@ impl ArbiterService for ArbiterApi {
                 ));
             }
         };
-        if req.reason.len() > crate::engine::state::MAX_NAME_LEN {
-            return Err(Status::invalid_argument("reason is longer than 255 bytes"));
+        if req.reason.len() > MAX_NAME_LEN {
+            return Err(Status::invalid_argument(format!(
+                "reason is longer than {MAX_NAME_LEN} bytes"
+            )));
         }
         let node = req.node_id;
         let reason = req.reason.clone();

@@ -20,6 +20,9 @@ pub enum ServiceError {
     /// Identity or permission.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// Too many calls of one kind at once; the caller should back off and retry.
+    #[error("{0}")]
+    Overloaded(String),
     /// The single writer could not take or persist the request.
     #[error(transparent)]
     Writer(#[from] WriterError),
@@ -36,6 +39,7 @@ impl ServiceError {
             ServiceError::BadRequest(_) => StatusCode::BadRequest,
             ServiceError::Unsupported(_) => StatusCode::Unsupported,
             ServiceError::Auth(_) => StatusCode::Unauthorized,
+            ServiceError::Overloaded(_) => StatusCode::Overloaded,
             ServiceError::Writer(WriterError::Overloaded) => StatusCode::Overloaded,
             // Nothing of the request was applied, so a retry is safe: clients retry UNAVAILABLE.
             ServiceError::Writer(WriterError::Stopped | WriterError::Store(_)) => {

@@ -4,6 +4,7 @@
 use super::Context;
 use super::envelope::operation;
 use super::error::ServiceError;
+use crate::engine::state::MAX_NAME_LEN;
 use crate::identity::Role;
 use arbiter_proto::ydb::auth::v1::auth_service_server::AuthService;
 use arbiter_proto::ydb::auth::{LoginRequest, LoginResponse, LoginResult};
@@ -11,18 +12,43 @@ use arbiter_proto::ydb::cms::v1::cms_service_server::CmsService;
 use arbiter_proto::ydb::cms::{ListDatabasesRequest, ListDatabasesResponse, ListDatabasesResult};
 use arbiter_proto::ydb::discovery::v1::discovery_service_server::DiscoveryService;
 use arbiter_proto::ydb::discovery::{WhoAmIRequest, WhoAmIResponse, WhoAmIResult};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 
 /// Discovery, Cms and Auth, each with only what ydbops calls.
 #[derive(Debug, Clone)]
 pub struct YdbExtras {
     ctx: Context,
+    logins: Arc<LoginSlots>,
+}
+
+/// The longest password Login takes: argon2 hashes any length, so a bound keeps a request's
+/// cost bounded.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// How many Login calls may wait for a verification slot before callers are told to back off.
+pub const MAX_WAITING_LOGINS: usize = 256;
+
+/// Password checks are slow on purpose (argon2: tens of milliseconds and about 19 MiB each), so
+/// only as many run at once as there are cores, and a bounded number wait: a flood of Logins
+/// can neither exhaust memory nor starve the other calls.
+#[derive(Debug)]
+struct LoginSlots {
+    waiting: Semaphore,
+    running: Semaphore,
 }
 
 impl YdbExtras {
     /// Over the shared context.
     pub fn new(ctx: Context) -> YdbExtras {
-        YdbExtras { ctx }
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        YdbExtras {
+            ctx,
+            logins: Arc::new(LoginSlots {
+                waiting: Semaphore::new(MAX_WAITING_LOGINS),
+                running: Semaphore::new(cores),
+            }),
+        }
     }
 
     async fn databases(
@@ -86,6 +112,29 @@ impl AuthService for YdbExtras {
         request: Request<LoginRequest>,
     ) -> Result<Response<LoginResponse>, Status> {
         let req = request.into_inner();
+        if req.password.len() > MAX_PASSWORD_BYTES || req.user.len() > MAX_NAME_LEN {
+            return Ok(Response::new(LoginResponse {
+                operation: Some(operation::<LoginResult>(Err(ServiceError::BadRequest(
+                    format!(
+                        "user names are at most {MAX_NAME_LEN} bytes and passwords at most \
+                         {MAX_PASSWORD_BYTES}"
+                    ),
+                )))),
+            }));
+        }
+        let Ok(_waiting) = self.logins.waiting.try_acquire() else {
+            return Ok(Response::new(LoginResponse {
+                operation: Some(operation::<LoginResult>(Err(ServiceError::Overloaded(
+                    format!("too many logins at once: {MAX_WAITING_LOGINS} are waiting"),
+                )))),
+            }));
+        };
+        let _running = self
+            .logins
+            .running
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("shutting down"))?;
         let identity = self.ctx.identity.clone();
         // argon2 verification is deliberately slow: keep it off the async workers.
         let result = tokio::task::spawn_blocking(move || identity.login(&req.user, &req.password))
