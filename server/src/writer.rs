@@ -391,18 +391,11 @@ mod tests {
     }
 
     fn request(uid: &str, node: u32, duration: Duration) -> TaskRequest {
-        TaskRequest {
-            uid: uid.into(),
-            owner: "me".into(),
-            description: String::new(),
-            mode: Mode::Strong,
-            priority: 0,
-            dry_run: false,
-            groups: vec![vec![LockRequest {
-                scope: Scope::Node(node),
-                duration: Some(duration),
-            }]],
-        }
+        let lock = LockRequest {
+            scope: Scope::Node(node),
+            duration: Some(duration),
+        };
+        TaskRequest::of(uid, Mode::Strong, vec![vec![lock]])
     }
 
     /// Creates a task on the writer (queued now); true when every action was granted.

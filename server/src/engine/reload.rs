@@ -127,18 +127,11 @@ mod tests {
     /// A stored lock on host "a" of nodes 1 and 2.
     fn host_lock() -> Snapshot {
         let mut st = State::new(cluster(["a", "a", "b"]));
-        let req = TaskRequest {
-            uid: "t".into(),
-            owner: "me".into(),
-            description: String::new(),
-            mode: Mode::Force,
-            priority: 0,
-            dry_run: false,
-            groups: vec![vec![LockRequest {
-                scope: Scope::Host("a".into()),
-                duration: None,
-            }]],
+        let host = LockRequest {
+            scope: Scope::Host("a".into()),
+            duration: None,
         };
+        let req = TaskRequest::of("t", Mode::Force, vec![vec![host]]);
         let o = st.create(req, Timestamp(1_000)).expect("create");
         assert!(o.value.actions().all(|a| a.is_performed()));
         st.snapshot()

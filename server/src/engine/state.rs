@@ -818,21 +818,13 @@ mod tests {
     }
 
     fn request(uid: &str, groups: usize, dry_run: bool) -> TaskRequest {
+        let node1 = LockRequest {
+            scope: Scope::Node(1),
+            duration: None,
+        };
         TaskRequest {
-            uid: uid.into(),
-            owner: "me".into(),
-            description: String::new(),
-            mode: Mode::Strong,
-            priority: 0,
             dry_run,
-            groups: (0..groups)
-                .map(|_| {
-                    vec![LockRequest {
-                        scope: Scope::Node(1),
-                        duration: None,
-                    }]
-                })
-                .collect(),
+            ..TaskRequest::of(uid, Mode::Strong, vec![vec![node1]; groups])
         }
     }
 

@@ -88,6 +88,22 @@ pub struct TaskRequest {
     pub groups: Vec<Vec<LockRequest>>,
 }
 
+#[cfg(test)]
+impl TaskRequest {
+    /// A stored (not dry-run) request of owner "me" at priority 0, for unit tests.
+    pub(crate) fn of(uid: &str, mode: Mode, groups: Vec<Vec<LockRequest>>) -> TaskRequest {
+        TaskRequest {
+            uid: uid.into(),
+            owner: "me".into(),
+            description: String::new(),
+            mode,
+            priority: 0,
+            dry_run: false,
+            groups,
+        }
+    }
+}
+
 /// Why an action waits (YDB's ActionReason).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Reason {
