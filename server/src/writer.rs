@@ -16,10 +16,11 @@
 //! so memory never runs ahead of the disk.
 
 use crate::engine::liveness::Ticked;
-use crate::engine::task::ActionStatus;
-use crate::engine::{Change, State, TaskView, Timestamp};
+use crate::engine::task::{Action, ActionStatus, Task};
+use crate::engine::{Change, State, Timestamp};
 use crate::store::Store;
 use crate::watches::{Subscription, TaskUpdate, Watches};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -55,8 +56,6 @@ type Job = Box<dyn FnOnce(&mut Core, Timestamp) -> Ran + Send>;
 struct Core {
     state: State,
     watches: Watches,
-    /// Views of tasks that jobs re-checked, logged once the batch is durable.
-    granted: Vec<TaskView>,
 }
 
 /// A cloneable handle for submitting jobs. The writer stops when every handle is dropped, or
@@ -128,7 +127,6 @@ impl Writer {
             let mut changes = Vec::new();
             let mut update = TaskUpdate::Live(Box::new(view));
             if drives && let Ok(o) = core.state.recheck(&uid, now) {
-                core.granted.push(o.value.clone());
                 update = TaskUpdate::Live(Box::new(o.value));
                 changes = o.changes;
             }
@@ -184,7 +182,6 @@ impl Loop {
             core: Core {
                 state,
                 watches: Watches::default(),
-                granted: Vec::new(),
             },
             store,
             last_now: Timestamp(0),
@@ -233,6 +230,7 @@ impl Loop {
     /// Runs one batch; false when the state could not be recovered and the writer must stop.
     fn batch(&mut self, jobs: Vec<Job>) -> bool {
         let now = self.now();
+        let tokens_before = self.core.state.counters().last_fencing_token;
         let ticked = self.core.state.tick(now);
         let mut changes = ticked.changes;
         let mut replies = Vec::with_capacity(jobs.len());
@@ -241,9 +239,8 @@ impl Loop {
             changes.append(&mut c);
             replies.push(reply);
         }
-        let mut rechecked = std::mem::take(&mut self.core.granted);
         if !changes.is_empty() || !ticked.value.is_quiet() {
-            rechecked.extend(self.recheck_driven(now, &mut changes));
+            self.recheck_driven(now, &mut changes);
         }
         let committed = if changes.is_empty() {
             Ok(())
@@ -253,9 +250,7 @@ impl Loop {
         match committed {
             Ok(()) => {
                 log_ticked(&ticked.value);
-                for view in &rechecked {
-                    log_grants(view, now);
-                }
+                log_grants(&changes, tokens_before);
                 // Watchers first: a caller that opened a watch finds it current on its reply.
                 self.publish(&changes);
                 for reply in replies {
@@ -275,8 +270,8 @@ impl Loop {
     }
 
     /// Something changed: re-check the pending actions of every task whose owner is watching,
-    /// more important tasks first. Returns the views of the tasks that changed.
-    fn recheck_driven(&mut self, now: Timestamp, changes: &mut Vec<Change>) -> Vec<TaskView> {
+    /// more important tasks first.
+    fn recheck_driven(&mut self, now: Timestamp, changes: &mut Vec<Change>) {
         let state = &mut self.core.state;
         let mut driven: Vec<(i32, String)> = self
             .core
@@ -286,16 +281,11 @@ impl Loop {
             .filter_map(|uid| state.task_priority(&uid).map(|p| (p, uid)))
             .collect();
         driven.sort();
-        let mut views = Vec::new();
         for (_, uid) in driven {
-            if let Ok(o) = state.recheck(&uid, now)
-                && !o.changes.is_empty()
-            {
+            if let Ok(o) = state.recheck(&uid, now) {
                 changes.extend(o.changes);
-                views.push(o.value);
             }
         }
-        views
     }
 
     /// Tells the watchers of every task these changes touched.
@@ -343,18 +333,38 @@ impl Loop {
     }
 }
 
-/// One log line per lock that the command run at `now` granted.
-pub fn log_grants(view: &TaskView, now: Timestamp) {
-    for a in view.actions() {
-        if let ActionStatus::Performed {
-            granted_at,
-            deadline,
-            fencing_token,
-        } = a.status
-            && granted_at == now
-        {
-            tracing::info!(task = %view.uid, action = %a.id, scope = %a.scope,
-                outcome = "granted", fencing_token, deadline = %deadline, "lock granted");
+/// One log line per lock that a committed batch granted: every grant carries a fencing token
+/// above the last one before the batch, and is logged once, from the task's last record in the
+/// batch, however many commands of the batch touched the task.
+fn log_grants(changes: &[Change], tokens_before: u64) {
+    let mut last: BTreeMap<&str, &Task> = BTreeMap::new();
+    for c in changes {
+        match c {
+            Change::PutTask(t) => {
+                last.insert(t.uid.as_str(), t);
+            }
+            Change::DeleteTask(uid) => {
+                last.remove(uid.as_str());
+            }
+            _ => {}
+        }
+    }
+    let mut grants: Vec<(u64, &Task, &Action)> = Vec::new();
+    for task in last.values() {
+        for a in task.actions() {
+            if let ActionStatus::Performed { fencing_token, .. } = a.status
+                && fencing_token > tokens_before
+            {
+                grants.push((fencing_token, task, a));
+            }
+        }
+    }
+    grants.sort_by_key(|(token, _, _)| *token);
+    for (fencing_token, task, a) in grants {
+        if let ActionStatus::Performed { deadline, .. } = a.status {
+            tracing::info!(task = %task.uid, owner = %task.owner, action = %a.id, scope = %a.scope,
+                mode = task.mode.name(), outcome = "granted", fencing_token, deadline = %deadline,
+                "lock granted");
         }
     }
 }

@@ -11,12 +11,16 @@
 //!   everything unavailable at that moment (down nodes, live locks, earlier grants of the step);
 //! - a refused command changes nothing;
 //! - liveness: a node whose agent has sent heartbeats counts as unavailable from the release of
-//!   its lock until its next heartbeat (or until it is marked up).
+//!   its lock until its next heartbeat (or until it is marked up);
+//! - silent is not down: a node whose agent went silent (heartbeat timeout), like a restarting
+//!   one, counts as unavailable for every other grant, but a grant on it is checked as if it
+//!   were up; only a node known down (the inventory, an operator) is lockable unchecked.
 
 use arbiter_server::engine::cluster::PDiskKey;
 use arbiter_server::engine::inventory::{self, Format};
 use arbiter_server::engine::{
-    Heartbeat, LockRequest, Mode, Scope, State, TaskRequest, TaskView, Timestamp,
+    HealthConfig, Heartbeat, LockRequest, Mode, Scope, Snapshot, State, TaskRequest, TaskView,
+    Timestamp,
 };
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -451,6 +455,68 @@ fn check_exclusive(spec: &Spec, l: &Live) -> Result<(), String> {
     Ok(())
 }
 
+/// The heartbeat timeout the property test runs with (advances are 1 to 400 s).
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The engine rebuilt from records, with the test's liveness rules.
+fn restored(cluster: &Arc<arbiter_server::engine::Cluster>, snapshot: Snapshot) -> State {
+    let mut state = State::restore(cluster.clone(), snapshot);
+    state.set_health(HealthConfig {
+        heartbeat_timeout: Some(HEARTBEAT_TIMEOUT),
+        ..HealthConfig::default()
+    });
+    state
+}
+
+/// The oracle's own model of heartbeat timeouts: when each monitored node's agent is due, and
+/// which nodes went silent. After a restart the engine forgets heartbeat times and gives every
+/// monitored node one full timeout from the next tick or heartbeat.
+#[derive(Default)]
+struct Silence {
+    due: BTreeMap<u32, Timestamp>,
+    armed: bool,
+    silent: BTreeSet<u32>,
+}
+
+impl Silence {
+    fn arm(&mut self, monitored: &BTreeSet<u32>, now: Timestamp) {
+        if !self.armed {
+            self.armed = true;
+            for n in monitored {
+                self.due.entry(*n).or_insert(now.plus(HEARTBEAT_TIMEOUT));
+            }
+        }
+    }
+
+    /// Time passed to `now`: nodes whose agent is overdue go silent unless known down.
+    fn tick(&mut self, monitored: &BTreeSet<u32>, down: &BTreeSet<u32>, now: Timestamp) {
+        self.arm(monitored, now);
+        let overdue: Vec<u32> = self
+            .due
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(n, _)| *n)
+            .collect();
+        for n in overdue {
+            self.due.remove(&n);
+            if !down.contains(&n) {
+                self.silent.insert(n);
+            }
+        }
+    }
+
+    fn heartbeat(&mut self, monitored: &BTreeSet<u32>, n: u32, now: Timestamp) {
+        self.arm(monitored, now);
+        self.due.insert(n, now.plus(HEARTBEAT_TIMEOUT));
+        self.silent.remove(&n);
+    }
+
+    fn restart(&mut self) {
+        self.due.clear();
+        self.armed = false;
+    }
+}
+
 fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
     let cluster = inventory::parse(&spec.to_toml(), Format::Toml).map_err(|e| {
         TestCaseError::fail(format!(
@@ -459,14 +525,15 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
         ))
     })?;
     let cluster = Arc::new(cluster);
-    let mut state = State::new(cluster.clone());
-    let mut records = arbiter_server::engine::Snapshot::default();
+    let mut state = restored(&cluster, Snapshot::default());
+    let mut records = Snapshot::default();
     let mut now = Timestamp(1_767_225_600_000);
     let mut down: BTreeSet<u32> = spec.nodes.iter().filter(|n| n.down).map(|n| n.id).collect();
     // Nodes with an agent, and those of them whose lock was released and that have not sent a
     // heartbeat since: unavailable until they do.
     let mut monitored: BTreeSet<u32> = BTreeSet::new();
     let mut restarting: BTreeSet<u32> = BTreeSet::new();
+    let mut silence = Silence::default();
     let mut max_token = 0u64;
     let mut seq = 0;
     for op in ops {
@@ -474,7 +541,14 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
         let before_snapshot = state.snapshot();
         // Determinism: a twin rebuilt from the same records (fresh hash seeds, fresh indexes)
         // must answer the same command identically.
-        let mut twin = State::restore(cluster.clone(), before_snapshot.clone());
+        let mut twin = restored(&cluster, before_snapshot.clone());
+        // Known down, and unavailable for other reasons (restarting, silent), before the step.
+        let confirmed_before = down.clone();
+        let soft_before: BTreeSet<u32> = restarting
+            .union(&silence.silent)
+            .filter(|n| !down.contains(n))
+            .copied()
+            .collect();
         let mut granted_in_order: Vec<String> = Vec::new();
         let result = match op {
             Op::Create {
@@ -557,7 +631,8 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
             }
             Op::Advance(s) => {
                 now = now.plus(Duration::from_secs(*s));
-                Ok(state.expire(now).changes)
+                silence.tick(&monitored, &down, now);
+                Ok(state.tick(now).changes)
             }
             Op::Node(n, up) => {
                 let n = 1 + (n - 1) % spec.nodes.len() as u32;
@@ -568,6 +643,7 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
                 } else {
                     down.insert(n);
                 }
+                silence.silent.remove(&n);
                 r
             }
             Op::Heartbeat(n) => {
@@ -575,12 +651,14 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
                 let r = state
                     .heartbeat(n, Heartbeat::default(), now)
                     .map(|o| o.changes);
+                silence.heartbeat(&monitored, n, now);
                 monitored.insert(n);
                 restarting.remove(&n);
                 r
             }
             Op::Restart => {
-                state = State::restore(cluster.clone(), records.clone());
+                state = restored(&cluster, records.clone());
+                silence.restart();
                 Ok(Vec::new())
             }
         };
@@ -606,8 +684,7 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
 
         let after = live(&state);
         check_exclusive(spec, &after).map_err(TestCaseError::fail)?;
-        // The unavailable nodes before this step; released locks start a restart wait below.
-        let out_before: BTreeSet<u32> = down.union(&restarting).copied().collect();
+        // Released locks start a restart wait.
         for (id, (_, scope, _)) in &before_live.performed {
             if after.performed.contains_key(id) {
                 continue;
@@ -620,7 +697,7 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
                 }
             }
         }
-        let down = &out_before;
+        let confirmed = &confirmed_before;
 
         // New grants, in the order the engine made them.
         let new: Vec<&String> = granted_in_order
@@ -628,18 +705,22 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
             .filter(|id| !before_live.performed.contains_key(*id))
             .collect();
         let mut step_tokens = Vec::new();
-        // Unavailable before the step: down nodes and the locks that were live before it and
-        // still are (a completion or expiry in this step only frees capacity).
-        let mut u = Unavail::default();
-        for n in down {
-            u.nodes_out.insert(*n);
-            u.limit_nodes.insert(*n);
-        }
+        // Unavailable before the step: unavailable nodes and the locks that were live before it
+        // and still are (a completion or expiry in this step only frees capacity).
+        let mut locks = Unavail::default();
         for (id, (_, scope, _)) in &after.performed {
             if before_live.performed.contains_key(id) {
-                u.add(&took(spec, scope));
+                locks.add(&took(spec, scope));
             }
         }
+        let unavailable = |locks: &Unavail, soft: &BTreeSet<u32>| {
+            let mut u = locks.clone();
+            for n in confirmed.iter().chain(soft) {
+                u.nodes_out.insert(*n);
+                u.limit_nodes.insert(*n);
+            }
+            u
+        };
         for id in new {
             let (mode, scope, token) = after.performed[id].clone();
             prop_assert!(
@@ -651,12 +732,22 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
             );
             step_tokens.push(token);
             let t = took(spec, &scope);
-            let touched_up = match &t {
-                Took::Nodes(ns) => ns.iter().any(|n| !down.contains(n)),
-                Took::Disk(n, _) => !down.contains(n),
+            let own: Vec<u32> = match &t {
+                Took::Nodes(ns) => ns.clone(),
+                Took::Disk(n, _) => vec![*n],
             };
-            let before = u.clone();
+            let touched_up = own.iter().any(|n| !confirmed.contains(n));
+            // As if up: the grant's own nodes that are unavailable but not known down (silent,
+            // restarting) do not count as already unavailable for this grant.
+            let soft: BTreeSet<u32> = soft_before
+                .iter()
+                .filter(|n| !own.contains(n))
+                .copied()
+                .collect();
+            let before = unavailable(&locks, &soft);
+            let mut u = before.clone();
             u.add(&t);
+            locks.add(&t);
             if mode == Mode::Force || !touched_up {
                 continue;
             }

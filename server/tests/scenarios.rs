@@ -102,6 +102,7 @@ struct Step {
     inventory: Option<String>,
     node_details: Option<BTreeMap<String, String>>,
     available: Option<BTreeMap<String, bool>>,
+    conditions: Option<BTreeMap<String, String>>,
 }
 
 fn generate(g: &ClusterGen) -> Result<String, String> {
@@ -382,7 +383,18 @@ impl Runner {
                 Ok(None)
             }
             "nodes" => {
-                for (id, want) in s.states.as_ref().ok_or("nodes needs states")? {
+                if s.states.is_none() && s.conditions.is_none() {
+                    return Err("nodes needs states or conditions".into());
+                }
+                for (id, want) in s.conditions.iter().flatten() {
+                    let id: u32 = id.parse().map_err(|_| format!("bad node id '{id}'"))?;
+                    let view = self.state.node(id).ok_or(format!("no node {id}"))?;
+                    let got = view.condition.name();
+                    if got != want {
+                        return Err(format!("node {id}: expected condition {want}, got {got}"));
+                    }
+                }
+                for (id, want) in s.states.iter().flatten() {
                     let id: u32 = id.parse().map_err(|_| format!("bad node id '{id}'"))?;
                     let view = self.state.node(id).ok_or(format!("no node {id}"))?;
                     let got = match view.state {

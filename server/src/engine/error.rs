@@ -77,6 +77,17 @@ pub enum EngineError {
     /// Actions of tasks with different owners in one completion.
     #[error("Cannot complete actions of multiple owners at once")]
     MultipleOwners,
+    /// Two actions of one task overlap: the same node, disk or host twice, or a node together
+    /// with its host or one of its disks. The later could never be granted.
+    #[error("{second} overlaps {first}: {overlap}; a task may name each node and disk once")]
+    OverlappingActions {
+        /// The earlier action, by its place in the request and its scope.
+        first: String,
+        /// The later action.
+        second: String,
+        /// What both would lock.
+        overlap: String,
+    },
     /// The task can never be granted as requested.
     #[error("{0}")]
     Impossible(String),

@@ -302,7 +302,16 @@ impl State {
     /// The same without the node's name: "restarting since ..., not seen up".
     pub(crate) fn down_why(&self, id: NodeId) -> Option<String> {
         let rt = self.runtime.get(&id)?;
-        if rt.down {
+        if rt.down && rt.timed_out {
+            let since = rt
+                .down_since
+                .map(|t| format!(" since {t}"))
+                .unwrap_or_default();
+            Some(format!(
+                "unknown{since}: {}; it may still be running",
+                rt.down_reason
+            ))
+        } else if rt.down {
             let since = rt
                 .down_since
                 .map(|t| format!(" since {t}"))
@@ -318,6 +327,16 @@ impl State {
         } else {
             rt.settle_until
                 .map(|t| format!("came up, settling until {t}"))
+        }
+    }
+
+    /// One word for why a node counts as unavailable without a lock, for limit texts.
+    pub(crate) fn down_word(&self, id: NodeId) -> &'static str {
+        match self.runtime.get(&id) {
+            Some(rt) if rt.down && rt.timed_out => "silent",
+            Some(rt) if rt.restarting_since.is_some() && !rt.down => "restarting",
+            Some(rt) if rt.settle_until.is_some() && !rt.down => "settling",
+            _ => "down",
         }
     }
 

@@ -36,7 +36,7 @@ pub use cluster::{Cluster, NodeId, PDiskKey};
 pub use error::{EngineError, ErrorKind};
 pub use liveness::{DEFAULT_RING_SETTLE, HealthConfig, Heartbeat};
 pub use record::{Change, Snapshot};
-pub use report::{ActionView, NodeState, NodeView, TaskView};
+pub use report::{ActionView, NodeCondition, NodeState, NodeView, TaskView};
 pub use state::{Outcome, State};
 pub use task::{LockRequest, Mode, Reason, Scope, TaskRequest};
 pub use time::Timestamp;

@@ -16,6 +16,38 @@ pub enum NodeState {
     Down,
 }
 
+/// What the arbiter knows of a node, in more detail than [`NodeState`] (YDB's three states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeCondition {
+    /// Running, nothing holds it.
+    Up,
+    /// A live node-wide lock holds it.
+    Locked,
+    /// Released from a lock and not seen up since.
+    Restarting,
+    /// Seen up again, but within its settle time.
+    Settling,
+    /// Known down: set down by an operator, or down in the inventory.
+    Down,
+    /// Its agent went silent (heartbeat timeout): it may be down or running. It counts as
+    /// unavailable, and locking it is checked as if it were up.
+    Unknown,
+}
+
+impl NodeCondition {
+    /// Its name in texts and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeCondition::Up => "up",
+            NodeCondition::Locked => "locked",
+            NodeCondition::Restarting => "restarting",
+            NodeCondition::Settling => "settling",
+            NodeCondition::Down => "down",
+            NodeCondition::Unknown => "unknown",
+        }
+    }
+}
+
 /// One node as reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeView {
@@ -23,6 +55,8 @@ pub struct NodeView {
     pub id: NodeId,
     /// Its state.
     pub state: NodeState,
+    /// Its state in more detail.
+    pub condition: NodeCondition,
     /// When it was last seen coming up, if ever.
     pub up_since: Option<Timestamp>,
     /// Why it is unavailable without a lock, in words ("restarting since ..., not seen up").

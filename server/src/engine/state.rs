@@ -8,7 +8,7 @@ use crate::engine::cluster::{Cluster, InitialState, NodeId, PDiskKey};
 use crate::engine::error::EngineError;
 use crate::engine::liveness::HealthConfig;
 use crate::engine::record::{Change, Counters, NodeRuntime, Snapshot};
-use crate::engine::report::{ActionView, GroupView, NodeState, NodeView, TaskView};
+use crate::engine::report::{ActionView, GroupView, NodeCondition, NodeState, NodeView, TaskView};
 use crate::engine::task::{
     Action, ActionGroup, ActionStatus, LockRequest, Reason, Scope, Task, TaskRequest,
 };
@@ -86,6 +86,9 @@ pub struct State {
     pub(crate) pdisk_locks_on: HashMap<NodeId, u32>,
     pub(crate) cluster_count: Count,
     pub(crate) tenant_counts: HashMap<String, Count>,
+    /// Every node that counts against the limits (locked or down), so that a limit's text can
+    /// name them without walking the cluster.
+    pub(crate) unavailable: BTreeSet<NodeId>,
     /// Every live lock by deadline: the expiry timer and retry hints read it.
     pub(crate) deadlines: BTreeSet<(Timestamp, String, String)>,
     /// Tasks with pending actions, by priority: higher-priority pending work is found here.
@@ -122,6 +125,7 @@ impl State {
             pdisk_locks_on: HashMap::new(),
             cluster_count: Count::default(),
             tenant_counts: HashMap::new(),
+            unavailable: BTreeSet::new(),
             deadlines: BTreeSet::new(),
             pending_by_priority: BTreeMap::new(),
             counters: snapshot.counters,
@@ -257,9 +261,22 @@ impl State {
             (true, true) => NodeState::Maintenance,
             (true, false) => NodeState::Down,
         };
+        let condition = if locked {
+            NodeCondition::Locked
+        } else if self.is_confirmed_down(id) {
+            NodeCondition::Down
+        } else {
+            match rt {
+                Some(rt) if rt.down => NodeCondition::Unknown,
+                Some(rt) if rt.restarting_since.is_some() => NodeCondition::Restarting,
+                Some(rt) if rt.settle_until.is_some() => NodeCondition::Settling,
+                _ => NodeCondition::Up,
+            }
+        };
         NodeView {
             id,
             state,
+            condition,
             up_since: rt.and_then(|rt| rt.up_since),
             detail: self.down_note(id),
             version: rt.and_then(|rt| rt.version.clone()),
@@ -485,6 +502,7 @@ impl State {
                     scope: a.scope,
                 });
             }
+            self.restate_pending(&uid, now, &mut changes);
         }
         Outcome {
             value: expired,
@@ -493,6 +511,35 @@ impl State {
     }
 
     // ----- internals -----------------------------------------------------------------------
+
+    /// Rewrites why the pending actions of task `uid` wait, from a check at `now` that grants
+    /// nothing: after one of its locks lapsed, texts that named that lock ("(this task)") would
+    /// mislead. An action the check would grant says that it waits for the next refresh.
+    fn restate_pending(&mut self, uid: &str, now: Timestamp, changes: &mut Vec<Change>) {
+        let Some(task) = self.tasks.get(uid) else {
+            return;
+        };
+        if !task.has_pending() {
+            return;
+        }
+        let verdict = CheckCtx::preview(self, task, now);
+        let mut task = task.clone();
+        for (gi, ai) in &verdict.granted {
+            task.groups[*gi].actions[*ai].status = ActionStatus::Pending {
+                reason: Reason::Generic,
+                details: String::from(
+                    "nothing blocks it since a lock of this task lapsed: granted at the task's next refresh",
+                ),
+            };
+        }
+        for ((gi, ai), reason, details) in verdict.pending {
+            task.groups[gi].actions[ai].status = ActionStatus::Pending { reason, details };
+        }
+        if self.tasks.get(uid) != Some(&task) {
+            changes.push(Change::PutTask(task.clone()));
+            self.tasks.insert(task.uid.clone(), task);
+        }
+    }
 
     fn validate(&self, req: &TaskRequest) -> Result<(), EngineError> {
         if req.uid.is_empty() {
@@ -550,10 +597,60 @@ impl State {
                 }
                 _ => {}
             }
-            self.resolve(&action.scope)?;
         }
+        self.refuse_overlaps(req)?;
         if self.tasks.contains_key(&req.uid) {
             return Err(EngineError::TaskExists);
+        }
+        Ok(())
+    }
+
+    /// Resolves every action of a request and refuses one that overlaps an earlier action of
+    /// the same request (it could never be granted, and would wait forever).
+    fn refuse_overlaps(&self, req: &TaskRequest) -> Result<(), EngineError> {
+        // Who takes each node whole, and each disk, so far: (group, action, scope).
+        let mut nodes: HashMap<NodeId, (usize, usize)> = HashMap::new();
+        let mut disks: HashMap<PDiskKey, (usize, usize)> = HashMap::new();
+        let mut disk_nodes: HashMap<NodeId, (usize, usize, PDiskKey)> = HashMap::new();
+        let name = |gi: usize, ai: usize| {
+            let scope = &req.groups[gi][ai].scope;
+            format!("action_groups[{gi}].actions[{ai}] ({scope})")
+        };
+        let refuse = |first: (usize, usize), second: (usize, usize), overlap: String| {
+            Err(EngineError::OverlappingActions {
+                first: name(first.0, first.1),
+                second: name(second.0, second.1),
+                overlap,
+            })
+        };
+        for (gi, group) in req.groups.iter().enumerate() {
+            for (ai, action) in group.iter().enumerate() {
+                match self.resolve(&action.scope)? {
+                    Items::Nodes(ns) => {
+                        for n in ns {
+                            if let Some(first) = nodes.get(&n) {
+                                return refuse(*first, (gi, ai), format!("both take node {n}"));
+                            }
+                            if let Some((g, a, k)) = disk_nodes.get(&n) {
+                                let overlap = format!("node {n} holds pdisk {k}");
+                                return refuse((*g, *a), (gi, ai), overlap);
+                            }
+                            nodes.insert(n, (gi, ai));
+                        }
+                    }
+                    Items::PDisk(k) => {
+                        if let Some(first) = disks.get(&k) {
+                            return refuse(*first, (gi, ai), format!("both take pdisk {k}"));
+                        }
+                        if let Some(first) = nodes.get(&k.node) {
+                            let overlap = format!("pdisk {k} is on node {}", k.node);
+                            return refuse(*first, (gi, ai), overlap);
+                        }
+                        disks.insert(k, (gi, ai));
+                        disk_nodes.entry(k.node).or_insert((gi, ai, k));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -743,8 +840,24 @@ impl State {
         }
     }
 
-    /// Whether a node counts as unavailable without a lock: down, restarting (not seen up since
-    /// its lock was released), or still settling.
+    /// Whether a node is known to be down: set down by an operator, or down in the inventory.
+    /// Only such a node may be locked without the failure-model checks: a lock on it takes
+    /// nothing more down. A node that is unavailable for any other reason (its heartbeats
+    /// stopped, it is restarting or settling) may be running, so locking it is checked as if
+    /// it were up.
+    pub(crate) fn is_confirmed_down(&self, id: NodeId) -> bool {
+        match self.runtime.get(&id) {
+            Some(rt) => rt.down && !rt.timed_out,
+            None => self
+                .cluster
+                .node(id)
+                .is_some_and(|n| n.initial_state == InitialState::Down),
+        }
+    }
+
+    /// Whether a node counts as unavailable without a lock: down (confirmed, or silent since
+    /// its heartbeats stopped), restarting (not seen up since its lock was released), or still
+    /// settling.
     pub(crate) fn is_down(&self, id: NodeId) -> bool {
         match self.runtime.get(&id) {
             Some(rt) => rt.down || rt.restarting_since.is_some() || rt.settle_until.is_some(),
@@ -775,6 +888,13 @@ impl State {
     }
 
     fn count_node(&mut self, id: NodeId, class: Class, add: bool) {
+        if class != Class::Up {
+            if add {
+                self.unavailable.insert(id);
+            } else {
+                self.unavailable.remove(&id);
+            }
+        }
         let tenant = self.cluster.node(id).and_then(|n| n.tenant.clone());
         let apply = |c: &mut Count| {
             let slot = match class {
@@ -810,27 +930,38 @@ mod tests {
     use crate::engine::task::{LockRequest, Mode, Scope};
 
     fn state() -> State {
-        let text =
-            "[limits]\nmax_unavailable_ratio = 0\n[[nodes]]\nid = 1\nhost = \"a\"\nport = 1\n";
+        state_of(1)
+    }
+
+    /// A cluster of `nodes` nodes, ids from 1, limits off.
+    fn state_of(nodes: usize) -> State {
+        let mut text = String::from("[limits]\nmax_unavailable_ratio = 0\n");
+        for id in 1..=nodes {
+            text.push_str(&format!("[[nodes]]\nid = {id}\nhost = \"h{id}\"\nport = 1\n"));
+        }
         State::new(Arc::new(
-            inventory::parse(text, Format::Toml).expect("inventory"),
+            inventory::parse(&text, Format::Toml).expect("inventory"),
         ))
     }
 
+    /// One single-action group per node 1, 2, ... (`groups` of them; ids past the cluster's
+    /// last node are unknown nodes).
     fn request(uid: &str, groups: usize, dry_run: bool) -> TaskRequest {
-        let node1 = LockRequest {
-            scope: Scope::Node(1),
-            duration: None,
+        let lock = |i: usize| {
+            vec![LockRequest {
+                scope: Scope::Node(u32::try_from(i + 1).expect("small")),
+                duration: None,
+            }]
         };
         TaskRequest {
             dry_run,
-            ..TaskRequest::of(uid, Mode::Strong, vec![vec![node1]; groups])
+            ..TaskRequest::of(uid, Mode::Strong, (0..groups).map(lock).collect())
         }
     }
 
     #[test]
     fn a_task_with_too_many_actions_is_refused_and_stores_nothing() {
-        let mut st = state();
+        let mut st = state_of(MAX_ACTIONS_PER_TASK);
         let e = st
             .create(
                 request("big", MAX_ACTIONS_PER_TASK + 1, false),

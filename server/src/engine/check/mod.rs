@@ -11,11 +11,13 @@
 //! node limits, every affected storage group, the state-storage rings and the system tablets.
 
 use crate::engine::cluster::{GroupId, NodeId, PDiskKey};
-use crate::engine::rules::{self, Level, LimitBreach};
+use crate::engine::rules::{self, Level};
 use crate::engine::state::{Class, Count, Items, LockRef, State};
 use crate::engine::task::{ActionStatus, Mode, Reason, Task};
 use crate::engine::time::Timestamp;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+mod limits;
 
 /// An action's position in its task: (group index, action index).
 pub(crate) type Pos = (usize, usize);
@@ -95,11 +97,23 @@ pub(crate) struct CheckCtx<'s> {
     /// Nodes the overlay turned into Locked for the limits: (was down, tenant).
     cluster_delta: Count,
     tenant_delta: HashMap<String, Count>,
+    /// A preview (nothing will be granted): earlier actions of this check are named as what
+    /// the task's next refresh would take.
+    preview: bool,
 }
 
 impl<'s> CheckCtx<'s> {
     /// Checks every pending action of `task` against `st` at `now`.
     pub(crate) fn run(st: &'s State, task: &'s Task, now: Timestamp) -> Verdict {
+        CheckCtx::start(st, task, now, false)
+    }
+
+    /// The same check as a preview that grants nothing: what the task's next refresh would do.
+    pub(crate) fn preview(st: &'s State, task: &'s Task, now: Timestamp) -> Verdict {
+        CheckCtx::start(st, task, now, true)
+    }
+
+    fn start(st: &'s State, task: &'s Task, now: Timestamp, preview: bool) -> Verdict {
         let mut ctx = CheckCtx {
             st,
             task,
@@ -112,6 +126,7 @@ impl<'s> CheckCtx<'s> {
             sched_pdisk_nodes: HashMap::new(),
             cluster_delta: Count::default(),
             tenant_delta: HashMap::new(),
+            preview,
         };
         ctx.reserve_higher_priority();
         ctx.check_all()
@@ -228,10 +243,12 @@ impl<'s> CheckCtx<'s> {
                 for n in nodes {
                     self.node_conflict(*n)?;
                 }
+                // A node known to be down takes nothing more down; any other node, even one
+                // that already counts as unavailable, is checked as if it were up.
                 let active: Vec<NodeId> = nodes
                     .iter()
                     .copied()
-                    .filter(|n| !self.st.is_down(*n))
+                    .filter(|n| !self.st.is_confirmed_down(*n))
                     .collect();
                 if active.is_empty() || self.task.mode == Mode::Force {
                     return Ok(items);
@@ -256,10 +273,11 @@ impl<'s> CheckCtx<'s> {
             }
             Items::PDisk(k) => {
                 self.pdisk_conflict(*k)?;
-                if self.st.is_down(k.node) || self.task.mode == Mode::Force {
+                if self.st.is_confirmed_down(k.node) || self.task.mode == Mode::Force {
                     return Ok(items);
                 }
-                if self.class(k.node) == Class::Up {
+                // The disk's node joins the limits unless a lock already counts it there.
+                if self.class(k.node) != Class::Locked {
                     self.check_limits(&[k.node])?;
                 }
                 let mut cands: BTreeMap<GroupId, Vec<usize>> = BTreeMap::new();
@@ -369,6 +387,7 @@ impl<'s> CheckCtx<'s> {
     fn holder_text(&self, h: &Holder<'_>) -> String {
         match h {
             Holder::Lock(l) => format!("task '{}' of {}", l.task, self.st.owner_of(&l.task)),
+            Holder::Temp if self.preview => String::from("this task, at its next refresh"),
             Holder::Temp => String::from("this task"),
             Holder::Sched(s) => {
                 format!("pending, higher-priority task '{}' of {}", s.task, s.owner)
@@ -464,79 +483,6 @@ impl<'s> CheckCtx<'s> {
             return Err(self.wanted_by(format!("node {}", k.node), s));
         }
         Ok(())
-    }
-
-    // ----- node limits -------------------------------------------------------------------
-
-    fn check_limits(&self, active: &[NodeId]) -> Result<(), Failure> {
-        let cluster = &self.st.cluster;
-        let adding = u32::try_from(active.len()).unwrap_or(u32::MAX);
-        let total = u32::try_from(cluster.node_count()).unwrap_or(u32::MAX);
-        let (l, d) = self.counts(None);
-        if let Err(breach) = rules::limit_check(cluster.limits(), l, d, adding, total) {
-            let own = u32::try_from(self.own_nodes.len()).unwrap_or(u32::MAX);
-            let permanent = self.task.composite
-                && rules::limit_check(cluster.limits(), own, 0, adding, total).is_err();
-            return Err(Failure {
-                permanent,
-                reason: Reason::DisabledNodesLimitReached,
-                details: limit_text("in the cluster", l, d, breach, total),
-                retry_at: self.earliest_lock(|_| true),
-            });
-        }
-        let mut by_tenant: BTreeMap<&str, u32> = BTreeMap::new();
-        for n in active {
-            if let Some(t) = cluster.node(*n).and_then(|x| x.tenant.as_deref()) {
-                *by_tenant.entry(t).or_default() += 1;
-            }
-        }
-        for (t, adding) in by_tenant {
-            let Some(tenant) = cluster.tenant(t) else {
-                continue;
-            };
-            let total = u32::try_from(tenant.nodes.len()).unwrap_or(u32::MAX);
-            let (l, d) = self.counts(Some(t));
-            if let Err(breach) = rules::limit_check(tenant.limits, l, d, adding, total) {
-                let own = self
-                    .own_nodes
-                    .iter()
-                    .filter(|n| cluster.node(**n).and_then(|x| x.tenant.as_deref()) == Some(t))
-                    .count();
-                let own = u32::try_from(own).unwrap_or(u32::MAX);
-                let permanent = self.task.composite
-                    && rules::limit_check(tenant.limits, own, 0, adding, total).is_err();
-                let in_tenant =
-                    |n: NodeId| cluster.node(n).and_then(|x| x.tenant.as_deref()) == Some(t);
-                return Err(Failure {
-                    permanent,
-                    reason: Reason::TenantDisabledNodesLimitReached,
-                    details: limit_text(&format!("in tenant '{t}'"), l, d, breach, total),
-                    retry_at: self.earliest_lock(in_tenant),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// The earliest deadline of a live lock on a node that `filter` accepts.
-    fn earliest_lock(&self, filter: impl Fn(NodeId) -> bool) -> Timestamp {
-        for (deadline, task, action) in &self.st.deadlines {
-            let nodes = self
-                .st
-                .tasks
-                .get(task)
-                .and_then(|t| t.action(action))
-                .and_then(|a| self.st.resolve(&a.scope).ok());
-            let hit = match nodes {
-                Some(Items::Nodes(ns)) => ns.iter().any(|n| filter(*n)),
-                Some(Items::PDisk(k)) => filter(k.node),
-                None => false,
-            };
-            if hit {
-                return *deadline;
-            }
-        }
-        self.default_retry()
     }
 
     // ----- storage groups ----------------------------------------------------------------
@@ -641,13 +587,15 @@ impl<'s> CheckCtx<'s> {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
+            let taking = cand.iter().map(|i| vdisk(*i)).collect::<Vec<_>>().join(", ");
             let mut details = format!(
-                "{head}: too many unavailable vdisks for {} mode. Locked: {locked_text}. Down: {down_text}.",
+                "{head}: too many unavailable vdisks for {} mode. This action takes: {taking}. Locked: {locked_text}. Down: {down_text}.",
                 self.task.mode.name()
             );
             if erasure == crate::engine::cluster::Erasure::Mirror3Dc {
                 let k = rules::affected_realms(&all, &group.realms);
-                details.push_str(&format!(" {k} data centers affected."));
+                let dcs = if k == 1 { "data center" } else { "data centers" };
+                details.push_str(&format!(" {k} {dcs} affected."));
             }
             return Err(Failure {
                 permanent,
@@ -808,18 +756,4 @@ impl<'s> CheckCtx<'s> {
         }
         Ok(())
     }
-}
-
-fn limit_text(
-    whereabouts: &str,
-    locked: u32,
-    down: u32,
-    breach: LimitBreach,
-    total: u32,
-) -> String {
-    let limit = match breach {
-        LimitBreach::Absolute(n) => n.to_string(),
-        LimitBreach::Ratio(r) => format!("{r}% of {total} nodes"),
-    };
-    format!("too many unavailable nodes {whereabouts}: locked {locked}, down {down}, limit {limit}")
 }
