@@ -5,7 +5,8 @@
 //! 1. written, encoded, to `$OUT_DIR/file_descriptor_set.bin` (the crate exposes it as
 //!    `FILE_DESCRIPTOR_SET` for gRPC reflection), and
 //! 2. handed to `tonic-prost-build`, which generates prost messages plus tonic
-//!    clients and servers, one `<package>.rs` file per protobuf package.
+//!    clients and servers, one `<package>.rs` file per protobuf package, all of them using
+//!    `arbiter_proto::codec::ArbiterCodec`.
 
 use std::error::Error;
 use std::fs;
@@ -49,6 +50,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         .build_server(true)
         // No `connect()` helper: it would tie this crate to tonic's transport feature.
         .build_transport(false)
+        // Prost's codec, except that a request that does not decode is INVALID_ARGUMENT and
+        // names its message (tonic's own says INTERNAL): `src/codec.rs`.
+        .codec_path("crate::codec::ArbiterCodec")
         .compile_fds_with_config(compiler.file_descriptor_set(), config)?;
 
     Ok(())

@@ -8,7 +8,8 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 30s, 10m)"))
 }
 
-/// A duration longer than zero (a zero timeout, interval or lock means nothing).
+/// A duration longer than zero (a zero timeout or interval means nothing). Lock durations take
+/// [`duration`]: a zero lock duration asks for the server's default, as no duration does.
 pub fn positive_duration(s: &str) -> Result<Duration, String> {
     let d = duration(s)?;
     if d.is_zero() {

@@ -12,11 +12,16 @@
 //! Every call sends the ticket as `x-ydb-auth-ticket`. A YDB status other than SUCCESS becomes
 //! [`ClientError::Refused`] with the server's issue text; [`ClientError::is_retryable`] tells
 //! what is worth retrying. The wire types are re-exported as [`proto`].
+//!
+//! [`heartbeat`] is the node agent's loop (heartbeats that outlast server restarts, with the
+//! backoff of [`retry`]); [`rolling`] is `arbiter rolling-restart`.
 
 pub mod durations;
 mod endpoint;
 mod envelope;
 mod error;
+pub mod heartbeat;
+pub mod retry;
 pub mod rolling;
 
 pub use arbiter_proto as proto;
@@ -47,6 +52,29 @@ use tonic::transport::Channel;
 
 /// The largest reply the client accepts (a 100 000-node ListClusterNodes fits).
 const MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
+/// How long opening a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a lazy client's idle connection is pinged, and how long the answer may take.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The tonic endpoint for `endpoint`, with the options every client uses.
+fn channel_endpoint(endpoint: &str) -> Result<tonic::transport::Endpoint, ClientError> {
+    let parsed = Endpoint::parse(endpoint)?;
+    if parsed.tls {
+        return Err(ClientError::Endpoint {
+            endpoint: endpoint.to_owned(),
+            reason: "TLS is not supported yet; use grpc:// or http://".into(),
+        });
+    }
+    Ok(Channel::from_shared(parsed.uri())
+        .map_err(|e| ClientError::Endpoint {
+            endpoint: endpoint.to_owned(),
+            reason: e.to_string(),
+        })?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true))
+}
 
 /// A connection to an Arbiter server. Cheap to clone; clones share the connection.
 #[derive(Debug, Clone)]
@@ -58,26 +86,28 @@ pub struct Client {
 impl Client {
     /// Connects to `endpoint` (`host:port`, `grpc://host:port`, `http://...`).
     pub async fn connect(endpoint: &str, ticket: Option<String>) -> Result<Client, ClientError> {
-        let parsed = Endpoint::parse(endpoint)?;
-        if parsed.tls {
-            return Err(ClientError::Endpoint {
-                endpoint: endpoint.to_owned(),
-                reason: "TLS is not supported yet; use grpc:// or http://".into(),
-            });
-        }
-        let channel = Channel::from_shared(parsed.uri())
-            .map_err(|e| ClientError::Endpoint {
-                endpoint: endpoint.to_owned(),
-                reason: e.to_string(),
-            })?
-            .connect_timeout(Duration::from_secs(10))
-            .tcp_nodelay(true)
+        let channel = channel_endpoint(endpoint)?
             .connect()
             .await
             .map_err(|source| ClientError::Connect {
                 endpoint: endpoint.to_owned(),
                 source,
             })?;
+        Ok(Client { channel, ticket })
+    }
+
+    /// A client for `endpoint` that does not connect now: the first call connects, and a call
+    /// after a lost connection (a server restart) connects again, so a server that is not up
+    /// yet is a retryable `UNAVAILABLE` on each call rather than an error here. Only a
+    /// malformed endpoint fails. The connection also sends HTTP/2 keep-alive pings, so a peer
+    /// that vanished without closing it (a host that rebooted) is noticed and replaced. For
+    /// loops that must outlast the server (the node agent, [`heartbeat`]).
+    pub fn connect_lazy(endpoint: &str, ticket: Option<String>) -> Result<Client, ClientError> {
+        let channel = channel_endpoint(endpoint)?
+            .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
+            .connect_lazy();
         Ok(Client { channel, ticket })
     }
 

@@ -34,6 +34,11 @@
 //! (imports and comments included), produced by `protox` in `build.rs`. Hand it to a gRPC
 //! reflection service so that `grpcurl host:port list` works without `.proto` files.
 //!
+//! # Codec
+//!
+//! Every generated client and server uses [`codec::ArbiterCodec`]: prost's, except that a
+//! request whose bytes do not decode is `INVALID_ARGUMENT` naming the message.
+//!
 //! No system `protoc` is needed to build this crate.
 
 /// The encoded `google.protobuf.FileDescriptorSet` of all `.proto` files of this crate,
@@ -109,6 +114,8 @@ pub mod arbiter {
         tonic::include_proto!("arbiter.v1");
     }
 }
+
+pub mod codec;
 
 #[cfg(test)]
 mod tests;

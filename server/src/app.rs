@@ -8,10 +8,11 @@ use crate::identity::{Identity, auth_file};
 use crate::inventory_file::{InventoryFile, InventoryFileError};
 use crate::service::Context;
 use crate::service::arbiter_v1::ArbiterApi;
+use crate::service::audit::{Audit, Initiator};
 use crate::service::decode::RequestLimits;
 use crate::service::maintenance::Maintenance;
 use crate::service::ydb_extras::YdbExtras;
-use crate::store::{RedbStore, Store, StoreError};
+use crate::store::{Recovery, RedbStore, Store, StoreError};
 use crate::writer::Writer;
 use arbiter_proto::arbiter::v1::arbiter_service_server::ArbiterServiceServer;
 use arbiter_proto::ydb::auth::v1::auth_service_server::AuthServiceServer;
@@ -30,7 +31,7 @@ use tonic_health::ServingStatus;
 /// The largest request the server decodes. A task of 100 000 single-node groups fits.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
 /// The store's file inside the data directory.
-pub const STORE_FILE: &str = "arbiter.redb";
+pub use crate::store::STORE_FILE;
 
 /// Why the server did not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,18 @@ pub enum AppError {
         /// What failed.
         source: StoreError,
     },
+    /// The store is not what the data directory last committed (damaged, missing, emptied,
+    /// replaced, rolled back): refused rather than started without what it held.
+    #[error(
+        "refusing to start: {source}. To fix it, {}; or, to give up what it held, start once \
+         with --accept-store-loss (or ARBITER_ACCEPT_STORE_LOSS=true), {}",
+        remedy(source),
+        accepting(source)
+    )]
+    StoreUntrusted {
+        /// What is wrong, naming the file and what to do ([`StoreError::Untrusted`]).
+        source: StoreError,
+    },
     /// Anything of the operating system: binding the port, creating a directory, a thread.
     #[error("{what}: {source}")]
     Io {
@@ -77,7 +90,7 @@ impl AppError {
     pub fn exit_code(&self) -> u8 {
         match self {
             AppError::Inventory { .. } | AppError::AuthFile { .. } | AppError::Options(_) => 2,
-            AppError::Store { .. } | AppError::Io { .. } => 1,
+            AppError::Store { .. } | AppError::StoreUntrusted { .. } | AppError::Io { .. } => 1,
         }
     }
 }
@@ -126,16 +139,46 @@ pub fn load_identity(config: &Config) -> Result<Identity, AppError> {
     Ok(Identity::with_users(users, sessions))
 }
 
-/// Opens the store in the data directory.
-pub fn open_store(dir: &Path) -> Result<RedbStore, AppError> {
+/// Opens the store in the data directory. A store that is not what the directory last
+/// committed is refused ([`AppError::StoreUntrusted`]) unless `recovery` accepts the loss.
+pub fn open_store(dir: &Path, recovery: Recovery) -> Result<RedbStore, AppError> {
     std::fs::create_dir_all(dir).map_err(|source| AppError::Io {
         what: format!("cannot create the data directory {}", dir.display()),
         source,
     })?;
-    RedbStore::open(&dir.join(STORE_FILE)).map_err(|source| AppError::Store {
-        path: dir.to_owned(),
-        source,
-    })
+    RedbStore::open(dir, recovery).map_err(|source| store_error(dir, source))
+}
+
+/// A store error at start-up; an untrusted store gets what to do about it.
+fn store_error(dir: &Path, source: StoreError) -> AppError {
+    match source {
+        StoreError::Untrusted { .. } => AppError::StoreUntrusted { source },
+        _ => AppError::Store {
+            path: dir.to_owned(),
+            source,
+        },
+    }
+}
+
+/// The backend's advice for an untrusted store.
+fn remedy(e: &StoreError) -> &str {
+    match e {
+        StoreError::Untrusted { remedy, .. } => remedy,
+        _ => "see the error",
+    }
+}
+
+/// What `--accept-store-loss` would do about it.
+fn accepting(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::Untrusted { problem, .. } if problem.keeps_the_store() => {
+            "which moves that file aside and keeps the store as it is"
+        }
+        _ => {
+            "which moves the file aside (it is kept, renamed *.lost-<time>) and starts with an \
+             empty store"
+        }
+    }
 }
 
 /// Runs the server until `shutdown` resolves. `on_listening` learns the bound address (the
@@ -149,12 +192,16 @@ pub async fn run(
 ) -> Result<(), AppError> {
     let inventory = Arc::new(inventory_file(&config)?);
     let cluster = Arc::new(inventory.load()?);
-    let store = open_store(&config.data_dir)?;
+    let recovery = if config.accept_store_loss {
+        Recovery::AcceptLoss
+    } else {
+        Recovery::Refuse
+    };
+    let store = open_store(&config.data_dir, recovery)?;
     let identity = Arc::new(load_identity(&config)?);
-    let snapshot = store.load().map_err(|source| AppError::Store {
-        path: config.data_dir.clone(),
-        source,
-    })?;
+    let snapshot = store
+        .load()
+        .map_err(|source| store_error(&config.data_dir, source))?;
     let stranded = State::stranded_locks(&cluster, &snapshot);
     if !stranded.is_empty() {
         return Err(AppError::Inventory {
@@ -347,9 +394,10 @@ async fn reload_on_sighup(ctx: Context, hup: Hangup) {
             }
         };
         while hup.recv().await.is_some() {
-            if let Err(e) = ctx.reload_inventory().await {
-                tracing::error!(error = %e, "SIGHUP: inventory not reloaded");
-            }
+            // Accepted or refused, the reload is logged there (call SIGHUP), like the RPC's.
+            let _ = ctx
+                .reload_inventory(Audit::sighup(), Initiator::Signal)
+                .await;
         }
     }
     #[cfg(not(unix))]

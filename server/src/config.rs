@@ -26,6 +26,17 @@ pub struct Config {
     #[arg(long, env = "ARBITER_DATA_DIR", default_value = "./arbiter-data")]
     pub data_dir: PathBuf,
 
+    /// Start even if the store in --data-dir is damaged, missing, emptied, replaced or an older
+    /// copy: the file is moved aside (renamed *.lost-<time>, never deleted) and the server starts
+    /// with an empty store, forgetting every task and lock it held. Without it such a store is
+    /// refused (exit 1). Use it once, after deciding that the old state is lost.
+    #[arg(
+        long,
+        env = "ARBITER_ACCEPT_STORE_LOSS",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub accept_store_loss: bool,
+
     /// Users, tokens and roles (TOML). Without it the server is open to everyone.
     #[arg(long, env = "ARBITER_AUTH")]
     pub auth: Option<PathBuf>,
@@ -120,6 +131,15 @@ mod tests {
         assert!(c.auth.is_none());
         assert_eq!(c.ring_settle_time, Duration::from_secs(120));
         assert_eq!(c.settle_time, Duration::ZERO);
+        assert!(!c.accept_store_loss);
+        let c = Config::try_parse_from([
+            "arbiter-server",
+            "--inventory",
+            "x.toml",
+            "--accept-store-loss",
+        ])
+        .expect("ok");
+        assert!(c.accept_store_loss);
     }
 
     #[test]

@@ -44,3 +44,28 @@ fn example_inventories_load_and_grant_a_first_lock() {
     }
     assert!(seen > 0, "no inventories in {}", dir.display());
 }
+
+/// An example named `cluster-N` holds N nodes: the name is what a new user picks it by.
+#[test]
+fn example_names_match_their_node_counts() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    for entry in std::fs::read_dir(&dir).expect("examples/ exists") {
+        let path = entry.expect("dir entry").path();
+        let name = path.to_string_lossy().into_owned();
+        let Some(format) = Format::from_file_name(&name) else {
+            continue;
+        };
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        let Some(count) = stem.strip_prefix("cluster-") else {
+            continue;
+        };
+        let named: usize = count
+            .split('-')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: cluster-<node count>"));
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let cluster = inventory::parse(&text, format).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(cluster.node_count(), named, "{name}");
+    }
+}

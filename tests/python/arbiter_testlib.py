@@ -36,7 +36,7 @@ from ydb._grpc.common.protos import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLE_INVENTORY = REPO / "examples" / "cluster-9.toml"
+EXAMPLE_INVENTORY = REPO / "examples" / "cluster-12.toml"
 INVENTORIES = Path(__file__).resolve().parent / "inventories"
 
 S = ydb_status_codes_pb2.StatusIds

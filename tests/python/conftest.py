@@ -85,7 +85,7 @@ def nolimits_inventory(tmp_path_factory) -> Path:
     """The example inventory with the cluster and tenant node limits turned off, so that the
     storage-group, ring and tablet rules decide alone."""
     return derive_inventory(
-        tmp_path_factory.mktemp("inventories"), "cluster-9-nolimits.toml",
+        tmp_path_factory.mktemp("inventories"), "cluster-12-nolimits.toml",
         {"max_unavailable_ratio = 13 ": "max_unavailable_ratio = 0 ",
          "max_unavailable_ratio = 34 ": "max_unavailable_ratio = 0 "})
 

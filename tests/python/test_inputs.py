@@ -41,14 +41,14 @@ BAD_INVENTORIES = [
     ("unknown-node-in-group",
      {"nodes = [1, 2, 3, 4, 5, 6, 7, 8, 9]\n\n[[storage_groups]]\nid = 2":
       "nodes = [1, 2, 3, 4, 5, 6, 7, 8, 99]\n\n[[storage_groups]]\nid = 2"},
-     "storage_groups[0].nodes[8]", "unknown node 99"),
+     "storage_groups[0] (id 1).nodes[8]", "unknown node 99"),
     ("duplicate-node-id", {"id = 2\nhost = \"storage-2": "id = 1\nhost = \"storage-2"},
-     "nodes[1].id", "1"),
+     "nodes[1] (id 1).id", "duplicate node id 1"),
     ("ratio-over-100", {"max_unavailable_ratio = 13 ": "max_unavailable_ratio = 130 "},
      "limits.max_unavailable_ratio", "100"),
     ("unknown-pdisk-in-vdisks", {"{ node = 8, pdisk = 2 } ]\n\n[[storage_groups]]\nid = 4":
                                  "{ node = 8, pdisk = 7 } ]\n\n[[storage_groups]]\nid = 4"},
-     "storage_groups[2].vdisks[7].pdisk", "7"),
+     "storage_groups[2] (id 3).vdisks[7].pdisk", "7"),
     ("ring-with-unknown-node", {"rings = [ [1], [4], [7], [2], [5] ]":
                                 "rings = [ [1], [4], [77], [2], [5] ]"},
      "state_storage.rings[2]", "77"),
@@ -63,6 +63,19 @@ def test_bad_inventory_exits_2_naming_file_and_key(tmp_path, case, replacements,
     assert str(inv) in err, err
     assert key in err, err
     assert fragment in err, err
+
+
+def test_json_inventory_with_a_duplicate_key_exits_2(tmp_path):
+    # json.dumps cannot write a duplicate key: splice one into the example's JSON twin.
+    doc = tomllib.loads(EXAMPLE_INVENTORY.read_text())
+    text = json.dumps(doc)
+    host = '"host": "storage-4.dc2.example"'
+    assert text.count(host) == 1
+    inv = tmp_path / "duplicate-key.json"
+    inv.write_text(text.replace(host, host + ', "host": "storage-40.dc2.example"'))
+    err = expect_exit_2(start_args(tmp_path, inv))
+    assert str(inv) in err, err
+    assert "nodes[3] (id 4).host: duplicate key" in err, err
 
 
 def test_missing_inventory_file(tmp_path):
@@ -91,6 +104,27 @@ def test_bad_auth_file_exits_2_naming_file_and_key(tmp_path, case, text, key):
         assert key in err, err
 
 
+GOOD_HASH = ("$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$"
+             "oq4Jp7wKSNcoc8y4oMgA6mFkbcJb9AmQ4sJNqNjYqWM")
+
+UNUSABLE_HASHES = [
+    ("memory-cost-0", GOOD_HASH.replace("m=19456", "m=0"), "m=0"),
+    ("short-salt", GOOD_HASH.replace("c29tZXNhbHRzb21lc2FsdA", "c2FsdA"), "salt"),
+    ("no-hash", GOOD_HASH.rsplit("$", 1)[0], "no hash"),
+    ("garbage", "$argon2id$garbage", "salt"),
+]
+
+
+@pytest.mark.parametrize("case,phc,fragment", UNUSABLE_HASHES, ids=[c[0] for c in UNUSABLE_HASHES])
+def test_unusable_password_hash_exits_2_naming_the_user(tmp_path, case, phc, fragment):
+    auth = tmp_path / f"{case}-users.toml"
+    auth.write_text(GOOD_USER + f"[[users]]\nname = \"yves\"\npassword_hash = '{phc}'\nrole = \"admin\"\n")
+    err = expect_exit_2(start_args(tmp_path, EXAMPLE_INVENTORY, "--auth", str(auth)))
+    assert str(auth) in err, err
+    assert "users[1].password_hash: unusable for user 'yves'" in err, err
+    assert fragment in err, err
+
+
 @pytest.mark.parametrize("argv", [
     ["--no-such-flag"],
     ["--max-lock-duration", "banana"],
@@ -107,7 +141,7 @@ def test_missing_inventory_option_exits_2(tmp_path):
 
 def test_json_inventory_equals_toml(server_factory, tmp_path):
     doc = tomllib.loads(EXAMPLE_INVENTORY.read_text())
-    inv_json = tmp_path / "cluster-9.json"
+    inv_json = tmp_path / "cluster-12.json"
     inv_json.write_text(json.dumps(doc))
     a = server_factory(EXAMPLE_INVENTORY).client("x").list_nodes().expect().result
     b = server_factory(inv_json).client("x").list_nodes().expect().result

@@ -4,16 +4,23 @@
 //! - [`ServerProcess`] starts the binary with `--listen 127.0.0.1:0` on a fresh data directory,
 //!   learns its address from the first stdout line (`listening on ADDR`, the readiness signal),
 //!   and can stop it gracefully ([`ServerProcess::terminate`]), crash it
-//!   ([`ServerProcess::kill9`]) and start it again on the same data ([`ServerProcess::restart`]).
-//!   The server's stderr goes to a file that is printed when a test panics.
+//!   ([`ServerProcess::kill9`]) and start it again on the same data ([`ServerProcess::restart`],
+//!   or [`ServerProcess::restart_on_same_port`] for clients that keep their address).
+//!   [`ServerProcess::start_at`] starts it on a given address (see [`free_addr`]), for clients
+//!   started before the server. The server's stderr goes to a file that is printed when a
+//!   test panics.
 //! - [`Client`] wraps every call the server serves; it asserts that the gRPC call itself
 //!   succeeded and that the YDB operation is `ready`, and hands back the operation.
 //! - [`unpack`], [`success`] and [`refusal`] read the operation's packed result and issues.
 //! - [`lock`], [`task`] and friends build requests.
 //!
-//! The binary is found through `ARBITER_SERVER_BIN`, else in `$CARGO_TARGET_DIR/debug`, else in
-//! `<workspace>/target/debug`. Build it first: `cargo build -p arbiter-server --bin
-//! arbiter-server`.
+//! The binaries (`arbiter-server`, and the `arbiter` CLI for the tests that drive it) are
+//! `ARBITER_SERVER_BIN` and `ARBITER_CLI_BIN` when set. Otherwise the harness builds them, once
+//! per test process, with the Cargo that runs the tests (`$CARGO build --bins -p ...`, the same
+//! profile and target directory as the test itself), so `cargo test` on a fresh clone needs no
+//! build step first, and a binary is never older than the sources. Cargo's lock on the target
+//! directory serialises test processes that build at once; when everything is fresh the build
+//! is a no-op. `ARBITER_E2E_NO_BUILD=1` skips the build and uses what is there.
 
 use arbiter_proto::ydb::auth::v1::auth_service_client::AuthServiceClient;
 use arbiter_proto::ydb::auth::{LoginRequest, LoginResponse};
@@ -38,7 +45,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::Duration;
 use tempfile::TempDir;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -62,7 +69,7 @@ pub fn workspace_dir() -> PathBuf {
 /// The example inventory: 9 storage nodes, 3 dynamic nodes of `/Root/db1`, and a cluster
 /// limit of one unavailable node.
 pub fn example_inventory() -> PathBuf {
-    workspace_dir().join("examples").join("cluster-9.toml")
+    workspace_dir().join("examples").join("cluster-12.toml")
 }
 
 /// An inventory of five nodes with no failure domains and at most two unavailable at once;
@@ -102,45 +109,133 @@ host = "node-5.example"
 port = 19001
 "#;
 
-/// Where the `arbiter-server` binary is (`ARBITER_SERVER_BIN`, else `<target>/debug`); panics
-/// with how to build it when it is missing.
+/// The workspace binaries the end-to-end tests start: name, the variable that overrides it, and
+/// its package.
+const BINARIES: [(&str, &str, &str); 2] = [
+    ("arbiter-server", "ARBITER_SERVER_BIN", "arbiter-server"),
+    ("arbiter", "ARBITER_CLI_BIN", "arbiter-client"),
+];
+
+/// Where the `arbiter-server` binary is: `ARBITER_SERVER_BIN`, else built (see the crate
+/// docs). Panics with what went wrong when it cannot be had.
 pub fn server_binary() -> PathBuf {
     binary("arbiter-server", "ARBITER_SERVER_BIN")
 }
 
-/// Where the `arbiter` CLI is (`ARBITER_CLI_BIN`, else `<target>/debug`); panics with how to
-/// build it when it is missing.
+/// Where the `arbiter` CLI is: `ARBITER_CLI_BIN`, else built (see the crate docs). Panics
+/// with what went wrong when it cannot be had.
 pub fn cli_binary() -> PathBuf {
     binary("arbiter", "ARBITER_CLI_BIN")
 }
 
-/// A workspace binary: the path in `var`, else `<CARGO_TARGET_DIR or target>/debug/<name>`.
+/// A workspace binary: the path in `var`, else the one [`build_binaries`] made.
 fn binary(name: &str, var: &str) -> PathBuf {
     if let Some(bin) = std::env::var_os(var) {
         let bin = PathBuf::from(bin);
         assert!(bin.is_file(), "{var}={} is not a file", bin.display());
         return bin;
     }
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            if dir.is_absolute() {
-                dir
-            } else {
-                workspace_dir().join(dir)
-            }
-        }
-        None => workspace_dir().join("target"),
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = match BUILT.get_or_init(build_binaries) {
+        Ok(dir) => dir,
+        Err(e) => panic!("{e}"),
     };
-    let bin = target
-        .join("debug")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.is_file(),
-        "{} is missing: run `cargo build --workspace --bins` first (or point {var} at the binary)",
+        "{} is missing (built with `cargo build --workspace --bins`, or point {var} at the binary)",
         bin.display()
     );
     bin
+}
+
+/// Where this test's Cargo puts binaries: the profile directory above the test executable
+/// (`<target-dir>[/<triple>]/<profile>/deps/<test>`), its profile and target directory.
+#[derive(Debug)]
+struct Layout {
+    bin_dir: PathBuf,
+    profile: String,
+    target_dir: PathBuf,
+    triple: Option<String>,
+}
+
+impl Layout {
+    fn of_this_test() -> Result<Layout, String> {
+        let exe = std::env::current_exe()
+            .map_err(|e| format!("cannot tell where this test runs from: {e}"))?;
+        let bin_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .ok_or_else(|| format!("{} is not in a Cargo target directory", exe.display()))?
+            .to_path_buf();
+        let dir_name = bin_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| format!("{} is not a profile directory", bin_dir.display()))?;
+        // The dev profile (and the test profile, which inherits it) builds into `debug`.
+        let profile = match dir_name {
+            "debug" => "dev".to_owned(),
+            other => other.to_owned(),
+        };
+        let above = bin_dir
+            .parent()
+            .ok_or_else(|| format!("{} has no target directory", bin_dir.display()))?;
+        // With --target TRIPLE, profiles live in `<target-dir>/<triple>/`; Cargo marks only the
+        // target directory itself with CACHEDIR.TAG.
+        let tagged = |dir: &Path| dir.join("CACHEDIR.TAG").is_file();
+        let (target_dir, triple) = match above.parent() {
+            Some(root) if !tagged(above) && tagged(root) => (
+                root.to_path_buf(),
+                above.file_name().map(|n| n.to_string_lossy().into_owned()),
+            ),
+            _ => (above.to_path_buf(), None),
+        };
+        Ok(Layout {
+            bin_dir,
+            profile,
+            target_dir,
+            triple,
+        })
+    }
+}
+
+/// Builds the binaries of [`BINARIES`] whose variable is not set, with `$CARGO` into this
+/// test's profile directory; returns that directory. Cargo only rebuilds what changed, and its
+/// lock on the target directory makes concurrent test processes wait for each other.
+fn build_binaries() -> Result<PathBuf, String> {
+    let layout = Layout::of_this_test()?;
+    let wanted: Vec<(&str, &str)> = BINARIES
+        .iter()
+        .filter(|(_, var, _)| std::env::var_os(var).is_none())
+        .map(|(name, _, package)| (*name, *package))
+        .collect();
+    if wanted.is_empty() || std::env::var_os("ARBITER_E2E_NO_BUILD").is_some() {
+        return Ok(layout.bin_dir);
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace_dir())
+        .args(["build", "--quiet", "--profile", &layout.profile])
+        .arg("--target-dir")
+        .arg(&layout.target_dir);
+    if let Some(triple) = &layout.triple {
+        cmd.args(["--target", triple]);
+    }
+    for (name, package) in &wanted {
+        cmd.args(["-p", package, "--bin", name]);
+    }
+    // Cargo's diagnostics go straight to the terminal; its stdout (nothing, with --quiet) too.
+    let status = cmd
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "building the binaries the end-to-end tests start failed ({status}): {cmd:?}; \
+             fix the build, or point ARBITER_SERVER_BIN / ARBITER_CLI_BIN at binaries"
+        ));
+    }
+    Ok(layout.bin_dir)
 }
 
 /// A command for the server binary with no `ARBITER_*` variable inherited from the caller
@@ -260,6 +355,8 @@ impl Default for Files {
 pub struct ServerProcess {
     child: Option<Child>,
     addr: SocketAddr,
+    /// What `--listen` gets: port 0 (any free port) unless started at or restarted on a port.
+    listen: SocketAddr,
     /// Holds `data/` and one `stderr-N.log` per start.
     dir: TempDir,
     inventory: PathBuf,
@@ -278,9 +375,20 @@ impl ServerProcess {
         inventory: impl AsRef<Path>,
         extra: &[S],
     ) -> ServerProcess {
+        ServerProcess::start_at(inventory, extra, SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Starts the server on `inventory` with `extra` options, listening on `listen` (e.g. an
+    /// address from [`free_addr`] that clients were pointed at before the server started).
+    pub fn start_at<S: AsRef<std::ffi::OsStr>>(
+        inventory: impl AsRef<Path>,
+        extra: &[S],
+        listen: SocketAddr,
+    ) -> ServerProcess {
         let mut server = ServerProcess {
             child: None,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            addr: listen,
+            listen,
             dir: tempfile::tempdir().expect("temp dir"),
             inventory: inventory.as_ref().to_path_buf(),
             extra: extra.iter().map(|s| s.as_ref().to_os_string()).collect(),
@@ -369,10 +477,19 @@ impl ServerProcess {
     }
 
     /// Starts the server again on the same data directory, inventory and options. Stop it
-    /// first ([`ServerProcess::terminate`] or [`ServerProcess::kill9`]). The port changes.
+    /// first ([`ServerProcess::terminate`] or [`ServerProcess::kill9`]). The port changes
+    /// (unless the server was started at a fixed one).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the server before restarting it");
         self.spawn();
+    }
+
+    /// As [`ServerProcess::restart`], on the address the server had, so that clients holding
+    /// that address (node agents) reach the new process. The listener binds with
+    /// SO_REUSEADDR, so connections of the old process in TIME_WAIT do not block the port.
+    pub fn restart_on_same_port(&mut self) {
+        self.listen = self.addr;
+        self.restart();
     }
 
     fn spawn(&mut self) {
@@ -384,7 +501,7 @@ impl ServerProcess {
         self.logs.push(log_path);
         let mut child = server_command()
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(self.listen.to_string())
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--inventory")
@@ -426,6 +543,14 @@ impl ServerProcess {
             }
         }
     }
+}
+
+/// A loopback address with a port that was free a moment ago (the OS picked it; the listener is
+/// closed again), for a server that has to start after its clients.
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
 }
 
 impl Drop for ServerProcess {

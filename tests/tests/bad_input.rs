@@ -64,7 +64,7 @@ fn bad_files_and_options_exit_with_code_2_naming_the_file_and_key() {
         &["--inventory".as_ref(), os(&inventory)],
         &[
             &inventory.to_string_lossy(),
-            "storage_groups[0].nodes[1]",
+            "storage_groups[0] (id 7).nodes[1]",
             "unknown node 99",
         ],
     );
@@ -149,6 +149,52 @@ fn bad_files_and_options_exit_with_code_2_naming_the_file_and_key() {
             &example_str,
             "defaults.lock_duration",
             "--max-lock-duration",
+        ],
+    );
+}
+
+/// Inputs that parse but must still be refused: a JSON inventory with a duplicate key (JSON
+/// parsers keep the last value; TOML refuses), and a password hash that looks like argon2 but
+/// could never verify a password (found at load, not at the user's first Login).
+#[test]
+fn a_duplicate_json_key_and_an_unusable_password_hash_exit_with_code_2() {
+    let files = Files::new();
+    let inventory = files.write(
+        "duplicate-key.json",
+        r#"{"nodes": [
+            {"id": 1, "host": "h1", "port": 1},
+            {"id": 2, "host": "h2", "port": 1, "host": "h3"}
+        ]}"#,
+    );
+    refused_at_start(
+        &files,
+        &["--inventory".as_ref(), os(&inventory)],
+        &[
+            &inventory.to_string_lossy(),
+            "nodes[1] (id 2).host: duplicate key",
+        ],
+    );
+
+    let example = example_inventory();
+    // A valid hash with its memory cost set to 0: the right prefix, unusable parameters.
+    let auth = files.write(
+        "auth.toml",
+        "[[users]]\nname = \"yves\"\nrole = \"operator\"\n\
+         password_hash = '$argon2id$v=19$m=0,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$\
+         oq4Jp7wKSNcoc8y4oMgA6mFkbcJb9AmQ4sJNqNjYqWM'\n",
+    );
+    refused_at_start(
+        &files,
+        &[
+            "--inventory".as_ref(),
+            os(&example),
+            "--auth".as_ref(),
+            os(&auth),
+        ],
+        &[
+            &auth.to_string_lossy(),
+            "users[0].password_hash: unusable for user 'yves'",
+            "m=0",
         ],
     );
 }

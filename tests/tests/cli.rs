@@ -3,8 +3,8 @@
 //! people, `--output json` for scripts, `error: ...` with exit code 1 for a refused or failed
 //! command, 2 for a usage error.
 //!
-//! The binary is found through `ARBITER_CLI_BIN`, else next to the server binary
-//! (`<target>/debug/arbiter`). Build both first: `cargo build --workspace --bins`.
+//! The binary is `ARBITER_CLI_BIN`, else the harness builds it (and the server) on first use,
+//! so a plain `cargo test` works on a fresh clone (see `arbiter_e2e`'s docs).
 
 use arbiter_e2e::{Files, ServerProcess, cli_binary, example_inventory};
 use serde_json::Value;
@@ -515,7 +515,8 @@ fn refusals_exit_1_with_the_servers_words_and_usage_errors_exit_2() {
         &["nodes", "--output", "yaml"],
         &["task", "create", "t"],
         &["task", "create", "t", "--pdisk", "x"],
-        &["task", "create", "t", "--nodes", "1", "--duration", "0s"],
+        &["task", "create", "t", "--duration", "soon", "--nodes", "1"],
+        &["node", "heartbeat", "1", "--every", "0s"],
         &["task", "complete", "t"],
         &["node", "down", "1"],
         &["tasks", "--owner", "a", "--mine"],
@@ -536,6 +537,72 @@ fn refusals_exit_1_with_the_servers_words_and_usage_errors_exit_2() {
         r.stderr.starts_with("error: cannot connect to 127.0.0.1:1"),
         "{r:#?}"
     );
+}
+
+/// `--duration 0s` means what it means to the server: the inventory's default lock duration
+/// (10 minutes in the example inventory), exactly as no `--duration` does.
+#[test]
+fn a_zero_duration_gets_the_inventorys_default_lock_duration() {
+    use arbiter_e2e::proto::ydb::maintenance::GetMaintenanceTaskResult;
+    let server = ServerProcess::start(example_inventory());
+    let zero = json(
+        &server,
+        &[
+            "task",
+            "create",
+            "zero",
+            "--nodes",
+            "1",
+            "--duration",
+            "0s",
+            "--mode",
+            "force",
+        ],
+    );
+    let none = json(
+        &server,
+        &["task", "create", "none", "--nodes", "2", "--mode", "force"],
+    );
+    for task in [&zero, &none] {
+        let a = actions(task)[0];
+        assert_eq!(a["status"], "PERFORMED", "{task}");
+        assert_eq!(
+            a["duration_seconds"],
+            Value::Null,
+            "no duration is sent: {task}"
+        );
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let now = i64::try_from(now).expect("a sane clock");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let deadlines = runtime.block_on(async {
+        let c = server.client(None).await;
+        let mut out = Vec::new();
+        for uid in ["zero", "none"] {
+            let got: GetMaintenanceTaskResult = arbiter_e2e::success(&c.get(uid).await);
+            let s = &got.action_group_states[0].action_states[0];
+            out.push(
+                s.deadline
+                    .as_ref()
+                    .expect("a granted lock has a deadline")
+                    .seconds,
+            );
+        }
+        out
+    });
+    for d in &deadlines {
+        let left = d - now;
+        assert!(
+            (590..=601).contains(&left),
+            "the default 10m lock: {left}s left ({deadlines:?})"
+        );
+    }
 }
 
 const USERS: &str = r#"

@@ -15,8 +15,7 @@
 //! `--ring-settle-time` shortens to [`RING_WINDOW`] here), per system tablet,
 //! the cluster's and the tenant's node limits.
 //!
-//! The CLI is `ARBITER_CLI_BIN`, else `<target>/debug/arbiter` (`cargo build -p arbiter-client
-//! --bins`).
+//! The CLI is `ARBITER_CLI_BIN`, else the harness builds it on first use (see `arbiter_e2e`).
 
 use arbiter_e2e::proto::arbiter::v1::arbiter_service_client::ArbiterServiceClient;
 use arbiter_e2e::proto::arbiter::v1::{HeartbeatRequest, ListNodesRequest, NodeStatus};
@@ -930,7 +929,7 @@ async fn a_node_that_never_comes_back_stalls_the_rollout_with_a_clear_message() 
     .await;
     assert!(!done.status.success(), "{done:?}");
     let want = format!(
-        "node 8 ({}) was not seen up within 3s after its restart",
+        "node 8 ({}) was not seen up again within 3s after its restart command finished (waited for a heartbeat from its agent sent after the command finished, and for the arbiter to report it up; the arbiter says: ",
         host(8)
     );
     assert!(done.stderr.contains(&want), "{done:?}");

@@ -7,8 +7,9 @@
 //! state is UP and, if it has an agent, the arbiter has received a heartbeat newer than the one
 //! it knew of just after the command ended (both times are the server's, so clocks need not
 //! agree). A node without an agent only has to be UP; the server's settle time covers it after
-//! the completion. Not back within `--up-timeout`: the rollout stops, and the node keeps its
-//! lock.
+//! the completion. Not back within `--up-timeout` of the command's end: the rollout stops, says
+//! which of these it waited for and what the arbiter last said of the node, and the node keeps
+//! its lock.
 //!
 //! # Stopping
 //! - Ctrl-C (or SIGTERM): no new node starts; the ones in progress finish (restart, come up,
@@ -543,28 +544,17 @@ impl Rollout {
                 }
             }
             if since.elapsed() >= self.args.up_timeout {
-                let seen = match status {
-                    Some(st) if !st.detail.is_empty() => {
-                        format!(" (the arbiter says: {})", st.detail)
-                    }
-                    Some(st) => format!(
-                        " (the arbiter sees it {})",
-                        state_name(ItemState::try_from(st.state).unwrap_or(ItemState::Unspecified))
-                    ),
-                    None if listed.is_none() => " (the arbiter could not be asked)".to_owned(),
-                    None => String::new(),
-                };
-                stalled.push((i, seen));
+                stalled.push((i, waited_for(status, listed.is_some())));
             }
         }
         for l in up_lines {
             self.out.step(&l);
         }
-        for (i, seen) in stalled {
+        for (i, waited) in stalled {
             let n = &mut self.nodes[i];
             n.phase = Phase::Stalled;
             let text = format!(
-                "{} was not seen up within {} after its restart{seen}; the rollout stops here; {} (task '{}')",
+                "{} was not seen up again within {} after its restart command finished ({waited}); the rollout stops here; {} (task '{}')",
                 n.target,
                 show_duration(self.args.up_timeout),
                 n.kept_until(),
@@ -572,7 +562,7 @@ impl Rollout {
             );
             n.remark = Some(text);
             self.out.line(&format!(
-                "{}: not seen up within {} after its restart{seen}; {}",
+                "{}: not seen up again within {} after its restart command finished ({waited}); {}",
                 n.target,
                 show_duration(self.args.up_timeout),
                 n.kept_until()
@@ -788,7 +778,7 @@ impl Rollout {
                 Phase::Stalled => s.failed.push((
                     t,
                     format!(
-                        "not seen up within {} after its restart",
+                        "not seen up again within {} after its restart command finished",
                         show_duration(self.args.up_timeout)
                     ),
                 )),
@@ -827,6 +817,33 @@ fn id_ranges(ids: &[u32]) -> String {
     parts.join(",")
 }
 
+/// What the rollout waited for to count a restarted node as up again, and what the arbiter
+/// last said about it (`status`: its last listing; `listed`: whether the last listing worked).
+/// A node with an agent (monitored) needs a heartbeat newer than the one the arbiter knew of
+/// just after the command ended, and the state UP; a node without one only the state UP.
+fn waited_for(status: Option<&NodeStatus>, listed: bool) -> String {
+    let Some(st) = status else {
+        return if listed {
+            "waited for the arbiter to report it up, but the arbiter no longer lists it".into()
+        } else {
+            "waited for the arbiter to report it up, but the arbiter could not be asked".into()
+        };
+    };
+    let waited = if st.monitored {
+        "waited for a heartbeat from its agent sent after the command finished, and for the arbiter to report it up"
+    } else {
+        "waited for the arbiter to report it up; it has no agent sending heartbeats"
+    };
+    if st.detail.is_empty() {
+        format!(
+            "{waited}; the arbiter sees it {}",
+            state_name(ItemState::try_from(st.state).unwrap_or(ItemState::Unspecified))
+        )
+    } else {
+        format!("{waited}; the arbiter says: {}", st.detail)
+    }
+}
+
 /// Whether heartbeat time `a` is later than `b` (no heartbeat is the earliest).
 fn newer(a: &Option<prost_types::Timestamp>, b: &Option<prost_types::Timestamp>) -> bool {
     let key = |t: &Option<prost_types::Timestamp>| t.as_ref().map(|t| (t.seconds, t.nanos));
@@ -846,6 +863,35 @@ mod tests {
         assert_eq!(id_ranges(&[9, 1, 2, 3, 7, 10, 2]), "1-3,7,9-10");
         assert_eq!(id_ranges(&[5]), "5");
         assert_eq!(id_ranges(&[]), "");
+    }
+
+    #[test]
+    fn a_stall_says_what_the_rollout_waited_for() {
+        let agent = NodeStatus {
+            node_id: 4,
+            monitored: true,
+            state: ItemState::Down as i32,
+            detail: "no heartbeat for 5s".into(),
+            ..NodeStatus::default()
+        };
+        assert_eq!(
+            waited_for(Some(&agent), true),
+            "waited for a heartbeat from its agent sent after the command finished, and for the arbiter to report it up; the arbiter says: no heartbeat for 5s"
+        );
+        let quiet = NodeStatus {
+            node_id: 4,
+            monitored: false,
+            state: ItemState::Down as i32,
+            ..NodeStatus::default()
+        };
+        let text = waited_for(Some(&quiet), true);
+        assert!(
+            text.starts_with("waited for the arbiter to report it up; it has no agent")
+                && text.ends_with("the arbiter sees it down"),
+            "{text}"
+        );
+        assert!(waited_for(None, false).ends_with("the arbiter could not be asked"));
+        assert!(waited_for(None, true).ends_with("the arbiter no longer lists it"));
     }
 
     #[test]

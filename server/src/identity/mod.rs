@@ -41,6 +41,17 @@ impl Role {
     }
 }
 
+impl Role {
+    /// The role with its indefinite article: "a viewer", "an operator", "an admin".
+    pub fn with_article(self) -> &'static str {
+        match self {
+            Role::Viewer => "a viewer",
+            Role::Operator => "an operator",
+            Role::Admin => "an admin",
+        }
+    }
+}
+
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -78,7 +89,7 @@ pub enum AuthError {
     #[error("Invalid user or password")]
     BadCredentials,
     /// The caller's role does not allow the call.
-    #[error("Access denied: '{user}' is a {role} and may not {action}")]
+    #[error("Access denied: '{user}' is {} and may not {action}", .role.with_article())]
     Forbidden {
         /// Who.
         user: String,
@@ -97,6 +108,40 @@ pub enum AuthError {
         /// Its owner.
         owner: String,
     },
+}
+
+/// Why a Login was refused, for the server's log only: the caller is told
+/// [`AuthError::BadCredentials`] whatever the reason, so that the reply does not tell which user
+/// names exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LoginFailure {
+    /// No user of that name.
+    #[error("unknown user")]
+    UnknownUser,
+    /// The user exists and the password is wrong.
+    #[error("wrong password")]
+    WrongPassword,
+    /// The user exists but has only a token, no password.
+    #[error("the user has no password (token only)")]
+    NoPassword,
+    /// An empty user name (open mode).
+    #[error("empty user name")]
+    EmptyUser,
+}
+
+impl From<LoginFailure> for AuthError {
+    fn from(_: LoginFailure) -> AuthError {
+        AuthError::BadCredentials
+    }
+}
+
+/// A successful Login: the session token and the role it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The session token (at least 20 characters).
+    pub token: String,
+    /// The user's role.
+    pub role: Role,
 }
 
 impl Caller {
@@ -191,8 +236,15 @@ impl Identity {
     ///
     /// Verifying an argon2 hash takes tens of milliseconds: call this off the async workers.
     pub fn login(&self, user: &str, password: &str) -> Result<String, AuthError> {
-        if let Some(users) = &self.users {
-            let ok = match users.by_name(user).map(|u| &u.secret) {
+        Ok(self.login_session(user, password)?.token)
+    }
+
+    /// [`Identity::login`] with the role on success and, on failure, why (for the log; the
+    /// caller must only be told [`AuthError::BadCredentials`]).
+    pub fn login_session(&self, user: &str, password: &str) -> Result<Session, LoginFailure> {
+        let role = if let Some(users) = &self.users {
+            let found = users.by_name(user);
+            let ok = match found.map(|u| &u.secret) {
                 Some(Secret::Plain(p)) => constant_time_eq(p.as_bytes(), password.as_bytes()),
                 Some(Secret::Hash(h)) => auth_file::verify_hash(h, password),
                 // As slow as a wrong password, so that the time of a refusal does not tell
@@ -202,13 +254,23 @@ impl Identity {
                     false
                 }
             };
-            if !ok {
-                return Err(AuthError::BadCredentials);
+            match found {
+                None => return Err(LoginFailure::UnknownUser),
+                Some(u) if matches!(u.secret, Secret::None) => {
+                    return Err(LoginFailure::NoPassword);
+                }
+                Some(_) if !ok => return Err(LoginFailure::WrongPassword),
+                Some(u) => u.role,
             }
         } else if user.is_empty() {
-            return Err(AuthError::BadCredentials);
-        }
-        Ok(self.sessions.issue(user, SystemTime::now()))
+            return Err(LoginFailure::EmptyUser);
+        } else {
+            Role::Admin
+        };
+        Ok(Session {
+            token: self.sessions.issue(user, SystemTime::now()),
+            role,
+        })
     }
 
     fn session_user(&self, token: &str) -> Option<String> {
@@ -323,6 +385,23 @@ mod tests {
             "no password set"
         );
         assert_eq!(id.login("nobody", "x"), Err(AuthError::BadCredentials));
+        // The log is told why; the caller is not.
+        assert_eq!(
+            id.login_session("vic", "wrong"),
+            Err(LoginFailure::WrongPassword)
+        );
+        assert_eq!(
+            id.login_session("alice", "x"),
+            Err(LoginFailure::NoPassword)
+        );
+        assert_eq!(
+            id.login_session("nobody", "x"),
+            Err(LoginFailure::UnknownUser)
+        );
+        assert_eq!(
+            id.login_session("vic", "secret").map(|s| s.role),
+            Ok(Role::Viewer)
+        );
         let token = id.login("vic", "secret").expect("token");
         let c = id
             .resolve(&headers(&[("x-ydb-auth-ticket", &token)]))
@@ -344,7 +423,22 @@ mod tests {
             user: "a".into(),
             role: Role::Admin,
         };
-        assert!(viewer.require_operator("create tasks").is_err());
+        assert_eq!(
+            viewer
+                .require_operator("create tasks")
+                .expect_err("a viewer")
+                .to_string(),
+            "Access denied: 'v' is a viewer and may not create tasks"
+        );
+        let forbidden = AuthError::Forbidden {
+            user: "o".into(),
+            role: op.role,
+            action: "reload the inventory",
+        };
+        assert_eq!(
+            forbidden.to_string(),
+            "Access denied: 'o' is an operator and may not reload the inventory"
+        );
         assert!(op.require_operator("create tasks").is_ok());
         assert!(op.require_owner("t", "o").is_ok());
         assert!(matches!(

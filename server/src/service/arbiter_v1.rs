@@ -8,11 +8,12 @@
 //!   admin) watches, the writer re-checks the task whenever anything changes, so grants arrive
 //!   without polling.
 
+use super::audit::{Audit, Initiator};
 use super::error::ServiceError;
 use super::{Context, decode, encode};
 use crate::engine::state::MAX_NAME_LEN;
 use crate::engine::{EngineError, Heartbeat, NodeState as EngineNodeState};
-use crate::identity::{Caller, Role};
+use crate::identity::{AuthError, Caller, Role};
 use crate::watches::TaskUpdate;
 use arbiter_proto::arbiter::v1::arbiter_service_server::ArbiterService;
 use arbiter_proto::arbiter::v1::{
@@ -52,18 +53,24 @@ impl ArbiterApi {
         }
     }
 
-    fn caller(&self, meta: &MetadataMap) -> Result<Caller, Status> {
-        self.ctx
-            .identity
-            .resolve(meta)
-            .map_err(|e| ServiceError::from(e).to_grpc())
+    fn caller(&self, audit: &Audit, meta: &MetadataMap) -> Result<Caller, Status> {
+        self.ctx.identity.resolve(meta).map_err(|e| {
+            audit.denied(None, &e);
+            ServiceError::from(e).to_grpc()
+        })
     }
 
-    fn operator(&self, meta: &MetadataMap, action: &'static str) -> Result<Caller, Status> {
-        let caller = self.caller(meta)?;
-        caller
-            .require_operator(action)
-            .map_err(|e| ServiceError::from(e).to_grpc())?;
+    fn operator(
+        &self,
+        audit: &Audit,
+        meta: &MetadataMap,
+        action: &'static str,
+    ) -> Result<Caller, Status> {
+        let caller = self.caller(audit, meta)?;
+        caller.require_operator(action).map_err(|e| {
+            audit.denied(Some(&caller), &e);
+            ServiceError::from(e).to_grpc()
+        })?;
         Ok(caller)
     }
 }
@@ -78,8 +85,9 @@ impl ArbiterService for ArbiterApi {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
+        let audit = Audit::of("Heartbeat", &request);
         let (meta, _, req) = request.into_parts();
-        self.operator(&meta, "send heartbeats")?;
+        self.operator(&audit, &meta, "send heartbeats")?;
         if req.version.as_ref().is_some_and(|v| v.len() > MAX_NAME_LEN) {
             return Err(Status::invalid_argument(format!(
                 "version is longer than {MAX_NAME_LEN} bytes"
@@ -109,8 +117,9 @@ impl ArbiterService for ArbiterApi {
         &self,
         request: Request<SetNodeStateRequest>,
     ) -> Result<Response<SetNodeStateResponse>, Status> {
+        let audit = Audit::of("SetNodeState", &request);
         let (meta, _, req) = request.into_parts();
-        let caller = self.operator(&meta, "set node states")?;
+        let caller = self.operator(&audit, &meta, "set node states")?;
         let up = match NodeState::try_from(req.state) {
             Ok(NodeState::Up) => true,
             Ok(NodeState::Down) => false,
@@ -143,7 +152,8 @@ impl ArbiterService for ArbiterApi {
         &self,
         request: Request<ListNodesRequest>,
     ) -> Result<Response<ListNodesResponse>, Status> {
-        self.caller(request.metadata())?;
+        let audit = Audit::of("ListNodes", &request);
+        self.caller(&audit, request.metadata())?;
         let nodes = self
             .ctx
             .query(|s, _| {
@@ -174,6 +184,7 @@ impl ArbiterService for ArbiterApi {
                                 .or_else(|| n.version.clone())
                                 .unwrap_or_default(),
                             start_time: v.start_time.or(v.up_since).map(encode::timestamp),
+                            condition: encode::condition(v.condition) as i32,
                         })
                     })
                     .collect())
@@ -187,14 +198,22 @@ impl ArbiterService for ArbiterApi {
         &self,
         request: Request<ReloadInventoryRequest>,
     ) -> Result<Response<ReloadInventoryResponse>, Status> {
-        let caller = self.caller(request.metadata())?;
+        let audit = Audit::of("ReloadInventory", &request);
+        let caller = self.caller(&audit, request.metadata())?;
         if caller.role != Role::Admin {
-            return Err(Status::permission_denied(format!(
-                "Access denied: '{}' is a {} and may not reload the inventory",
-                caller.user, caller.role
-            )));
+            let e = AuthError::Forbidden {
+                user: caller.user.clone(),
+                role: caller.role,
+                action: "reload the inventory",
+            };
+            audit.denied(Some(&caller), &e);
+            return Err(ServiceError::from(e).to_grpc());
         }
-        let r = self.ctx.reload_inventory().await.map_err(|e| match e {
+        let reloaded = self
+            .ctx
+            .reload_inventory(audit, Initiator::Caller(&caller))
+            .await;
+        let r = reloaded.map_err(|e| match e {
             ServiceError::Engine(EngineError::Impossible(m)) | ServiceError::BadRequest(m) => {
                 Status::failed_precondition(m)
             }
@@ -215,8 +234,9 @@ impl ArbiterService for ArbiterApi {
         &self,
         request: Request<WatchMaintenanceTaskRequest>,
     ) -> Result<Response<WatchStream>, Status> {
+        let audit = Audit::of("WatchMaintenanceTask", &request);
         let (meta, _, req) = request.into_parts();
-        let caller = self.caller(&meta)?;
+        let caller = self.caller(&audit, &meta)?;
         let uid = req.task_uid;
         let guard = WatchSlot::take(&self.open_watches, &caller.user)?;
         // Whether this watch drives the task is decided by the writer, on the task as it is

@@ -2,7 +2,8 @@
 //!
 //! The engine checks lengths, priorities, group shapes and names; this module checks what
 //! cannot reach it: unset oneofs, unknown enum values, negative or too-long durations, and action
-//! kinds Arbiter does not perform.
+//! kinds Arbiter does not perform. The task uid is checked first (also here, before the mode and
+//! the actions), so that an empty request is told what it lacks first.
 
 use super::error::ServiceError;
 use crate::engine::state::MAX_ID_LEN;
@@ -27,6 +28,18 @@ pub fn task_request(
     limits: RequestLimits,
 ) -> Result<TaskRequest, ServiceError> {
     let options = req.task_options.unwrap_or_default();
+    // The uid first: an empty request is refused for what it lacks first, not for a mode or
+    // groups it would need too.
+    if options.task_uid.is_empty() {
+        return Err(EngineError::EmptyTaskUid.into());
+    }
+    if options.task_uid.len() > MAX_ID_LEN {
+        return Err(EngineError::TooLong {
+            field: "task_uid",
+            max: MAX_ID_LEN,
+        }
+        .into());
+    }
     let mode = match AvailabilityMode::try_from(options.availability_mode) {
         Ok(AvailabilityMode::Strong) => Mode::Strong,
         Ok(AvailabilityMode::Weak) => Mode::Weak,
@@ -107,13 +120,24 @@ pub fn scope(scope: Option<ActionScope>) -> Result<Scope, ServiceError> {
 }
 
 fn duration(d: prost_types::Duration, limits: RequestLimits) -> Result<Duration, ServiceError> {
-    if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 {
+    // google.protobuf.Duration: nanos within ±999 999 999, with the sign of seconds.
+    let nanos_fit = d.nanos.unsigned_abs() < 1_000_000_000;
+    let same_sign = d.seconds == 0 || d.nanos == 0 || (d.seconds < 0) == (d.nanos < 0);
+    if !nanos_fit || !same_sign {
         return Err(ServiceError::BadRequest(format!(
-            "Invalid lock duration {}s {}ns: a duration must not be negative",
+            "invalid lock duration: {} seconds and {} nanoseconds are not a duration (nanos \
+             must be below one second and have the sign of seconds)",
             d.seconds, d.nanos
         )));
     }
-    let d = Duration::new(d.seconds.unsigned_abs(), d.nanos.unsigned_abs());
+    let magnitude = Duration::new(d.seconds.unsigned_abs(), d.nanos.unsigned_abs());
+    if d.seconds < 0 || d.nanos < 0 {
+        return Err(ServiceError::BadRequest(format!(
+            "invalid lock duration -{}: a duration must not be negative",
+            humantime::format_duration(magnitude)
+        )));
+    }
+    let d = magnitude;
     if d > limits.max_lock_duration {
         return Err(ServiceError::BadRequest(format!(
             "Lock duration {} exceeds the maximum of {} (--max-lock-duration)",
@@ -207,13 +231,60 @@ mod tests {
         assert_eq!(refusal(req(0, lock(1, 1))), "Unknown availability mode");
         assert_eq!(refusal(req(9, lock(1, 1))), "Unknown availability mode");
         assert_eq!(refusal(req(1, None)), "Unknown action");
-        assert!(refusal(req(1, lock(1, -1))).contains("must not be negative"));
+        assert_eq!(
+            refusal(req(1, lock(1, -5))),
+            "invalid lock duration -5s: a duration must not be negative"
+        );
         assert!(refusal(req(1, lock(1, 3601))).contains("exceeds the maximum"));
         let no_scope = Some(action::Action::LockAction(LockAction::default()));
         assert!(refusal(req(1, no_scope)).starts_with("Unsupported scope"));
         let cordon = Some(action::Action::CordonAction(CordonAction::default()));
         let e = task_request(req(1, cordon), "me", LIMITS).expect_err("refused");
         assert!(matches!(e, ServiceError::Unsupported(_)));
+    }
+
+    #[test]
+    fn durations_are_told_in_human_units() {
+        let with = |seconds, nanos| {
+            let mut r = req(1, lock(1, 0));
+            if let Some(action::Action::LockAction(l)) = &mut r.action_groups[0].actions[0].action {
+                l.duration = Some(prost_types::Duration { seconds, nanos });
+            }
+            r
+        };
+        assert_eq!(
+            refusal(with(-90, -500_000_000)),
+            "invalid lock duration -1m 30s 500ms: a duration must not be negative"
+        );
+        assert_eq!(
+            refusal(with(0, -1)),
+            "invalid lock duration -1ns: a duration must not be negative"
+        );
+        assert!(refusal(with(1, -1)).contains("are not a duration"));
+        assert!(refusal(with(0, 1_000_000_000)).contains("are not a duration"));
+        assert_eq!(
+            refusal(with(3601, 0)),
+            "Lock duration 1h 1s exceeds the maximum of 1h (--max-lock-duration)"
+        );
+        assert!(task_request(with(59, 500), "me", LIMITS).is_ok());
+    }
+
+    #[test]
+    fn the_missing_task_uid_is_told_first() {
+        let empty = CreateMaintenanceTaskRequest::default();
+        assert_eq!(refusal(empty), "A task needs a non-empty task_uid");
+        let mut no_uid = req(0, None);
+        no_uid.action_groups.clear();
+        no_uid
+            .task_options
+            .as_mut()
+            .expect("options")
+            .task_uid
+            .clear();
+        assert_eq!(refusal(no_uid), "A task needs a non-empty task_uid");
+        let mut long = req(0, None);
+        long.task_options.as_mut().expect("options").task_uid = "u".repeat(129);
+        assert_eq!(refusal(long), "task_uid is longer than 128 bytes");
     }
 
     #[test]

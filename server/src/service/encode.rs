@@ -26,14 +26,25 @@ pub fn timestamp(t: Timestamp) -> prost_types::Timestamp {
     }
 }
 
-/// Create's and Refresh's result.
+/// Create's and Refresh's result, and every state of the watch stream.
 pub fn task_result(view: &TaskView) -> MaintenanceTaskResult {
     MaintenanceTaskResult {
         task_uid: view.uid.clone(),
         action_group_states: group_states(view),
-        retry_after: view.retry_after.map(timestamp),
+        retry_after: retry_after(view).map(timestamp),
         create_time: Some(timestamp(view.create_time)),
         last_refresh_time: Some(timestamp(view.last_refresh_time)),
+    }
+}
+
+/// The retry hint as the proto documents it: "set when no action is performed". The engine's
+/// hint says when to check again after a check that granted nothing; a task that already holds a
+/// performed lock gets none, whatever that check found for its other actions.
+fn retry_after(view: &TaskView) -> Option<Timestamp> {
+    if view.actions().any(ActionView::is_performed) {
+        None
+    } else {
+        view.retry_after
     }
 }
 
@@ -179,9 +190,73 @@ pub fn node(cluster: &Cluster, view: &NodeView) -> Option<Node> {
     })
 }
 
+/// The arbiter's finer node state on its own wire.
+pub fn condition(c: crate::engine::NodeCondition) -> arbiter_proto::arbiter::v1::NodeCondition {
+    use crate::engine::NodeCondition as C;
+    use arbiter_proto::arbiter::v1::NodeCondition as W;
+    match c {
+        C::Up => W::Up,
+        C::Locked => W::Locked,
+        C::Restarting => W::Restarting,
+        C::Settling => W::Settling,
+        C::Down => W::Down,
+        C::Unknown => W::Unknown,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::inventory::{self, Format};
+    use crate::engine::{LockRequest, Mode, State, TaskRequest};
+    use std::sync::Arc;
+
+    fn request(uid: &str, nodes: &[u32]) -> TaskRequest {
+        TaskRequest {
+            uid: uid.into(),
+            owner: "me".into(),
+            description: String::new(),
+            mode: Mode::Strong,
+            priority: 0,
+            dry_run: false,
+            groups: nodes
+                .iter()
+                .map(|&n| {
+                    vec![LockRequest {
+                        scope: Scope::Node(n),
+                        duration: None,
+                    }]
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn retry_after_only_while_nothing_is_performed() {
+        let text = "[limits]\nmax_unavailable_nodes = 1\nmax_unavailable_ratio = 0\n\
+                    [[nodes]]\nid = 1\nhost = \"a\"\nport = 1\n\
+                    [[nodes]]\nid = 2\nhost = \"b\"\nport = 1\n";
+        let cluster = Arc::new(inventory::parse(text, Format::Toml).expect("inventory"));
+        let mut st = State::new(cluster);
+        let now = Timestamp(1_000);
+        // Node 1 is granted, node 2 waits for the limit.
+        let created = st.create(request("part", &[1, 2]), now).expect("created");
+        assert!(task_result(&created.value).retry_after.is_none());
+        // A refresh grants nothing; the task still holds node 1: no retry_after.
+        let refreshed = st.refresh("part", Timestamp(2_000)).expect("refreshed");
+        assert!(refreshed.value.actions().any(ActionView::is_performed));
+        assert!(task_result(&refreshed.value).retry_after.is_none());
+        // A task with nothing performed keeps the engine's hint, on create and on refresh.
+        let waits = st.create(request("waits", &[2]), now).expect("created");
+        assert!(waits.value.retry_after.is_some());
+        assert!(task_result(&waits.value).retry_after.is_some());
+        let again = st.refresh("waits", Timestamp(2_000)).expect("refreshed");
+        assert_eq!(
+            task_result(&again.value).retry_after,
+            again.value.retry_after.map(timestamp)
+        );
+        assert!(again.value.retry_after.is_some());
+    }
 
     #[test]
     fn timestamps_keep_milliseconds() {

@@ -4,12 +4,12 @@
 //! drop their own; admins any task. The owner check runs inside the writer, on the same state
 //! the command then changes.
 
+use super::audit::Audit;
 use super::envelope::{bare, operation};
 use super::error::ServiceError;
 use super::{Context, decode, encode};
 use crate::engine::EngineError;
 use crate::identity::Caller;
-use crate::writer::log_grants;
 use arbiter_proto::ydb::maintenance::v1::maintenance_service_server::MaintenanceService;
 use arbiter_proto::ydb::maintenance::{
     CompleteActionRequest, CreateMaintenanceTaskRequest, DropMaintenanceTaskRequest,
@@ -35,12 +35,18 @@ impl Maintenance {
         Maintenance { ctx }
     }
 
-    fn caller(&self, meta: &MetadataMap) -> Result<Caller, ServiceError> {
-        Ok(self.ctx.identity.resolve(meta)?)
+    /// Who is calling; a refusal is logged.
+    fn caller(&self, audit: &Audit, meta: &MetadataMap) -> Result<Caller, ServiceError> {
+        let caller = self.ctx.identity.resolve(meta).map_err(ServiceError::from);
+        audit.check(None, caller)
     }
 
-    async fn list_nodes(&self, meta: &MetadataMap) -> Result<ListClusterNodesResult, ServiceError> {
-        self.caller(meta)?;
+    async fn list_nodes(
+        &self,
+        audit: &Audit,
+        meta: &MetadataMap,
+    ) -> Result<ListClusterNodesResult, ServiceError> {
+        self.caller(audit, meta)?;
         self.ctx
             .query(|s, _| {
                 let nodes = s
@@ -55,50 +61,56 @@ impl Maintenance {
 
     async fn create(
         &self,
+        audit: &Audit,
         meta: &MetadataMap,
         req: CreateMaintenanceTaskRequest,
     ) -> Result<MaintenanceTaskResult, ServiceError> {
-        let caller = self.caller(meta)?;
-        caller.require_operator("create tasks")?;
+        let caller = self.caller(audit, meta)?;
+        audit.check(
+            Some(&caller),
+            caller.require_operator("create tasks").map_err(Into::into),
+        )?;
         let req = decode::task_request(req, &caller.user, self.ctx.limits)?;
         let dry_run = req.dry_run;
-        let (view, now) = self
+        let (view, _) = self
             .ctx
             .command(move |s, now| Ok(s.create(req, now)?))
             .await?;
         if !dry_run {
             tracing::info!(task = %view.uid, owner = %view.owner, mode = view.mode.name(),
                 priority = view.priority, actions = view.actions().count(), "task created");
-            log_grants(&view, now);
         }
         Ok(encode::task_result(&view))
     }
 
     async fn refresh(
         &self,
+        audit: &Audit,
         meta: &MetadataMap,
         uid: String,
     ) -> Result<MaintenanceTaskResult, ServiceError> {
-        let caller = self.caller(meta)?;
-        let (view, now) = self
+        let caller = self.caller(audit, meta)?;
+        let checked = caller.clone();
+        let refreshed = self
             .ctx
             .command(move |s, now| {
                 if let Some(owner) = s.task_owner(&uid) {
-                    caller.require_owner(&uid, owner)?;
+                    checked.require_owner(&uid, owner)?;
                 }
                 Ok(s.refresh(&uid, now)?)
             })
-            .await?;
-        log_grants(&view, now);
+            .await;
+        let (view, _) = audit.check(Some(&caller), refreshed)?;
         Ok(encode::task_result(&view))
     }
 
     async fn get(
         &self,
+        audit: &Audit,
         meta: &MetadataMap,
         uid: String,
     ) -> Result<GetMaintenanceTaskResult, ServiceError> {
-        self.caller(meta)?;
+        self.caller(audit, meta)?;
         let view = self
             .ctx
             .query(move |s, _| {
@@ -111,10 +123,11 @@ impl Maintenance {
 
     async fn list(
         &self,
+        audit: &Audit,
         meta: &MetadataMap,
         user: Option<String>,
     ) -> Result<ListMaintenanceTasksResult, ServiceError> {
-        self.caller(meta)?;
+        self.caller(audit, meta)?;
         let tasks_uids = self
             .ctx
             .query(move |s, _| Ok(s.task_uids(user.as_deref())))
@@ -122,37 +135,48 @@ impl Maintenance {
         Ok(ListMaintenanceTasksResult { tasks_uids })
     }
 
-    async fn drop_task(&self, meta: &MetadataMap, uid: String) -> Result<(), ServiceError> {
-        let caller = self.caller(meta)?;
+    async fn drop_task(
+        &self,
+        audit: &Audit,
+        meta: &MetadataMap,
+        uid: String,
+    ) -> Result<(), ServiceError> {
+        let caller = self.caller(audit, meta)?;
+        let checked = caller.clone();
         let user = caller.user.clone();
         let log_uid = uid.clone();
-        self.ctx
+        let dropped = self
+            .ctx
             .command(move |s, now| {
                 if let Some(owner) = s.task_owner(&uid) {
-                    caller.require_owner(&uid, owner)?;
+                    checked.require_owner(&uid, owner)?;
                 }
                 Ok(s.drop_task(&uid, now)?)
             })
-            .await?;
+            .await;
+        audit.check(Some(&caller), dropped)?;
         tracing::info!(task = %log_uid, by = %user, outcome = "dropped", "task dropped");
         Ok(())
     }
 
     async fn complete(
         &self,
+        audit: &Audit,
         meta: &MetadataMap,
         req: CompleteActionRequest,
     ) -> Result<ManageActionResult, ServiceError> {
-        let caller = self.caller(meta)?;
+        let caller = self.caller(audit, meta)?;
+        let checked = caller.clone();
         let uids = decode::action_uids(&req.action_uids)?;
         let groups: Vec<String> = req.action_uids.iter().map(|u| u.group_id.clone()).collect();
         let user = caller.user.clone();
         let logged = uids.clone();
-        self.ctx
+        let completed = self
+            .ctx
             .command(move |s, now| {
                 for ((task, action), group) in uids.iter().zip(&groups) {
                     if let Some(owner) = s.task_owner(task) {
-                        caller.require_owner(task, owner)?;
+                        checked.require_owner(task, owner)?;
                     }
                     // ydbops sends uids back verbatim; a group id that names another group is
                     // a mistake (an empty one is YDB's usage and fine).
@@ -163,7 +187,8 @@ impl Maintenance {
                 }
                 Ok(s.complete(&uids, now)?)
             })
-            .await?;
+            .await;
+        audit.check(Some(&caller), completed)?;
         for (task, action) in &logged {
             tracing::info!(task = %task, action = %action, by = %user, outcome = "completed",
                 "action completed");
@@ -187,7 +212,8 @@ impl MaintenanceService for Maintenance {
         &self,
         request: Request<ListClusterNodesRequest>,
     ) -> Result<Response<ListClusterNodesResponse>, Status> {
-        let op = operation(self.list_nodes(request.metadata()).await);
+        let audit = Audit::of("ListClusterNodes", &request);
+        let op = operation(self.list_nodes(&audit, request.metadata()).await);
         Ok(Response::new(ListClusterNodesResponse {
             operation: Some(op),
         }))
@@ -197,8 +223,9 @@ impl MaintenanceService for Maintenance {
         &self,
         request: Request<CreateMaintenanceTaskRequest>,
     ) -> Result<Response<MaintenanceTaskResponse>, Status> {
+        let audit = Audit::of("CreateMaintenanceTask", &request);
         let (meta, _, req) = request.into_parts();
-        let op = operation(self.create(&meta, req).await);
+        let op = operation(self.create(&audit, &meta, req).await);
         Ok(Response::new(MaintenanceTaskResponse {
             operation: Some(op),
         }))
@@ -208,8 +235,9 @@ impl MaintenanceService for Maintenance {
         &self,
         request: Request<RefreshMaintenanceTaskRequest>,
     ) -> Result<Response<MaintenanceTaskResponse>, Status> {
+        let audit = Audit::of("RefreshMaintenanceTask", &request);
         let (meta, _, req) = request.into_parts();
-        let op = operation(self.refresh(&meta, req.task_uid).await);
+        let op = operation(self.refresh(&audit, &meta, req.task_uid).await);
         Ok(Response::new(MaintenanceTaskResponse {
             operation: Some(op),
         }))
@@ -219,8 +247,9 @@ impl MaintenanceService for Maintenance {
         &self,
         request: Request<GetMaintenanceTaskRequest>,
     ) -> Result<Response<GetMaintenanceTaskResponse>, Status> {
+        let audit = Audit::of("GetMaintenanceTask", &request);
         let (meta, _, req) = request.into_parts();
-        let op = operation(self.get(&meta, req.task_uid).await);
+        let op = operation(self.get(&audit, &meta, req.task_uid).await);
         Ok(Response::new(GetMaintenanceTaskResponse {
             operation: Some(op),
         }))
@@ -230,8 +259,9 @@ impl MaintenanceService for Maintenance {
         &self,
         request: Request<ListMaintenanceTasksRequest>,
     ) -> Result<Response<ListMaintenanceTasksResponse>, Status> {
+        let audit = Audit::of("ListMaintenanceTasks", &request);
         let (meta, _, req) = request.into_parts();
-        let op = operation(self.list(&meta, req.user).await);
+        let op = operation(self.list(&audit, &meta, req.user).await);
         Ok(Response::new(ListMaintenanceTasksResponse {
             operation: Some(op),
         }))
@@ -241,8 +271,9 @@ impl MaintenanceService for Maintenance {
         &self,
         request: Request<DropMaintenanceTaskRequest>,
     ) -> Result<Response<ManageMaintenanceTaskResponse>, Status> {
+        let audit = Audit::of("DropMaintenanceTask", &request);
         let (meta, _, req) = request.into_parts();
-        let op = bare(self.drop_task(&meta, req.task_uid).await);
+        let op = bare(self.drop_task(&audit, &meta, req.task_uid).await);
         Ok(Response::new(ManageMaintenanceTaskResponse {
             operation: Some(op),
         }))
@@ -252,8 +283,9 @@ impl MaintenanceService for Maintenance {
         &self,
         request: Request<CompleteActionRequest>,
     ) -> Result<Response<ManageActionResponse>, Status> {
+        let audit = Audit::of("CompleteAction", &request);
         let (meta, _, req) = request.into_parts();
-        let op = operation(self.complete(&meta, req).await);
+        let op = operation(self.complete(&audit, &meta, req).await);
         Ok(Response::new(ManageActionResponse {
             operation: Some(op),
         }))

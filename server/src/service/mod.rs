@@ -7,8 +7,10 @@
 //! - [`arbiter_v1`]: Arbiter's own API (node state by hand).
 //! - [`decode`], [`encode`]: wire <-> engine; [`envelope`]: YDB's Operation; [`error`]: the one
 //!   mapping from refusals to status codes.
+//! - [`audit`]: the log lines of refusals (identity, permissions, reloads) and of reloads.
 
 pub mod arbiter_v1;
+pub mod audit;
 pub mod decode;
 pub mod encode;
 pub mod envelope;
@@ -21,6 +23,7 @@ use crate::engine::{Outcome, State, Timestamp};
 use crate::identity::Identity;
 use crate::inventory_file::InventoryFile;
 use crate::writer::Writer;
+use audit::{Audit, Initiator};
 use decode::RequestLimits;
 use error::ServiceError;
 use std::sync::Arc;
@@ -57,8 +60,21 @@ impl Context {
     }
 
     /// Re-reads the inventory file and swaps it in; refused (nothing changed) when the file is
-    /// invalid or a live lock would be stranded.
-    pub async fn reload_inventory(&self) -> Result<Reloaded, ServiceError> {
+    /// invalid or a live lock would be stranded. Logs the outcome with who asked (`by`).
+    pub async fn reload_inventory(
+        &self,
+        audit: Audit,
+        by: Initiator<'_>,
+    ) -> Result<Reloaded, ServiceError> {
+        let result = self.load_and_swap().await;
+        match &result {
+            Ok(r) => audit.reloaded(by, r),
+            Err(e) => audit.reload_refused(by, e),
+        }
+        result
+    }
+
+    async fn load_and_swap(&self) -> Result<Reloaded, ServiceError> {
         let file = self.inventory.clone();
         let cluster = tokio::task::spawn_blocking(move || file.load())
             .await
@@ -67,13 +83,6 @@ impl Context {
         let (r, _) = self
             .command(move |s, _| Ok(s.reload(Arc::new(cluster))?))
             .await?;
-        tracing::info!(
-            nodes_before = r.nodes.0,
-            nodes_after = r.nodes.1,
-            groups_before = r.groups.0,
-            groups_after = r.groups.1,
-            "inventory reloaded"
-        );
         Ok(r)
     }
 

@@ -2,10 +2,11 @@
 //! filters tasks by), ListDatabases (to check its tenant list) and Login (password auth).
 
 use super::Context;
+use super::audit::Audit;
 use super::envelope::operation;
 use super::error::ServiceError;
 use crate::engine::state::MAX_NAME_LEN;
-use crate::identity::Role;
+use crate::identity::{AuthError, Role};
 use arbiter_proto::ydb::auth::v1::auth_service_server::AuthService;
 use arbiter_proto::ydb::auth::{LoginRequest, LoginResponse, LoginResult};
 use arbiter_proto::ydb::cms::v1::cms_service_server::CmsService;
@@ -55,7 +56,13 @@ impl YdbExtras {
         &self,
         request: &Request<ListDatabasesRequest>,
     ) -> Result<ListDatabasesResult, ServiceError> {
-        self.ctx.identity.resolve(request.metadata())?;
+        let audit = Audit::of("ListDatabases", request);
+        let caller = self
+            .ctx
+            .identity
+            .resolve(request.metadata())
+            .map_err(ServiceError::from);
+        audit.check(None, caller)?;
         self.ctx
             .query(|s, _| {
                 Ok(ListDatabasesResult {
@@ -72,21 +79,22 @@ impl DiscoveryService for YdbExtras {
         &self,
         request: Request<WhoAmIRequest>,
     ) -> Result<Response<WhoAmIResponse>, Status> {
-        let result = self
+        let audit = Audit::of("WhoAmI", &request);
+        let caller = self
             .ctx
             .identity
             .resolve(request.metadata())
-            .map(|c| WhoAmIResult {
-                user: c.user,
-                groups: Vec::new(),
-                is_administration_allowed: c.role == Role::Admin,
-                is_monitoring_allowed: true,
-                is_viewer_allowed: true,
-                is_database_allowed: true,
-                is_register_node_allowed: false,
-                is_bootstrap_allowed: false,
-            })
             .map_err(ServiceError::from);
+        let result = audit.check(None, caller).map(|c| WhoAmIResult {
+            user: c.user,
+            groups: Vec::new(),
+            is_administration_allowed: c.role == Role::Admin,
+            is_monitoring_allowed: true,
+            is_viewer_allowed: true,
+            is_database_allowed: true,
+            is_register_node_allowed: false,
+            is_bootstrap_allowed: false,
+        });
         Ok(Response::new(WhoAmIResponse {
             operation: Some(operation(result)),
         }))
@@ -111,6 +119,7 @@ impl AuthService for YdbExtras {
         &self,
         request: Request<LoginRequest>,
     ) -> Result<Response<LoginResponse>, Status> {
+        let audit = Audit::of("Login", &request);
         let req = request.into_inner();
         if req.password.len() > MAX_PASSWORD_BYTES || req.user.len() > MAX_NAME_LEN {
             return Ok(Response::new(LoginResponse {
@@ -136,12 +145,23 @@ impl AuthService for YdbExtras {
             .await
             .map_err(|_| Status::unavailable("shutting down"))?;
         let identity = self.ctx.identity.clone();
+        let user = req.user;
+        let password = req.password;
+        let name = user.clone();
         // argon2 verification is deliberately slow: keep it off the async workers.
-        let result = tokio::task::spawn_blocking(move || identity.login(&req.user, &req.password))
+        let session = tokio::task::spawn_blocking(move || identity.login_session(&name, &password))
             .await
-            .map_err(|e| Status::internal(format!("login task failed: {e}")))?
-            .map(|token| LoginResult { token })
-            .map_err(ServiceError::from);
+            .map_err(|e| Status::internal(format!("login task failed: {e}")))?;
+        let result = match session {
+            Ok(s) => {
+                audit.login_accepted(&user, s.role);
+                Ok(LoginResult { token: s.token })
+            }
+            Err(why) => {
+                audit.login_failed(&user, why);
+                Err(ServiceError::from(AuthError::from(why)))
+            }
+        };
         Ok(Response::new(LoginResponse {
             operation: Some(operation(result)),
         }))

@@ -89,6 +89,7 @@ pub fn run_all(f: &dyn Factory) {
     later_changes_replace_and_delete(f);
     empty_commit_changes_nothing(f);
     survives_reopen(f);
+    reopening_sees_every_commit(f);
 }
 
 fn empty_store_loads_empty(f: &dyn Factory) {
@@ -165,10 +166,54 @@ fn survives_reopen(f: &dyn Factory) {
     }
 }
 
+/// Many commits over several reopenings (and commits after each): every one of them is there,
+/// and a reopened store keeps accepting commits.
+fn reopening_sees_every_commit(f: &dyn Factory) {
+    let mut all = Vec::new();
+    let mut s = f.create("every-commit");
+    for round in 0..3u32 {
+        for i in 0..5u32 {
+            let n = round * 5 + i;
+            let mut changes = vec![Change::PutTask(task(&format!("t{n}"), u64::from(n)))];
+            if n % 3 == 0 {
+                changes.push(Change::DeleteTask(format!("t{}", n / 2)));
+            }
+            changes.push(Change::PutNode(
+                n % 4,
+                NodeRuntime {
+                    down: n % 2 == 0,
+                    ..NodeRuntime::default()
+                },
+            ));
+            changes.push(Change::PutCounters(Counters {
+                last_fencing_token: u64::from(n),
+                last_action_id: u64::from(2 * n),
+            }));
+            s.commit(&changes).expect("commit");
+            all.extend(changes);
+        }
+        assert_eq!(
+            s.load().expect("load"),
+            model(&all),
+            "reopening_sees_every_commit"
+        );
+        drop(s);
+        s = match f.reopen("every-commit") {
+            Some(s) => s,
+            None => return,
+        };
+        assert_eq!(
+            s.load().expect("load after reopen"),
+            model(&all),
+            "reopening_sees_every_commit (round {round})"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{MemoryStore, RedbStore};
+    use crate::store::{MemoryStore, Recovery, RedbStore};
     use std::path::PathBuf;
 
     struct Memory;
@@ -187,12 +232,15 @@ mod tests {
 
     impl Factory for Redb {
         fn create(&self, key: &str) -> Box<dyn Store> {
-            Box::new(RedbStore::open(&self.0.join(key)).expect("open"))
+            let dir = self.0.join(key);
+            assert!(!dir.exists(), "{key} is created once");
+            std::fs::create_dir_all(&dir).expect("data dir");
+            Box::new(RedbStore::open(&dir, Recovery::Refuse).expect("open"))
         }
 
         fn reopen(&self, key: &str) -> Option<Box<dyn Store>> {
             Some(Box::new(
-                RedbStore::open(&self.0.join(key)).expect("reopen"),
+                RedbStore::open(&self.0.join(key), Recovery::Refuse).expect("reopen"),
             ))
         }
     }
@@ -211,7 +259,7 @@ mod tests {
     #[test]
     fn redb_reports_a_corrupt_record_by_key() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("db");
+        let path = dir.path().join(crate::store::STORE_FILE);
         {
             let db = redb::Database::create(&path).expect("create");
             let tx = db.begin_write().expect("tx");
@@ -223,8 +271,7 @@ mod tests {
             }
             tx.commit().expect("commit");
         }
-        let s = RedbStore::open(&path).expect("open");
-        let err = s.load().expect_err("corrupt");
+        let err = RedbStore::open(dir.path(), Recovery::Refuse).expect_err("corrupt");
         assert!(err.to_string().contains("'broken'"), "{err}");
     }
 }

@@ -1,7 +1,7 @@
 //! The command line: every subcommand and flag, and the parsers that turn flag text into typed
 //! values, so that a malformed flag is a usage error (exit 2) before anything is sent.
 
-use arbiter_client::durations::positive_duration;
+use arbiter_client::durations::{duration, positive_duration};
 use arbiter_client::rolling::RollingArgs;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -174,8 +174,10 @@ pub(crate) struct CreateArgs {
     /// A lower number goes first; a task never overtakes a pending task of higher priority.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub(crate) priority: i32,
-    /// How long each lock lasts once granted (e.g. 90s, 10m) [default: the server's].
-    #[arg(long, value_parser = positive_duration, value_name = "DURATION")]
+    /// How long each lock lasts once granted (e.g. 90s, 10m). Without it, or with 0s, each
+    /// lock gets the inventory's default lock duration (its `[defaults] lock_duration`, or the
+    /// server's --default-lock-duration), as the server gives any lock that asks for none.
+    #[arg(long, value_parser = duration, value_name = "DURATION")]
     pub(crate) duration: Option<Duration>,
     /// Free text kept with the task.
     #[arg(long, default_value = "", value_name = "TEXT")]
@@ -263,7 +265,12 @@ pub(crate) enum NodeCommand {
         /// The node's software version.
         #[arg(long, value_name = "V")]
         version: Option<String>,
-        /// Keep sending, this often (e.g. 5s).
+        /// Keep sending, this often (e.g. 5s): a node agent. It outlasts the server: while the
+        /// server is unreachable, restarting, overloaded or not answering (each call may take
+        /// DURATION, 2s to 10s), it retries with a growing, jittered delay that never exceeds
+        /// DURATION, and says so once; once the server answers again it says so once. It stops
+        /// on SIGINT or SIGTERM (exit 0) or on a refusal no retry cures, such as an unknown
+        /// node or a refused token (exit 1).
         #[arg(long, value_parser = positive_duration, value_name = "DURATION")]
         every: Option<Duration>,
     },
@@ -324,5 +331,27 @@ mod tests {
         assert_eq!(positive_duration("10m"), Ok(Duration::from_secs(600)));
         assert!(positive_duration("0s").is_err());
         assert!(positive_duration("soon").is_err());
+    }
+
+    #[test]
+    fn a_zero_lock_duration_is_accepted_and_a_zero_heartbeat_interval_is_not() {
+        let create = Cli::try_parse_from([
+            "arbiter",
+            "task",
+            "create",
+            "t",
+            "--nodes",
+            "1",
+            "--duration",
+            "0s",
+        ])
+        .expect("0s means the default lock duration");
+        match create.command {
+            Command::Task(TaskCommand::Create(c)) => assert_eq!(c.duration, Some(Duration::ZERO)),
+            other => panic!("not task create: {other:?}"),
+        }
+        assert!(
+            Cli::try_parse_from(["arbiter", "node", "heartbeat", "1", "--every", "0s"]).is_err()
+        );
     }
 }

@@ -29,9 +29,10 @@ pub(crate) async fn run(ctx: &Ctx, args: &CreateArgs) -> Result<(), Failure> {
 }
 
 /// The CreateMaintenanceTask request the flags describe: nodes, then hosts, then disks, in the
-/// order given.
+/// order given. `--duration 0s` sends no duration, as leaving the flag out does: the server
+/// gives either the inventory's default lock duration.
 pub(crate) fn request(args: &CreateArgs) -> CreateMaintenanceTaskRequest {
-    let duration = args.duration.map(proto_duration);
+    let duration = args.duration.filter(|d| !d.is_zero()).map(proto_duration);
     let scopes = args
         .nodes
         .iter()
@@ -139,6 +140,29 @@ mod tests {
                 assert_eq!(l.duration.map(|d| d.seconds), Some(600));
             }
             other => panic!("not a lock: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn zero_or_no_duration_asks_for_the_default() {
+        for args in [
+            &["arbiter", "task", "create", "t", "--nodes", "1"][..],
+            &[
+                "arbiter",
+                "task",
+                "create",
+                "t",
+                "--nodes",
+                "1",
+                "--duration",
+                "0s",
+            ],
+        ] {
+            let req = request(&parse(args));
+            match &req.action_groups[0].actions[0].action {
+                Some(action::Action::LockAction(l)) => assert_eq!(l.duration, None, "{args:?}"),
+                other => panic!("not a lock: {other:?}"),
+            }
         }
     }
 

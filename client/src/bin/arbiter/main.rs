@@ -6,7 +6,8 @@
 //! (a stream of one-line objects for `task watch` and the heartbeat agent) for scripts.
 //!
 //! Exit codes: 0 done, 1 the command failed (`error: ...` on stderr, with the server's own text
-//! when it refused), 2 a usage error (clap's).
+//! when it refused), 2 a usage error (clap's). The heartbeat agent (`node heartbeat --every`)
+//! runs until SIGINT or SIGTERM (exit 0) and fails (exit 1) only on a refusal no retry cures.
 //!
 //! Modules: `cli` the flags; `output` tables, JSON and time formats; `task_view` how a task
 //! prints; one module per group of commands (`nodes`, `tasks`, `task`, `create`, `complete`,
@@ -25,7 +26,7 @@ mod tasks;
 
 use arbiter_client::Client;
 use clap::{CommandFactory, Parser};
-use cli::{Cli, Command, Format, InventoryCommand};
+use cli::{Cli, Command, Format, InventoryCommand, NodeCommand};
 use error::Failure;
 use std::io::Read as _;
 use std::path::Path;
@@ -95,6 +96,17 @@ fn password(cli: &Cli) -> Result<Option<String>, String> {
 
 /// Connects (logging in first with `--user`) and runs the command.
 async fn run(cli: Cli, password: Option<String>) -> Result<(), Failure> {
+    // The node agent outlives the server: it connects (and logs in) inside its retry loop.
+    if let Command::Node(NodeCommand::Heartbeat {
+        id,
+        version,
+        every: Some(every),
+    }) = &cli.command
+    {
+        let client = Client::connect_lazy(&cli.endpoint, cli.token.clone())?;
+        let login = cli.user.clone().zip(password);
+        return nodes::agent(client, cli.output, *id, version.clone(), *every, login).await;
+    }
     let mut client = Client::connect(&cli.endpoint, cli.token.clone()).await?;
     if let (Some(user), Some(password)) = (&cli.user, &password) {
         let token = client

@@ -1,12 +1,17 @@
 //! `arbiter nodes` and `arbiter node up|down|heartbeat`: what Arbiter knows of each node, and
-//! the two ways to tell it more (an operator's word, a node agent's heartbeat).
+//! the two ways to tell it more (an operator's word, a node agent's heartbeat). The agent
+//! (`node heartbeat --every`) only wires the library's heartbeat loop to signals and output.
 
 use crate::Ctx;
 use crate::cli::{Format, NodeCommand};
 use crate::error::{Failure, describe};
 use crate::output::{self, Table, emit, emit_json, or_dash, rfc3339, rfc3339_json, yes_no};
+use arbiter_client::heartbeat::{self, Event, HeartbeatConfig, HeartbeatError, Login};
 use arbiter_client::proto::arbiter::v1::NodeStatus;
+use arbiter_client::proto::ydb::status_ids::StatusCode;
+use arbiter_client::{Client, ClientError};
 use serde_json::{Value, json};
+use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 /// Prints every node, ascending by id.
@@ -21,6 +26,7 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<(), Failure> {
                 "DC",
                 "TENANT",
                 "STATE",
+                "CONDITION",
                 "AVAILABLE",
                 "LOCK",
                 "HEARTBEAT",
@@ -33,6 +39,7 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<(), Failure> {
                     or_dash(&n.data_center),
                     tenant(n).to_owned(),
                     output::item_state(n.state),
+                    output::node_condition(n.condition),
                     yes_no(n.available),
                     lock_text(n),
                     if n.monitored {
@@ -64,7 +71,17 @@ pub(crate) async fn run(ctx: &Ctx, command: &NodeCommand) -> Result<(), Failure>
                 }
                 Ok(())
             }
-            Some(every) => agent(ctx, *id, version.clone(), *every).await,
+            Some(every) => {
+                agent(
+                    ctx.client.clone(),
+                    ctx.format,
+                    *id,
+                    version.clone(),
+                    *every,
+                    None,
+                )
+                .await
+            }
         },
     }
 }
@@ -80,54 +97,169 @@ async fn set_state(ctx: &Ctx, id: u32, up: bool, reason: &str) -> Result<(), Fai
     Ok(())
 }
 
-/// The simplest node agent: a heartbeat every `every`, forever. A failure the server may get
-/// over (it restarts, it is busy) is reported once and retried on the next beat; a refusal that
-/// will not change by itself (unknown node, no permission) ends the agent with an error. It
-/// prints when it starts beating and whenever it loses or regains the server, not every beat.
+/// The simplest node agent: a heartbeat every `every` until SIGINT or SIGTERM (exit 0), through
+/// server restarts and outages (the loop and its backoff are the library's
+/// [`arbiter_client::heartbeat`]). It prints when heartbeats are first accepted, when they
+/// start failing (once per outage), when they are accepted again, and when it stops; a refusal
+/// no retry cures (an unknown node, a refused token or login) ends it with an error (exit 1).
 /// It sends no start time: it does not know when the node's process started.
-async fn agent(
-    ctx: &Ctx,
+pub(crate) async fn agent(
+    client: Client,
+    format: Format,
     id: u32,
     version: Option<String>,
     every: Duration,
+    login: Option<(String, String)>,
 ) -> Result<(), Failure> {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut healthy: Option<bool> = None;
-    loop {
-        ticks.tick().await;
-        match ctx.client.heartbeat(id, version.clone(), None).await {
-            Ok(()) => {
-                if healthy != Some(true) {
-                    report(ctx.format, id, "beating", None);
-                }
-                healthy = Some(true);
+    let stop = stop_signal()?;
+    let mut config = HeartbeatConfig::new(id, every);
+    config.version = version;
+    config.login = login.map(|(user, password)| Login { user, password });
+    let ended = heartbeat::run(&client, &config, stop, |event| {
+        report(format, id, every, &event);
+    })
+    .await;
+    match ended {
+        Ok(signal) => {
+            let now = humantime::format_rfc3339_seconds(SystemTime::now());
+            match format {
+                Format::Table => emit(&format!("{now} node {id}: stopped by {signal}\n")),
+                Format::Json => output::emit_json_line(&json!({
+                    "time": now.to_string(),
+                    "node_id": id,
+                    "agent": "stopped",
+                    "signal": signal,
+                    "error": null,
+                })),
             }
-            Err(e) if e.is_retryable() => {
-                if healthy != Some(false) {
-                    report(ctx.format, id, "retrying", Some(&describe(&e)));
-                }
-                healthy = Some(false);
-            }
-            Err(e) => return Err(e.into()),
+            Ok(())
         }
+        Err(HeartbeatError::Refused { source, .. }) => Err(Failure(format!(
+            "node {id}: the server refused the heartbeat, not retrying: {}{}",
+            describe(&source),
+            refusal_hint(id, &source)
+        ))),
+        Err(HeartbeatError::Login { user, source }) => Err(Failure(format!(
+            "login as {user} failed, not retrying: {}",
+            describe(&source)
+        ))),
     }
 }
 
-fn report(format: Format, id: u32, state: &str, error: Option<&str>) {
+/// Resolves with the signal's name on the first SIGINT or SIGTERM. The handlers are installed
+/// now, before the first heartbeat, so that a supervisor's SIGTERM always ends the agent
+/// cleanly.
+fn stop_signal() -> Result<impl Future<Output = &'static str>, Failure> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let setup = |e: std::io::Error| Failure(format!("cannot listen for signals: {e}"));
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(setup)?;
+        let mut terminate = signal(SignalKind::terminate()).map_err(setup)?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    })
+}
+
+/// What a refusal most likely means for an agent.
+fn refusal_hint(id: u32, e: &ClientError) -> String {
+    match e {
+        ClientError::Rpc(s) if s.code() == tonic::Code::InvalidArgument => {
+            format!(" (is node {id} in the server's inventory?)")
+        }
+        ClientError::Rpc(s)
+            if matches!(
+                s.code(),
+                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+            ) =>
+        {
+            " (a node agent needs an operator's token)".to_owned()
+        }
+        _ => String::new(),
+    }
+}
+
+/// What kind of trouble a retryable error is, for people.
+fn trouble(e: &ClientError) -> &'static str {
+    match e {
+        ClientError::Rpc(s) if s.code() == tonic::Code::ResourceExhausted => {
+            "the server is overloaded"
+        }
+        ClientError::Refused {
+            status: StatusCode::Overloaded,
+            ..
+        } => "the server is overloaded",
+        ClientError::Refused { .. } => "the server is unavailable",
+        ClientError::Timeout { .. } => "the server does not answer",
+        _ => "cannot reach the server",
+    }
+}
+
+fn report(format: Format, id: u32, every: Duration, event: &Event<'_>) {
     let now = humantime::format_rfc3339_seconds(SystemTime::now());
-    match (format, error) {
-        (Format::Table, None) => emit(&format!(
-            "{now} node {id}: heartbeats accepted, sending until stopped\n"
+    match (format, event) {
+        (Format::Table, Event::Accepted) => emit(&format!(
+            "{now} node {id}: heartbeats accepted, sending every {} until stopped\n",
+            humantime::format_duration(every)
         )),
-        (Format::Table, Some(e)) => emit(&format!(
-            "{now} node {id}: heartbeat failed, retrying: {e}\n"
+        (
+            Format::Table,
+            Event::Retrying {
+                error,
+                at_most_every,
+            },
+        ) => emit(&format!(
+            "{now} node {id}: {}, retrying (at least every {}) until it answers: {}\n",
+            trouble(error),
+            humantime::format_duration(*at_most_every),
+            describe(error)
         )),
-        (Format::Json, _) => output::emit_json_line(&json!({
+        (
+            Format::Table,
+            Event::Recovered {
+                outage,
+                failed_attempts,
+            },
+        ) => emit(&format!(
+            "{now} node {id}: connected again, heartbeats accepted after {} ({failed_attempts} failed attempts)\n",
+            humantime::format_duration(Duration::from_millis(
+                u64::try_from(outage.as_millis()).unwrap_or(u64::MAX)
+            ))
+        )),
+        (Format::Json, Event::Accepted) => output::emit_json_line(&json!({
             "time": now.to_string(),
             "node_id": id,
-            "agent": state,
-            "error": error,
+            "agent": "beating",
+            "error": null,
+        })),
+        (Format::Json, Event::Retrying { error, .. }) => output::emit_json_line(&json!({
+            "time": now.to_string(),
+            "node_id": id,
+            "agent": "retrying",
+            "error": describe(error),
+        })),
+        (
+            Format::Json,
+            Event::Recovered {
+                outage,
+                failed_attempts,
+            },
+        ) => output::emit_json_line(&json!({
+            "time": now.to_string(),
+            "node_id": id,
+            "agent": "recovered",
+            "outage_seconds": outage.as_secs_f64(),
+            "failed_attempts": failed_attempts,
+            "error": null,
         })),
     }
 }
@@ -161,6 +293,7 @@ fn node_json(n: &NodeStatus) -> Value {
         "tenant": if n.tenant.is_empty() { Value::Null } else { Value::String(n.tenant.clone()) },
         "kind": if n.tenant.is_empty() { "storage" } else { "dynamic" },
         "state": output::item_state(n.state),
+        "condition": output::node_condition(n.condition),
         "available": n.available,
         "detail": n.detail,
         "lock_task": if n.lock_task.is_empty() { Value::Null } else { Value::String(n.lock_task.clone()) },

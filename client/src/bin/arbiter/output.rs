@@ -157,6 +157,13 @@ pub(crate) fn item_state(raw: i32) -> String {
     enum_name(name, "ITEM_STATE_", raw)
 }
 
+/// The arbiter's own node state: `UP`, `LOCKED`, `RESTARTING`, `SETTLING`, `DOWN`, `UNKNOWN`.
+pub(crate) fn node_condition(raw: i32) -> String {
+    use arbiter_client::proto::arbiter::v1::NodeCondition;
+    let name = NodeCondition::try_from(raw).ok().map(|s| s.as_str_name());
+    enum_name(name, "NODE_CONDITION_", raw)
+}
+
 /// `PENDING`, `PERFORMED`, ...
 pub(crate) fn action_status(raw: i32) -> String {
     let name = ActionStatus::try_from(raw).ok().map(|s| s.as_str_name());

@@ -4,6 +4,7 @@
 //! problem it finds, each with its key path, because an inventory is usually written by a tool
 //! and fixed by a person who wants the whole list at once.
 
+mod json;
 mod reader;
 
 pub use reader::Problem;
@@ -12,7 +13,7 @@ use crate::engine::cluster::{
     Cluster, Defaults, Erasure, Group, InitialState, Limits, Location, Node, NodeId, PDisk,
     PDiskKey, StateStorage, SysTablet, Tenant, VDisk,
 };
-use reader::{Problems, Table, as_u32, index_path, key_path};
+use reader::{Problems, Table, as_u32, count, entry_path, index_path, key_path};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -49,7 +50,8 @@ pub struct InventoryError {
 
 impl fmt::Display for InventoryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} problem(s) in the inventory:", self.problems.len())?;
+        let n = count(self.problems.len(), "problem", "problems");
+        write!(f, "{n} in the inventory:")?;
         for p in &self.problems {
             if p.path.is_empty() {
                 write!(f, "\n  {}", p.message)?;
@@ -67,9 +69,10 @@ const MAX_NAME: usize = 255;
 /// Parses and validates an inventory.
 pub fn parse(text: &str, format: Format) -> Result<Cluster, InventoryError> {
     let doc: Value = match format {
-        Format::Json => {
-            serde_json::from_str(text).map_err(|e| single("", format!("invalid JSON: {e}")))?
-        }
+        Format::Json => json::parse(text).map_err(|e| match e {
+            json::JsonError::Syntax(e) => single("", format!("invalid JSON: {e}")),
+            json::JsonError::Duplicates(problems) => InventoryError { problems },
+        })?,
         Format::Toml => {
             let v: toml::Table =
                 toml::from_str(text).map_err(|e| single("", format!("invalid TOML: {e}")))?;
@@ -125,7 +128,7 @@ fn load(doc: &Value, probs: &mut Problems) -> Cluster {
     // (host, device path) -> node: a path names one disk per host.
     let mut paths: HashMap<(String, String), NodeId> = HashMap::new();
     for (i, nv) in nodes.iter().enumerate() {
-        let path = index_path("nodes", i);
+        let path = entry_path("nodes", i, nv);
         let Some(node) = load_node(nv, path.clone(), probs) else {
             continue;
         };
@@ -136,10 +139,10 @@ fn load(doc: &Value, probs: &mut Problems) -> Cluster {
             );
             continue;
         }
-        for (j, pd) in node.pdisks.iter().enumerate() {
+        for pd in &node.pdisks {
             if let Some(other) = paths.insert((node.host.clone(), pd.path.clone()), node.id) {
                 probs.add(
-                    key_path(&index_path(&key_path(&path, "pdisks"), j), "path"),
+                    key_path(&pdisk_path(nv, &path, pd), "path"),
                     format!(
                         "device path '{}' on host '{}' is also used by node {other}",
                         pd.path, node.host
@@ -180,7 +183,7 @@ fn load(doc: &Value, probs: &mut Problems) -> Cluster {
     }
 
     for (i, gv) in top.opt_array("storage_groups", probs).iter().enumerate() {
-        let path = index_path("storage_groups", i);
+        let path = entry_path("storage_groups", i, gv);
         if let Some(group) = load_group(gv, path.clone(), &cluster, probs) {
             if let std::collections::btree_map::Entry::Vacant(e) = cluster.groups.entry(group.id) {
                 e.insert(group);
@@ -202,6 +205,21 @@ fn load(doc: &Value, probs: &mut Problems) -> Cluster {
     }
     top.finish(probs);
     cluster
+}
+
+/// The path of a node's pdisk entry as the file has it: its index among the node's `pdisks` (the
+/// loader skips refused entries, so the position in [`Node::pdisks`] may differ) and its id.
+fn pdisk_path(node: &Value, node_path: &str, pd: &PDisk) -> String {
+    let list = key_path(node_path, "pdisks");
+    let entries = node.get("pdisks").and_then(Value::as_array);
+    let found = entries.into_iter().flatten().enumerate().find(|(_, e)| {
+        e.get("id").and_then(Value::as_u64) == Some(u64::from(pd.id))
+            && e.get("path").and_then(Value::as_str) == Some(pd.path.as_str())
+    });
+    match found {
+        Some((i, e)) => entry_path(&list, i, e),
+        None => list,
+    }
 }
 
 fn load_defaults(v: &Value, probs: &mut Problems) -> Defaults {
@@ -292,7 +310,7 @@ fn load_node(v: &Value, path: String, probs: &mut Problems) -> Option<Node> {
     let mut pdisks = Vec::new();
     let pd_path = key_path(&path, "pdisks");
     for (i, pv) in t.opt_array("pdisks", probs).iter().enumerate() {
-        let ppath = index_path(&pd_path, i);
+        let ppath = entry_path(&pd_path, i, pv);
         let mut pt = Table::new(pv, ppath.clone(), probs);
         let pid = pt.req_u32("id", probs);
         let ppathv = pt.req_str("path", probs);
@@ -471,9 +489,13 @@ fn load_group(v: &Value, path: String, cluster: &Cluster, probs: &mut Problems) 
             probs.add(
                 path,
                 format!(
-                    "mirror-3-dc needs its members spread evenly over exactly 3 data centers; found {} data center(s) with {:?} members",
-                    dcs.len(),
-                    per_dc
+                    "mirror-3-dc needs its members spread evenly over exactly 3 data centers; found {}: {}",
+                    count(dcs.len(), "data center", "data centers"),
+                    dcs.iter()
+                        .zip(&per_dc)
+                        .map(|(dc, n)| format!("'{dc}' with {}", count(*n, "member", "members")))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             );
             return None;
@@ -545,8 +567,11 @@ fn load_state_storage(v: &Value, cluster: &Cluster, probs: &mut Problems) -> Sta
                 None => probs.add(
                     p,
                     format!(
-                        "ring index {r} is out of range (there are {} rings)",
-                        rings.len()
+                        "ring index {r} is out of range (there {})",
+                        match rings.len() {
+                            1 => "is 1 ring".to_owned(),
+                            n => format!("are {n} rings"),
+                        }
                     ),
                 ),
             }

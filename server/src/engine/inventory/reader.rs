@@ -41,6 +41,24 @@ pub(crate) fn index_path(path: &str, i: usize) -> String {
     format!("{path}[{i}]")
 }
 
+/// Joins an array entry onto a path, naming the entry's `id` too when it has one, e.g.
+/// `nodes[36] (id 37)`: a person fixing the file looks for the id, a tool for the index.
+pub(crate) fn entry_path(path: &str, i: usize, entry: &Value) -> String {
+    match entry.get("id").and_then(Value::as_u64) {
+        Some(id) => format!("{path}[{i}] (id {id})"),
+        None => index_path(path, i),
+    }
+}
+
+/// `1 node`, `2 nodes`: a count with its noun in the right number.
+pub(crate) fn count(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
 fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",

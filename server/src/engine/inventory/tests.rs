@@ -162,13 +162,13 @@ rings = [ [1], [1] ]
         "limits.max_unavailable_ratio: 130 is over 100",
         "limits.max_unavailable_nodez: unknown key",
         "defaults.lock_duration: invalid duration 'soon'",
-        "nodes[0].pdisks[1].id: duplicate pdisk id 1",
-        "nodes[1].id: duplicate node id 1",
-        "nodes[2].state: unknown state 'sleeping'",
-        "nodes[2].pdisks[0].path: device path '/dev/x' on host 'a' is also used by node 1",
-        "storage_groups[0]: a block-4-2 group needs 6 to 8 members",
-        "storage_groups[1].erasure: unknown erasure 'mirror-9'",
-        "storage_groups[1].nodes[1]: unknown node 99",
+        "nodes[0] (id 1).pdisks[1] (id 1).id: duplicate pdisk id 1",
+        "nodes[1] (id 1).id: duplicate node id 1",
+        "nodes[2] (id 2).state: unknown state 'sleeping'",
+        "nodes[2] (id 2).pdisks[0] (id 1).path: device path '/dev/x' on host 'a' is also used by node 1",
+        "storage_groups[0] (id 7): a block-4-2 group needs 6 to 8 members",
+        "storage_groups[1] (id 8).erasure: unknown erasure 'mirror-9'",
+        "storage_groups[1] (id 8).nodes[1]: unknown node 99",
         "state_storage.rings[1]: node 1 is already a replica of ring 0",
         "state_storage.nto_select: must be between 1 and the number of rings (2)",
     ];
@@ -236,4 +236,203 @@ fn format_follows_the_extension() {
     assert_eq!(Format::from_file_name("a/inv.TOML"), Some(Format::Toml));
     assert_eq!(Format::from_file_name("inv.json"), Some(Format::Json));
     assert_eq!(Format::from_file_name("inv.yaml"), None);
+}
+
+fn json_problems(text: &str) -> Vec<String> {
+    match parse(text, Format::Json) {
+        Ok(_) => panic!("expected problems"),
+        Err(e) => e
+            .problems
+            .iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect(),
+    }
+}
+
+/// Four nodes in JSON; `node3` is spliced in as the fourth.
+fn json_nodes(node3: &str) -> String {
+    format!(
+        r#"{{"nodes": [
+            {{"id": 1, "host": "h1"}},
+            {{"id": 2, "host": "h2"}},
+            {{"id": 3, "host": "h3"}},
+            {node3}
+        ]}}"#
+    )
+}
+
+#[test]
+fn a_duplicate_json_key_is_refused_with_its_path() {
+    let got = json_problems(&json_nodes(r#"{"id": 4, "host": "h4", "host": "h5"}"#));
+    assert_eq!(got, vec!["nodes[3] (id 4).host: duplicate key"]);
+    // The error names it as every other inventory problem.
+    let e = parse(
+        &json_nodes(r#"{"id": 4, "host": "h4", "host": "h5"}"#),
+        Format::Json,
+    )
+    .expect_err("duplicate");
+    assert_eq!(
+        e.to_string(),
+        "1 problem in the inventory:\n  nodes[3] (id 4).host: duplicate key"
+    );
+}
+
+#[test]
+fn nested_and_top_level_duplicates_are_all_reported() {
+    let got = json_problems(
+        r#"{
+            "limits": {"max_unavailable_ratio": 13},
+            "tenants": {"/Root/db1": {"max_unavailable_ratio": 20, "max_unavailable_ratio": 30}},
+            "nodes": [
+                {"id": 1, "host": "h1",
+                 "pdisks": [{"id": 1, "path": "/a"}, {"id": 2, "path": "/b", "path": "/c"}]},
+                {"host": "h2", "host": "h2"}
+            ],
+            "state_storage": {"nto_select": 1, "rings": [[1]], "rings": [[1]]},
+            "limits": {"max_unavailable_ratio": 14}
+        }"#,
+    );
+    assert_eq!(
+        got,
+        vec![
+            "tenants.\"/Root/db1\".max_unavailable_ratio: duplicate key",
+            "nodes[0] (id 1).pdisks[1] (id 2).path: duplicate key",
+            // No id to name: the index alone.
+            "nodes[1].host: duplicate key",
+            "state_storage.rings: duplicate key",
+            "limits: duplicate key",
+        ]
+    );
+}
+
+#[test]
+fn a_duplicate_id_key_is_refused_too() {
+    let got = json_problems(&json_nodes(r#"{"id": 4, "host": "h4", "id": 5}"#));
+    assert_eq!(got, vec!["nodes[3] (id 4).id: duplicate key"]);
+}
+
+#[test]
+fn good_json_reads_as_serde_json_reads_it() {
+    let text = r#"{"a": [1, -2, 3.5, 1e300, null, true, false, "x\u00e9\n", [], {}],
+                   "b": {"c": {"d": [[18446744073709551615]]}}, "": 0, "nodes": []}"#;
+    let expected: Value = serde_json::from_str(text).expect("serde_json");
+    let got = json::parse(text).expect("reads");
+    assert_eq!(got, expected);
+    // Same-named keys in different tables are not duplicates.
+    let c = parse(
+        r#"{"nodes": [{"id": 1, "host": "h", "pdisks": [{"id": 1, "path": "/d"}]},
+                      {"id": 2, "host": "h", "pdisks": [{"id": 1, "path": "/e"}]}]}"#,
+        Format::Json,
+    )
+    .expect("valid");
+    assert_eq!(c.node_count(), 2);
+}
+
+#[test]
+fn json_syntax_errors_still_win_over_duplicates() {
+    let e = parse(r#"{"nodes": [], "nodes": []} trailing"#, Format::Json).expect_err("bad");
+    assert!(e.to_string().contains("invalid JSON"), "{e}");
+}
+
+#[test]
+fn entry_paths_name_the_index_and_the_id() {
+    let mut text = String::new();
+    for id in 1..=37 {
+        text.push_str(&format!("[[nodes]]\nid = {id}\nhost = \"h{id}\"\n"));
+    }
+    text.push_str("state = \"asleep\"\n");
+    text.push_str("[[nodes]]\nhost = \"no-id\"\n");
+    let got = problems(&text);
+    assert_eq!(
+        got,
+        vec![
+            "nodes[36] (id 37).state: unknown state 'asleep' (up | down)",
+            "nodes[37].id: missing required key",
+        ]
+    );
+}
+
+#[test]
+fn a_device_path_conflict_names_the_entry_as_the_file_has_it() {
+    // Node 2's second pdisk entry is refused (duplicate id), so its third is the second kept:
+    // the conflict must still name the third entry of the file.
+    let got = problems(
+        r#"
+[[nodes]]
+id = 1
+host = "a"
+pdisks = [ { id = 1, path = "/dev/x" } ]
+
+[[nodes]]
+id = 2
+host = "a"
+pdisks = [ { id = 1, path = "/dev/y" }, { id = 1, path = "/dev/z" }, { id = 2, path = "/dev/x" } ]
+"#,
+    );
+    assert_eq!(
+        got,
+        vec![
+            "nodes[1] (id 2).pdisks[1] (id 1).id: duplicate pdisk id 1 on this node",
+            "nodes[1] (id 2).pdisks[2] (id 2).path: device path '/dev/x' on host 'a' is also used by node 1",
+        ]
+    );
+}
+
+#[test]
+fn counts_take_the_right_number() {
+    let e = parse(
+        "[[nodes]]\nid = 1\nhost = \"h\"\ncolour = 1\n",
+        Format::Toml,
+    )
+    .expect_err("bad");
+    assert!(
+        e.to_string().starts_with("1 problem in the inventory:"),
+        "{e}"
+    );
+    let e = parse(
+        "[[nodes]]\nid = 1\nhost = \"h\"\ncolour = 1\nshape = 2\n",
+        Format::Toml,
+    )
+    .expect_err("bad");
+    assert!(
+        e.to_string().starts_with("2 problems in the inventory:"),
+        "{e}"
+    );
+
+    let got = problems(
+        "[[nodes]]\nid = 1\nhost = \"h\"\n[state_storage]\nnto_select = 1\nrings = [[1]]\ndisabled_rings = [3]\n",
+    );
+    assert_eq!(
+        got,
+        vec!["state_storage.disabled_rings[0]: ring index 3 is out of range (there is 1 ring)"]
+    );
+
+    let mut text = String::new();
+    for (id, dc) in [(1, "dc-1"), (2, "dc-1"), (3, "dc-2")] {
+        text.push_str(&format!(
+            "[[nodes]]\nid = {id}\nhost = \"h{id}\"\ndata_center = \"{dc}\"\npdisks = [{{ id = 1, path = \"/d\" }}]\n"
+        ));
+    }
+    let one_dc = format!(
+        "{}[[storage_groups]]\nid = 1\nerasure = \"mirror-3-dc\"\nnodes = [1, 2, 3]\n",
+        text.replace("\"dc-2\"", "\"dc-1\"")
+    );
+    let got = problems(&one_dc);
+    assert!(
+        got[0].ends_with("found 1 data center: 'dc-1' with 3 members"),
+        "{got:?}"
+    );
+    text.push_str("[[storage_groups]]\nid = 1\nerasure = \"mirror-3-dc\"\nnodes = [1, 2, 3]\n");
+    let got = problems(&text);
+    assert!(
+        got[0].ends_with("found 2 data centers: 'dc-1' with 2 members, 'dc-2' with 1 member"),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn deeply_nested_json_is_refused_not_a_stack_overflow() {
+    let text = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let e = parse(&text, Format::Json).expect_err("too deep");
+    assert!(e.to_string().contains("recursion limit"), "{e}");
 }
