@@ -54,8 +54,9 @@ use tonic::transport::Channel;
 const MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
 /// How long opening a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often a lazy client's idle connection is pinged, and how long the answer may take.
+/// How often a lazy client's connection is pinged (HTTP/2 PING)...
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// ...and how long the answer may take before the connection counts as dead.
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The tonic endpoint for `endpoint`, with the options every client uses.

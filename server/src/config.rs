@@ -8,8 +8,12 @@ use std::time::Duration;
 
 /// Arbiter: a maintenance lock arbiter that speaks YDB's maintenance API.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "arbiter-server", version, about, long_about = None)]
+#[command(name = "arbiter-server", version, about, long_about = None, subcommand_negates_reqs = true)]
 pub struct Config {
+    /// Without a command the server runs; `export` and `import` move the state between stores.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// The cluster inventory (.toml or .json).
     #[arg(
         long,
@@ -36,6 +40,34 @@ pub struct Config {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub accept_store_loss: bool,
+
+    /// Where the state lives: `redb` (one file in --data-dir: a single instance) or `etcd`
+    /// (shared by every instance on --etcd-endpoints, one of which leads).
+    #[arg(long, env = "ARBITER_STORE", value_enum, default_value_t = StoreKind::Redb)]
+    pub store: StoreKind,
+
+    /// etcd's client URLs, comma-separated (with --store etcd), e.g.
+    /// http://10.0.0.1:2379,http://10.0.0.2:2379,http://10.0.0.3:2379.
+    #[arg(long, env = "ARBITER_ETCD_ENDPOINTS", value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+
+    /// The etcd key prefix of this arbiter's state; several arbiters may share one etcd.
+    #[arg(long, env = "ARBITER_ETCD_PREFIX", default_value = "/arbiter/default")]
+    pub etcd_prefix: String,
+
+    /// The address other instances forward calls to (HOST:PORT); default: the listen address.
+    #[arg(long, env = "ARBITER_ADVERTISE")]
+    pub advertise: Option<String>,
+
+    /// This instance's name among the instances; default: its advertise address.
+    #[arg(long, env = "ARBITER_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+
+    /// The leader's lease: a leader that cannot renew it stops deciding before it runs out, and
+    /// another instance takes over within about this long after a leader dies (whole seconds,
+    /// at least 2s: etcd's shortest lease).
+    #[arg(long, env = "ARBITER_LEADER_LEASE", default_value = "10s", value_parser = lease)]
+    pub leader_lease: Duration,
 
     /// Users, tokens and roles (TOML). Without it the server is open to everyone.
     #[arg(long, env = "ARBITER_AUTH")]
@@ -85,6 +117,49 @@ pub struct Config {
     pub hash_password: bool,
 }
 
+/// Where the state lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// One redb file in --data-dir.
+    Redb,
+    /// etcd, shared by every instance.
+    Etcd,
+}
+
+impl StoreKind {
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreKind::Redb => "redb",
+            StoreKind::Etcd => "etcd",
+        }
+    }
+}
+
+/// `arbiter-server <command>`: work on the state, offline.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Writes the state held by the store (--store, --data-dir or --etcd-*) to a file: a
+    /// versioned, checksummed JSON document. Run it with the server stopped (redb), or at any
+    /// time (etcd: it reads one consistent revision).
+    Export {
+        /// The file to write ("-": standard output).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Replaces the state of the store (--store, --data-dir or --etcd-*) with a file written
+    /// by `export`. Refuses a store that holds anything unless --force, and (etcd) while an
+    /// arbiter instance leads.
+    Import {
+        /// The file to read.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Overwrite a store that is not empty.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
 /// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -111,6 +186,20 @@ fn duration(s: &str) -> Result<Duration, String> {
     at_most_longest(d)
 }
 
+fn lease(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 5s, 10s, 30s)"))?;
+    if d < Duration::from_secs(2) {
+        return Err("must be at least 2s (etcd's shortest lease)".into());
+    }
+    if d.subsec_nanos() != 0 {
+        return Err("must be whole seconds (etcd leases count seconds)".into());
+    }
+    if d > Duration::from_secs(3600) {
+        return Err("must be at most 1h".into());
+    }
+    Ok(d)
+}
+
 fn at_most_longest(d: Duration) -> Result<Duration, String> {
     if d > LONGEST {
         return Err("must be at most 100y".into());
@@ -132,6 +221,22 @@ mod tests {
         assert_eq!(c.ring_settle_time, Duration::from_secs(120));
         assert_eq!(c.settle_time, Duration::ZERO);
         assert!(!c.accept_store_loss);
+        assert_eq!(c.store, StoreKind::Redb);
+        assert_eq!(c.etcd_prefix, "/arbiter/default");
+        assert_eq!(c.leader_lease, Duration::from_secs(10));
+        let c = Config::try_parse_from([
+            "arbiter-server",
+            "--store",
+            "etcd",
+            "--etcd-endpoints",
+            "http://a:2379,http://b:2379",
+            "export",
+            "--out",
+            "-",
+        ])
+        .expect("a command needs no inventory");
+        assert_eq!(c.etcd_endpoints.len(), 2);
+        assert!(matches!(c.command, Some(Command::Export { .. })));
         let c = Config::try_parse_from([
             "arbiter-server",
             "--inventory",
@@ -161,7 +266,18 @@ mod tests {
             let args = ["arbiter-server", "--inventory", "x.toml", bad[0], bad[1]];
             assert!(Config::try_parse_from(args).is_err(), "{bad:?}");
         }
+        for bad in [
+            ["--store", "sqlite"],
+            ["--leader-lease", "1s"],
+            ["--leader-lease", "2500ms"],
+            ["--leader-lease", "2h"],
+        ] {
+            let args = ["arbiter-server", "--inventory", "x.toml", bad[0], bad[1]];
+            assert!(Config::try_parse_from(args).is_err(), "{bad:?}");
+        }
         for good in [
+            ["--store", "etcd"],
+            ["--leader-lease", "3s"],
             ["--max-lock-duration", "100y"],
             ["--ring-settle-time", "0s"],
         ] {

@@ -15,6 +15,7 @@
 //! - [`config`], [`app`]: the command line and the wiring the binary runs.
 
 pub mod app;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod identity;

@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 use arbiter_server::app::{self, AppError};
-use arbiter_server::config::{Config, LogFormat};
+use arbiter_server::config::{Command, Config, LogFormat};
 use arbiter_server::identity::auth_file;
 use clap::Parser;
 use std::io::BufRead;
@@ -37,6 +37,23 @@ fn main() -> ExitCode {
         let _entered = runtime.enter();
         shutdown_signal()
     };
+    if let Some(command) = config.command.clone() {
+        let done = runtime.block_on(async {
+            match command {
+                Command::Export { out } => app::transfer::export(&config, &out).await,
+                Command::Import { input, force } => {
+                    app::transfer::import(&config, &input, force).await
+                }
+            }
+        });
+        return match done {
+            Ok(summary) => {
+                eprintln!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => report(&e),
+        };
+    }
     match runtime.block_on(app::run(config, app::announce, shutdown)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(&e),

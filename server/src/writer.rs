@@ -39,8 +39,8 @@ pub enum WriterError {
     /// The queue is full.
     #[error("the arbiter is overloaded: {QUEUE_CAPACITY} requests are queued")]
     Overloaded,
-    /// The writer has stopped (shutdown, or a store it could not recover).
-    #[error("the arbiter is shutting down")]
+    /// The writer has stopped (shutdown, a lost leadership, or a store it could not recover).
+    #[error("the arbiter stopped deciding (shutting down, or no longer the leader); retry")]
     Stopped,
     /// The store refused the batch; nothing of it was applied.
     #[error("the store failed to commit: {0}")]

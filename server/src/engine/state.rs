@@ -106,6 +106,9 @@ pub struct State {
     pub(crate) heartbeat_due: BTreeSet<(Timestamp, NodeId)>,
     /// Whether monitored nodes restored from the store got their first timeout.
     pub(crate) liveness_armed: bool,
+    /// Soft state: the retry hint of each task's last check that granted nothing, so that a
+    /// task read later (a watch update, Get) still carries it while nothing is performed.
+    pub(crate) retry_hints: HashMap<String, Timestamp>,
 }
 
 impl State {
@@ -135,6 +138,7 @@ impl State {
             last_seen: HashMap::new(),
             heartbeat_due: BTreeSet::new(),
             liveness_armed: false,
+            retry_hints: HashMap::new(),
         };
         for (id, rt) in snapshot.nodes {
             if state.cluster.node(id).is_some() {
@@ -187,7 +191,26 @@ impl State {
 
     /// One task, as clients see it.
     pub fn task(&self, uid: &str) -> Option<TaskView> {
-        self.tasks.get(uid).map(|t| self.view(t, None))
+        self.tasks.get(uid).map(|t| self.view(t, self.retry_hint(t)))
+    }
+
+    /// A task's retry hint, while none of its actions is performed (the proto's rule).
+    fn retry_hint(&self, task: &Task) -> Option<Timestamp> {
+        if task.actions().any(|a| matches!(a.status, ActionStatus::Performed { .. })) {
+            return None;
+        }
+        self.retry_hints.get(&task.uid).copied()
+    }
+
+    fn set_retry_hint(&mut self, uid: &str, retry: Option<Timestamp>) {
+        match retry {
+            Some(t) => {
+                self.retry_hints.insert(uid.to_owned(), t);
+            }
+            None => {
+                self.retry_hints.remove(uid);
+            }
+        }
     }
 
     /// The owner of a task, without building its view.
@@ -382,6 +405,7 @@ impl State {
         let retry = self.apply_verdict(&mut task, verdict, now);
         self.index_pending(&task, true);
         let view = self.view(&task, retry);
+        self.set_retry_hint(&task.uid, retry);
         changes.push(Change::PutTask(task.clone()));
         changes.push(Change::PutCounters(self.counters));
         self.tasks.insert(task.uid.clone(), task);
@@ -426,6 +450,9 @@ impl State {
             self.index_pending(&task, true);
         }
         let view = self.view(&task, retry);
+        if task.has_pending() {
+            self.set_retry_hint(&task.uid, retry);
+        }
         let changes = if task == before {
             Vec::new()
         } else {
@@ -751,6 +778,7 @@ impl State {
     fn store_or_delete(&mut self, mut task: Task, changes: &mut Vec<Change>) {
         task.groups.retain(|g| !g.actions.is_empty());
         if task.groups.is_empty() {
+            self.retry_hints.remove(&task.uid);
             changes.push(Change::DeleteTask(task.uid));
         } else {
             self.index_pending(&task, true);

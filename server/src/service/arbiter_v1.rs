@@ -13,11 +13,12 @@ use super::error::ServiceError;
 use super::{Context, decode, encode};
 use crate::engine::state::MAX_NAME_LEN;
 use crate::engine::{EngineError, Heartbeat, NodeState as EngineNodeState};
-use crate::identity::{AuthError, Caller, Role};
+use crate::cluster::Role;
+use crate::identity::{AuthError, Caller, Role as UserRole};
 use crate::watches::TaskUpdate;
 use arbiter_proto::arbiter::v1::arbiter_service_server::ArbiterService;
 use arbiter_proto::arbiter::v1::{
-    HeartbeatRequest, HeartbeatResponse, ListNodesRequest, ListNodesResponse, NodeState,
+    HeartbeatRequest, HeartbeatResponse, InstanceStatus, ListInstancesRequest, ListInstancesResponse, ListNodesRequest, ListNodesResponse, NodeState,
     NodeStatus, ReloadInventoryRequest, ReloadInventoryResponse, SetNodeStateRequest,
     SetNodeStateResponse, WatchMaintenanceTaskRequest, WatchMaintenanceTaskResponse,
 };
@@ -194,13 +195,64 @@ impl ArbiterService for ArbiterApi {
         Ok(Response::new(ListNodesResponse { nodes }))
     }
 
+    async fn list_instances(
+        &self,
+        request: Request<ListInstancesRequest>,
+    ) -> Result<Response<ListInstancesResponse>, Status> {
+        let audit = Audit::of("ListInstances", &request);
+        self.caller(&audit, request.metadata())?;
+        let membership = &self.ctx.membership;
+        let me = membership.me();
+        let role = membership.role();
+        let (leader_id, leader_epoch) = match &role {
+            Role::Leader { epoch, .. } => (me.id.clone(), *epoch),
+            Role::Follower { leader: Some(p) } => (p.id.clone(), p.epoch),
+            _ => (String::new(), 0),
+        };
+        let ms = |ms: u64| encode::timestamp(crate::engine::Timestamp(ms));
+        let instances = match &self.ctx.registry {
+            None => vec![InstanceStatus {
+                id: me.id.clone(),
+                address: me.address.clone(),
+                role: role.name().to_owned(),
+                leader_epoch,
+                last_renewal: None,
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                started: None,
+                answered: true,
+            }],
+            Some(registry) => registry
+                .list()
+                .await
+                .map_err(Status::unavailable)?
+                .into_iter()
+                .map(|r| InstanceStatus {
+                    answered: r.id == me.id,
+                    id: r.id,
+                    address: r.address,
+                    role: r.role,
+                    leader_epoch: r.leader_epoch,
+                    last_renewal: Some(ms(r.renewed_ms)),
+                    version: r.version,
+                    started: Some(ms(r.started_ms)),
+                })
+                .collect(),
+        };
+        Ok(Response::new(ListInstancesResponse {
+            instances,
+            store: if self.ctx.registry.is_some() { "etcd" } else { "redb" }.to_owned(),
+            leader_id,
+            leader_epoch,
+        }))
+    }
+
     async fn reload_inventory(
         &self,
         request: Request<ReloadInventoryRequest>,
     ) -> Result<Response<ReloadInventoryResponse>, Status> {
         let audit = Audit::of("ReloadInventory", &request);
         let caller = self.caller(&audit, request.metadata())?;
-        if caller.role != Role::Admin {
+        if caller.role != UserRole::Admin {
             let e = AuthError::Forbidden {
                 user: caller.user.clone(),
                 role: caller.role,
@@ -247,7 +299,8 @@ impl ArbiterService for ArbiterApi {
         };
         let sub = self
             .ctx
-            .writer
+            .writer()
+            .map_err(|e| e.to_grpc())?
             .watch(uid.clone(), drives)
             .await
             .map_err(|e| ServiceError::from(e).to_grpc())?

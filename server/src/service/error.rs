@@ -26,6 +26,10 @@ pub enum ServiceError {
     /// The single writer could not take or persist the request.
     #[error(transparent)]
     Writer(#[from] WriterError),
+    /// This instance does not decide now (high availability: no leader known, or a call that
+    /// reached it although another instance leads).
+    #[error(transparent)]
+    NotLeader(#[from] crate::cluster::NotLeader),
 }
 
 impl ServiceError {
@@ -42,9 +46,8 @@ impl ServiceError {
             ServiceError::Overloaded(_) => StatusCode::Overloaded,
             ServiceError::Writer(WriterError::Overloaded) => StatusCode::Overloaded,
             // Nothing of the request was applied, so a retry is safe: clients retry UNAVAILABLE.
-            ServiceError::Writer(WriterError::Stopped | WriterError::Store(_)) => {
-                StatusCode::Unavailable
-            }
+            ServiceError::Writer(WriterError::Stopped | WriterError::Store(_))
+            | ServiceError::NotLeader(_) => StatusCode::Unavailable,
         }
     }
 

@@ -22,6 +22,8 @@ use crate::engine::reload::Reloaded;
 use crate::engine::{Outcome, State, Timestamp};
 use crate::identity::Identity;
 use crate::inventory_file::InventoryFile;
+use crate::cluster::Membership;
+use crate::cluster::instances::Registry;
 use crate::writer::Writer;
 use audit::{Audit, Initiator};
 use decode::RequestLimits;
@@ -31,8 +33,10 @@ use std::sync::Arc;
 /// What every service shares.
 #[derive(Debug, Clone)]
 pub struct Context {
-    /// The single writer that owns the engine.
-    pub writer: Writer,
+    /// This instance's role, and the single writer that owns the engine while it leads.
+    pub membership: Membership,
+    /// The instances serving this cluster (high availability on etcd only).
+    pub registry: Option<Registry>,
     /// Callers and their roles.
     pub identity: Arc<Identity>,
     /// Request limits beyond the engine's.
@@ -51,7 +55,7 @@ impl Context {
         T: Send + 'static,
         F: FnOnce(&mut State, Timestamp) -> Result<Outcome<T>, ServiceError> + Send + 'static,
     {
-        self.writer
+        self.writer()?
             .apply(move |state, now| match f(state, now) {
                 Ok(o) => (Ok((o.value, now)), o.changes),
                 Err(e) => (Err(e), Vec::new()),
@@ -76,14 +80,32 @@ impl Context {
 
     async fn load_and_swap(&self) -> Result<Reloaded, ServiceError> {
         let file = self.inventory.clone();
-        let cluster = tokio::task::spawn_blocking(move || file.load())
+        // Only the leader reloads (a follower relays the call): fail early, before reading.
+        self.writer()?;
+        let (cluster, digest) = tokio::task::spawn_blocking(move || file.load_with_digest())
             .await
             .map_err(|e| ServiceError::BadRequest(format!("reload failed: {e}")))?
             .map_err(|e| ServiceError::BadRequest(format!("inventory reload refused: {e}")))?;
+        let nodes = cluster.node_count();
         let (r, _) = self
             .command(move |s, _| Ok(s.reload(Arc::new(cluster))?))
             .await?;
+        if let Some(registry) = &self.registry
+            && let crate::cluster::Role::Leader { epoch, .. } = self.membership.role()
+        {
+            // Every instance must decide on this inventory from now on: an instance whose file
+            // differs refuses to lead.
+            registry
+                .record_inventory(epoch, &digest, nodes, &self.membership.me().id)
+                .await
+                .map_err(|e| ServiceError::Writer(crate::writer::WriterError::Store(e)))?;
+        }
         Ok(r)
+    }
+
+    /// The writer, while this instance leads.
+    pub fn writer(&self) -> Result<Writer, ServiceError> {
+        Ok(self.membership.writer()?)
     }
 
     /// Runs a query; it sees every change answered before it.
@@ -92,6 +114,6 @@ impl Context {
         T: Send + 'static,
         F: FnOnce(&State, Timestamp) -> Result<T, ServiceError> + Send + 'static,
     {
-        self.writer.read(f).await?
+        self.writer()?.read(f).await?
     }
 }

@@ -19,6 +19,7 @@
 //! business, so the [`Store`] trait stays narrow.
 
 mod contain;
+pub mod etcd;
 mod memory;
 mod redb_store;
 mod seal;
@@ -44,6 +45,14 @@ pub enum StoreError {
         /// What was wrong.
         reason: String,
     },
+    /// This instance is no longer the leader: another one holds the leader key, or ours is
+    /// gone. Nothing was committed, and nothing more will be from this handle.
+    #[error("deposed: {0}")]
+    Deposed(String),
+    /// The store could not be reached (every endpoint failed); retryable. For a commit, the
+    /// outcome is unknown unless the text says otherwise: it is never reported as a success.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
     /// The data on disk is not what this store last committed; starting on it would forget or
     /// roll back decisions that were already answered.
     #[error("{}: {problem}", path.display())]

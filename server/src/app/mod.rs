@@ -1,7 +1,12 @@
 //! Wiring: load the inventory and the auth file, restore the state from the store, start the
 //! writer, serve every gRPC service, and shut down gracefully.
 
-use crate::config::Config;
+pub mod ha;
+pub mod transfer;
+
+use crate::cluster::forward::ForwardLayer;
+use crate::cluster::{Membership, Peer, Role};
+use crate::config::{Config, StoreKind};
 use crate::engine::{HealthConfig, State};
 use crate::identity::sessions::Sessions;
 use crate::identity::{Identity, auth_file};
@@ -127,6 +132,11 @@ pub fn load_identity(config: &Config) -> Result<Identity, AppError> {
         ),
         source,
     })?;
+    identity_with(config, sessions)
+}
+
+/// Loads the auth file (or open mode without one), with `sessions` for login tokens.
+pub fn identity_with(config: &Config, sessions: Sessions) -> Result<Identity, AppError> {
     let Some(path) = &config.auth else {
         return Ok(Identity::open(sessions));
     };
@@ -181,58 +191,19 @@ fn accepting(e: &StoreError) -> &'static str {
     }
 }
 
-/// Runs the server until `shutdown` resolves. `on_listening` learns the bound address (the
-/// binary prints it, so that a caller who asked for port 0 learns the port). After `shutdown`,
-/// calls in flight get `--shutdown-grace` to finish; then the writer stops regardless of
-/// connections that are still open.
+/// Runs the server until `shutdown` resolves: on one redb file (`--store redb`, a single
+/// instance that always leads) or as one instance of several on etcd (`--store etcd`).
 pub async fn run(
     config: Config,
     on_listening: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
     let inventory = Arc::new(inventory_file(&config)?);
-    let cluster = Arc::new(inventory.load()?);
-    let recovery = if config.accept_store_loss {
-        Recovery::AcceptLoss
-    } else {
-        Recovery::Refuse
-    };
-    let store = open_store(&config.data_dir, recovery)?;
-    let identity = Arc::new(load_identity(&config)?);
-    let snapshot = store
-        .load()
-        .map_err(|source| store_error(&config.data_dir, source))?;
-    let stranded = State::stranded_locks(&cluster, &snapshot);
-    if !stranded.is_empty() {
-        return Err(AppError::Inventory {
-            path: inventory.path.clone(),
-            message: format!(
-                "the store in {} holds live locks that this inventory would lose or change: {}; \
-                 start with the old inventory and complete or drop those tasks first",
-                config.data_dir.display(),
-                stranded.join(", ")
-            ),
-        });
-    }
-    let mut state = State::restore(cluster.clone(), snapshot);
-    state.set_health(HealthConfig {
+    let health = HealthConfig {
         heartbeat_timeout: config.heartbeat_timeout,
         settle: config.settle_time,
         ring_settle: config.ring_settle_time,
-    });
-    tracing::info!(
-        nodes = cluster.node_count(),
-        tasks = state.task_uids(None).len(),
-        locks = state.lock_count(),
-        auth = identity.is_enforcing(),
-        "state restored"
-    );
-    let (writer, writer_thread) =
-        Writer::start(state, Box::new(store)).map_err(|source| AppError::Io {
-            what: "cannot start the writer thread".into(),
-            source,
-        })?;
-
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| AppError::Io {
@@ -243,10 +214,41 @@ pub async fn run(
         what: "cannot read the bound address".into(),
         source,
     })?;
+    let advertise = config.advertise.clone().unwrap_or_else(|| addr.to_string());
+    let me = Peer {
+        id: config.instance_id.clone().unwrap_or_else(|| advertise.clone()),
+        address: advertise,
+        epoch: 0,
+    };
+    // The campaign stops after the last call was answered (or the grace ran out).
+    let (leave_tx, leave_rx) = tokio::sync::watch::channel(false);
+    let (membership, registry, identity, writer_thread, campaign) = match config.store {
+        StoreKind::Redb => {
+            let (writer, thread, identity) = start_solo(&config, &inventory, health)?;
+            (Membership::solo(writer, me), None, identity, Some(thread), None)
+        }
+        StoreKind::Etcd => {
+            let (etcd, keys) = ha::connect(&config).await?;
+            let member =
+                ha::join(&config, etcd, keys, inventory.clone(), me, health, leave_rx).await?;
+            let identity = Arc::new(identity_with(&config, member.sessions)?);
+            tracing::info!(instance = %member.membership.me().id,
+                address = %member.membership.me().address, prefix = %config.etcd_prefix,
+                auth = identity.is_enforcing(), "joined the cluster on etcd");
+            (
+                member.membership,
+                Some(member.registry),
+                identity,
+                None,
+                Some(member.campaign),
+            )
+        }
+    };
 
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
     let ctx = Context {
-        writer,
+        membership: membership.clone(),
+        registry,
         identity,
         limits: RequestLimits {
             max_lock_duration: config.max_lock_duration,
@@ -256,11 +258,7 @@ pub async fn run(
     };
     let extras = YdbExtras::new(ctx.clone());
     let (health, health_service) = tonic_health::server::health_reporter();
-    for name in SERVICES {
-        health
-            .set_service_status(name, ServingStatus::Serving)
-            .await;
-    }
+    let reporter = tokio::spawn(report_health(health.clone(), membership.clone()));
     let reflection = |e: tonic_reflection::server::Error| AppError::Io {
         what: "cannot build the reflection service".into(),
         source: std::io::Error::other(e.to_string()),
@@ -276,6 +274,8 @@ pub async fn run(
     let reflection_v1alpha = descriptors().build_v1alpha().map_err(reflection)?;
 
     let router = tonic::transport::Server::builder()
+        // A follower relays what it cannot decide to the leader.
+        .layer(ForwardLayer::new(membership.clone(), LEADER_WAIT))
         .add_service(
             MaintenanceServiceServer::new(Maintenance::new(ctx.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
@@ -295,8 +295,6 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
-    // Shutdown must not wait for handles that stalled connections may keep alive.
-    let stopper = ctx.writer.clone();
     // Installed before the address is announced, so an early SIGHUP reloads instead of killing.
     let reloader = tokio::spawn(reload_on_sighup(ctx.clone(), hangup_signal()));
     drop(ctx);
@@ -308,9 +306,10 @@ pub async fn run(
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: health NOT_SERVING, finishing in-flight calls");
-        for name in SERVICES {
+        reporter.abort();
+        for name in SERVICES.iter().chain([&LEADER_SERVICE]) {
             health
-                .set_service_status(name, ServingStatus::NotServing)
+                .set_service_status(*name, ServingStatus::NotServing)
                 .await;
         }
         // Watch streams end now, so that they do not hold the shutdown up.
@@ -331,12 +330,20 @@ pub async fn run(
         let _ = stop_rx.await;
         tokio::time::sleep(shutdown_grace).await;
     };
-    // A writer that ends on its own (a panic, or a store it could not reload after a failed
-    // commit) leaves a server that can only answer UNAVAILABLE: exit instead, so that a
-    // supervisor restarts it and clients fail over.
-    let mut writer_done = tokio::task::spawn_blocking(move || writer_thread.join());
+    // A single instance's writer that ends on its own (a panic, or a store it could not reload
+    // after a failed commit) leaves a server that can only answer UNAVAILABLE: exit instead, so
+    // that a supervisor restarts it and clients fail over. On etcd the campaign handles it.
+    let mut writer_done = writer_thread.map(|t| tokio::task::spawn_blocking(move || t.join()));
+    let writer_stopped = async {
+        match writer_done.as_mut() {
+            Some(handle) => {
+                let _ = handle.await;
+            }
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
-        _ = &mut writer_done => {
+        () = writer_stopped => {
             tracing::error!("the writer stopped unexpectedly; exiting");
             return Err(AppError::Io {
                 what: "the writer thread stopped (see the log above)".into(),
@@ -352,12 +359,120 @@ pub async fn run(
         ),
     }
     // The writer finishes the batch it is running (committed and answered) and stops; anything
-    // still queued is answered UNAVAILABLE, which clients retry.
+    // still queued is answered UNAVAILABLE, which clients retry. A leader on etcd then hands
+    // its key over at once.
     reloader.abort();
-    stopper.stop();
-    writer_done.await.ok();
+    membership.stop_writer();
+    let _ = leave_tx.send(true);
+    if let Some(c) = campaign {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), c).await;
+    }
+    if let Some(handle) = writer_done {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), handle).await;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A single instance on redb: the store opened, the state restored, the writer started.
+fn start_solo(
+    config: &Config,
+    inventory: &InventoryFile,
+    health: HealthConfig,
+) -> Result<(Writer, std::thread::JoinHandle<()>, Arc<Identity>), AppError> {
+    let cluster = Arc::new(inventory.load()?);
+    let recovery = if config.accept_store_loss {
+        Recovery::AcceptLoss
+    } else {
+        Recovery::Refuse
+    };
+    let store = open_store(&config.data_dir, recovery)?;
+    let identity = Arc::new(load_identity(config)?);
+    let snapshot = store
+        .load()
+        .map_err(|source| store_error(&config.data_dir, source))?;
+    let stranded = State::stranded_locks(&cluster, &snapshot);
+    if !stranded.is_empty() {
+        return Err(AppError::Inventory {
+            path: inventory.path.clone(),
+            message: format!(
+                "the store in {} holds live locks that this inventory would lose or change: {}; \
+                 start with the old inventory and complete or drop those tasks first",
+                config.data_dir.display(),
+                stranded.join(", ")
+            ),
+        });
+    }
+    let mut state = State::restore(cluster.clone(), snapshot);
+    state.set_health(health);
+    tracing::info!(
+        nodes = cluster.node_count(),
+        tasks = state.task_uids(None).len(),
+        locks = state.lock_count(),
+        auth = identity.is_enforcing(),
+        "state restored"
+    );
+    let (writer, thread) =
+        Writer::start(state, Box::new(store)).map_err(|source| AppError::Io {
+            what: "cannot start the writer thread".into(),
+            source,
+        })?;
+    Ok((writer, thread, identity))
+}
+
+/// How long a call on a follower waits for a leader to be known before it is refused.
+pub const LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The health service name that is SERVING only on the leader, for load balancers that want
+/// to reach it directly.
+pub const LEADER_SERVICE: &str = "arbiter.v1.Leader";
+
+/// Keeps the health service in step with the role: every service is SERVING on an instance
+/// that can serve (the leader, or a follower that knows the leader), and
+/// [`LEADER_SERVICE`] only on the leader.
+async fn report_health(health: tonic_health::server::HealthReporter, membership: Membership) {
+    let mut changes = membership.changes();
+    loop {
+        let role = changes.borrow_and_update().clone();
+        let now = std::time::Instant::now();
+        let (serving, leading) = match &role {
+            Role::Leader { .. } => (role.leads_at(now), role.leads_at(now)),
+            Role::Follower { leader } => (leader.is_some(), false),
+            Role::Starting => (false, false),
+        };
+        let status = |on: bool| {
+            if on {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            }
+        };
+        for name in SERVICES {
+            health.set_service_status(name, status(serving)).await;
+        }
+        health
+            .set_service_status(LEADER_SERVICE, status(leading))
+            .await;
+        // A leader whose lease runs out without a renewal stops serving then, even before the
+        // campaign notices.
+        let expiry = match role {
+            Role::Leader {
+                valid_until: Some(t),
+                ..
+            } if t > now => Some(t),
+            _ => None,
+        };
+        let changed = match expiry {
+            Some(t) => tokio::select! {
+                c = changes.changed() => c,
+                () = tokio::time::sleep_until(t.into()) => Ok(()),
+            },
+            None => changes.changed().await,
+        };
+        if changed.is_err() {
+            return;
+        }
+    }
 }
 
 /// Every service the health service reports on ("" is the server as a whole).
