@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script).
 # Installs what the tests need (the Python venv with the YDB SDK, grpcio and grpcurl, pinned in
-# tests/python/requirements.txt), checks formatting and lints, builds the server binary, then runs
-# every Rust test and the Python end-to-end suite against the real binary.
+# tests/python/requirements.txt; Debian's etcd-server, pinned by version), checks formatting and
+# lints, builds the server binary, then runs every Rust test and the Python end-to-end suite
+# against the real binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "==> Python environment (tests/python/requirements.txt)"
 venv="$(bash scripts/python-env.sh)"
+
+echo "==> etcd (Debian's etcd-server ${ETCD_VERSION:=3.4.23}, for the high-availability tests)"
+bash scripts/etcd-env.sh "$ETCD_VERSION"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
