@@ -162,6 +162,17 @@ impl Client {
         Ok(r.into_inner().nodes)
     }
 
+    /// Every arbiter-server instance serving this cluster (answered by the one called).
+    pub async fn list_instances(
+        &self,
+    ) -> Result<arbiter_proto::arbiter::v1::ListInstancesResponse, ClientError> {
+        let r = self
+            .arbiter()
+            .list_instances(self.request(arbiter_proto::arbiter::v1::ListInstancesRequest {}))
+            .await?;
+        Ok(r.into_inner())
+    }
+
     /// Creates a task (or checks it, with `dry_run`).
     pub async fn create_task(
         &self,

@@ -4,7 +4,7 @@
 use crate::Ctx;
 use crate::cli::Format;
 use crate::error::Failure;
-use crate::output::{emit, emit_json, fields, yes_no};
+use crate::output::{self, Table, emit, emit_json, fields, yes_no};
 use serde_json::json;
 
 /// Makes the server re-read its inventory file and prints what changed in size.
@@ -50,6 +50,67 @@ pub(crate) async fn whoami(ctx: &Ctx) -> Result<(), Failure> {
             "groups": r.groups,
             "is_administration_allowed": r.is_administration_allowed,
             "is_monitoring_allowed": r.is_monitoring_allowed,
+        })),
+    }
+    Ok(())
+}
+
+/// `arbiter instances`: the instances as the called one sees them.
+pub(crate) async fn instances(ctx: &Ctx) -> Result<(), Failure> {
+    let r = ctx.client.list_instances().await?;
+    let now = std::time::SystemTime::now();
+    match ctx.format {
+        Format::Table => {
+            let mut table =
+                Table::new(&["ID", "ADDRESS", "ROLE", "EPOCH", "RENEWED", "VERSION", ""]);
+            for i in &r.instances {
+                table.row(vec![
+                    i.id.clone(),
+                    i.address.clone(),
+                    i.role.clone(),
+                    if i.leader_epoch == 0 {
+                        "-".to_owned()
+                    } else {
+                        i.leader_epoch.to_string()
+                    },
+                    if i.last_renewal.is_some() {
+                        output::age(i.last_renewal.as_ref(), now)
+                    } else {
+                        "-".to_owned()
+                    },
+                    i.version.clone(),
+                    if i.answered {
+                        "(answered)".to_owned()
+                    } else {
+                        String::new()
+                    },
+                ]);
+            }
+            let leader = if r.leader_id.is_empty() {
+                "none known".to_owned()
+            } else {
+                format!("{} (epoch {})", r.leader_id, r.leader_epoch)
+            };
+            emit(&format!(
+                "store {}, leader {leader}\n{}",
+                r.store,
+                table.render()
+            ));
+        }
+        Format::Json => emit_json(&json!({
+            "store": r.store,
+            "leader_id": if r.leader_id.is_empty() { serde_json::Value::Null } else { json!(r.leader_id) },
+            "leader_epoch": r.leader_epoch,
+            "instances": r.instances.iter().map(|i| json!({
+                "id": i.id,
+                "address": i.address,
+                "role": i.role,
+                "leader_epoch": i.leader_epoch,
+                "last_renewal": output::rfc3339_json(i.last_renewal.as_ref()),
+                "started": output::rfc3339_json(i.started.as_ref()),
+                "version": i.version,
+                "answered": i.answered,
+            })).collect::<Vec<_>>(),
         })),
     }
     Ok(())

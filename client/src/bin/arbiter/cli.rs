@@ -103,6 +103,9 @@ pub(crate) enum Command {
     Inventory(InventoryCommand),
     /// Who the server thinks you are.
     Whoami,
+    /// Every arbiter-server instance serving this cluster: id, address, role, the leader's
+    /// epoch, last renewal, version (one line for a single instance on redb).
+    Instances,
     /// Restart nodes one batch at a time, each only when the arbiter grants its lock.
     RollingRestart(RollingArgs),
 }

@@ -126,6 +126,7 @@ async fn run(cli: Cli, password: Option<String>) -> Result<(), Failure> {
         Command::Task(c) => task::run(&ctx, &c).await,
         Command::Inventory(InventoryCommand::Reload) => admin::reload_inventory(&ctx).await,
         Command::Whoami => admin::whoami(&ctx).await,
+        Command::Instances => admin::instances(&ctx).await,
         Command::RollingRestart(args) => arbiter_client::rolling::run(ctx.client, args)
             .await
             .map_err(|e| Failure(format!("rolling restart stopped: {e}"))),
