@@ -3,14 +3,18 @@
 //!
 //! `protox` (a protobuf compiler written in Rust) parses the files into a
 //! `FileDescriptorSet`, which `tonic-prost-build` turns into one `<package>.rs` file per
-//! protobuf package (`etcdserverpb.rs`, `mvccpb.rs`) in `OUT_DIR`. Clients only, with
+//! protobuf package (`etcdserverpb.rs`, `mvccpb.rs`, `v3lockpb.rs`) in `OUT_DIR`. Clients only, with
 //! prost's default codec.
 
 use std::error::Error;
 use std::path::PathBuf;
 
 /// The `.proto` files, relative to `proto/` (which is also the include path).
-const FILES: &[&str] = &["etcdserverpb/rpc.proto", "mvccpb/kv.proto"];
+const FILES: &[&str] = &[
+    "etcdserverpb/rpc.proto",
+    "mvccpb/kv.proto",
+    "v3lockpb/v3lock.proto",
+];
 
 fn main() -> Result<(), Box<dyn Error>> {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);

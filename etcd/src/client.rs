@@ -15,6 +15,7 @@ use crate::error::{EtcdError, Failure, classify};
 use crate::options::{EtcdOptions, MIN_KEEPALIVE_INTERVAL};
 use crate::pb::etcdserverpb::kv_client::KvClient;
 use crate::pb::etcdserverpb::lease_client::LeaseClient;
+use crate::pb::v3lockpb::lock_client::LockClient;
 
 /// How long an endpoint that failed is passed over when choosing the next one (unless every
 /// other endpoint failed too).
@@ -90,6 +91,10 @@ impl Attempt {
 
     pub(crate) fn lease(&self) -> LeaseClient<Channel> {
         LeaseClient::new(self.channel.clone()).max_decoding_message_size(self.max_response_bytes)
+    }
+
+    pub(crate) fn lock(&self) -> LockClient<Channel> {
+        LockClient::new(self.channel.clone()).max_decoding_message_size(self.max_response_bytes)
     }
 
     /// A unary request with this attempt's deadline.

@@ -1,4 +1,4 @@
-//! A small etcd v3 client for Arbiter: KV, Txn, Lease and Watch over tonic, with an
+//! A small etcd v3 client for Arbiter: KV, Txn, Lease, Watch (and Lock) over tonic, with an
 //! endpoint-failover retry policy, plus a harness that runs real `etcd` members for tests.
 //!
 //! # Wire types
@@ -50,6 +50,12 @@
 //!   failure is returned as [`EtcdError::Unknown`]: the outcome is unknown, and the caller must
 //!   read back to find out.
 //!
+//! # Lock
+//!
+//! [`Etcd::lock`] and [`Etcd::unlock`] call etcd's own lock service (`v3lockpb.Lock`, the
+//! server-side `concurrency.Mutex`), with a lease the caller granted. Arbiter itself does not
+//! use them; `arbiter-bench` measures them as the yardstick of a durable lock on etcd.
+//!
 //! # Watch
 //!
 //! [`Etcd::watch_prefix`] gives a [`Watcher`] that yields [`WatchBatch`]es in revision order,
@@ -68,11 +74,12 @@ mod client;
 mod error;
 mod kv;
 mod lease;
+mod lock;
 mod options;
 pub mod testing;
 mod watch;
 
-/// Generated wire types: etcd's `etcdserverpb` and `mvccpb` packages (our subset).
+/// Generated wire types: etcd's `etcdserverpb`, `mvccpb` and `v3lockpb` packages (our subset).
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
 pub mod pb {
     /// Package `etcdserverpb`: the KV, Watch and Lease services and their messages.
@@ -83,6 +90,10 @@ pub mod pb {
     pub mod mvccpb {
         tonic::include_proto!("mvccpb");
     }
+    /// Package `v3lockpb`: etcd's Lock service (server-side locks).
+    pub mod v3lockpb {
+        tonic::include_proto!("v3lockpb");
+    }
 }
 
 pub use client::Etcd;
@@ -92,6 +103,7 @@ pub use kv::{
     op_delete_prefix, op_get, op_put, prefix_end,
 };
 pub use lease::LeaseId;
+pub use lock::LockKey;
 pub use options::EtcdOptions;
 pub use pb::etcdserverpb::compare::CompareResult;
 pub use pb::etcdserverpb::{Compare, RequestOp, ResponseOp, TxnRequest, TxnResponse};

@@ -14,7 +14,7 @@
 //! The binary is `$ETCD_BIN`, or `etcd` on `PATH` (Debian: `apt-get install etcd-server`).
 //! Each member gets free loopback ports (found by binding port 0 and releasing it; the whole
 //! start is retried once should another process take one meanwhile), its own data directory
-//! under one temporary directory, `--unsafe-no-fsync`, and a log file
+//! under one temporary directory, `--unsafe-no-fsync` (unless [`Setup::fsync`]), and a log file
 //! (`<dir>/<name>.log`, quoted in panic messages). Every wait is bounded and polls, and every
 //! member is killed when the cluster is dropped.
 //!
@@ -46,6 +46,19 @@ pub struct EtcdCluster {
     binary: PathBuf,
     token: String,
     members: Vec<Member>,
+    fsync: bool,
+}
+
+/// How [`EtcdCluster::start_with`] runs its members; [`Default`] is what
+/// [`EtcdCluster::start`] does.
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    /// fsync etcd's write-ahead log and backend as in production. Default false:
+    /// `--unsafe-no-fsync`, which tests want (a benchmark of durable writes does not).
+    pub fsync: bool,
+    /// The directory the cluster's temporary directory is made in (e.g. `/dev/shm`).
+    /// Default: the system temp directory.
+    pub parent_dir: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -72,14 +85,22 @@ impl EtcdCluster {
     /// If the etcd binary is missing (the message says how to install it) or the cluster
     /// does not come up, twice.
     pub fn start(size: usize) -> EtcdCluster {
+        EtcdCluster::start_with(size, &Setup::default())
+    }
+
+    /// [`EtcdCluster::start`] with `setup`.
+    ///
+    /// # Panics
+    /// As [`EtcdCluster::start`].
+    pub fn start_with(size: usize, setup: &Setup) -> EtcdCluster {
         assert!(size > 0, "an etcd cluster needs at least one member");
         let binary = etcd_binary();
         blocking(|| {
-            match EtcdCluster::try_start(&binary, size) {
+            match EtcdCluster::try_start(&binary, size, setup) {
                 Ok(cluster) => cluster,
                 // Most likely a port was taken between choosing and binding it: once more,
                 // with new ports.
-                Err(first) => match EtcdCluster::try_start(&binary, size) {
+                Err(first) => match EtcdCluster::try_start(&binary, size, setup) {
                     Ok(cluster) => cluster,
                     Err(second) => panic!(
                         "etcd cluster of {size} did not start:\nfirst try: {first}\nsecond try: {second}"
@@ -89,9 +110,10 @@ impl EtcdCluster {
         })
     }
 
-    fn try_start(binary: &Path, size: usize) -> Result<EtcdCluster, String> {
+    fn try_start(binary: &Path, size: usize, setup: &Setup) -> Result<EtcdCluster, String> {
         let tag = format!("{:016x}", getrandom::u64().unwrap_or(0));
-        let root = std::env::temp_dir().join(format!("arbiter-etcd-{}-{tag}", std::process::id()));
+        let parent = setup.parent_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let root = parent.join(format!("arbiter-etcd-{}-{tag}", std::process::id()));
         fs::create_dir_all(&root).map_err(|e| format!("create {}: {e}", root.display()))?;
         let ports = free_ports(2 * size)?;
         let members = (0..size)
@@ -112,6 +134,7 @@ impl EtcdCluster {
             binary: binary.to_owned(),
             token: format!("arbiter-test-{tag}"),
             members,
+            fsync: setup.fsync,
         };
         // On error, dropping `cluster` kills what started and removes the directory.
         for i in 0..size {
@@ -173,6 +196,11 @@ impl EtcdCluster {
     /// A client of every member with `options`. Call inside a Tokio runtime.
     pub fn client_with(&self, options: EtcdOptions) -> Etcd {
         Etcd::connect(&self.endpoints(), options).expect("the harness's endpoints are valid")
+    }
+
+    /// Member `member`'s process id, while it runs.
+    pub fn pid(&self, member: usize) -> Option<u32> {
+        self.members[member].child.as_ref().map(Child::id)
     }
 
     /// Whether member `member`'s process is running (possibly stopped by SIGSTOP).
@@ -327,8 +355,11 @@ impl EtcdCluster {
             .arg("--initial-cluster-state")
             .arg("new")
             .arg("--initial-cluster-token")
-            .arg(&self.token)
-            .arg("--unsafe-no-fsync")
+            .arg(&self.token);
+        if !self.fsync {
+            command.arg("--unsafe-no-fsync");
+        }
+        command
             .arg("--heartbeat-interval")
             .arg("100")
             .arg("--election-timeout")

@@ -152,6 +152,62 @@ pub fn mismatch(theirs: &InventoryRecord, my_nodes: usize) -> String {
     )
 }
 
+/// Makes sure no live instance uses this `--instance-id`. A record with our own address is our
+/// previous run (we hold its port now): it is removed at once. Another address waits for that
+/// record's lease to run out, and is refused if it does not.
+async fn claim_instance_id(
+    etcd: &Etcd,
+    keys: &Keys,
+    me: &Peer,
+    lease: Duration,
+) -> Result<(), AppError> {
+    let deadline = tokio::time::Instant::now() + lease * 2 + Duration::from_secs(1);
+    let mut said = false;
+    loop {
+        let held = etcd.get(keys.instance(&me.id)).await.map_err(|e| AppError::Io {
+            what: "cannot read the instance registry in etcd".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let Some(kv) = held else {
+            return Ok(());
+        };
+        let record: Option<crate::cluster::instances::InstanceRecord> =
+            serde_json::from_slice(&kv.value).ok();
+        let address = record.map(|r| r.address).unwrap_or_default();
+        if address == me.address {
+            let _ = etcd
+                .txn(
+                    arbiter_etcd::TxnRequest {
+                        compare: vec![arbiter_etcd::cmp_mod_revision(
+                            keys.instance(&me.id),
+                            CompareResult::Equal,
+                            kv.mod_revision,
+                        )],
+                        success: vec![arbiter_etcd::op_delete(keys.instance(&me.id))],
+                        failure: Vec::new(),
+                    },
+                    true,
+                )
+                .await;
+            tracing::info!(instance = %me.id, "removed the registration of this instance's previous run");
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(AppError::Options(format!(
+                "--instance-id {} is already used by a live instance at {address}: give every \
+                 instance its own id",
+                me.id
+            )));
+        }
+        if !said {
+            tracing::warn!(instance = %me.id, other = %address,
+                "another instance is registered with this id; waiting for its lease to run out");
+            said = true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// The key that signs login tokens: created by the first instance, read by the others.
 pub async fn shared_sessions(etcd: &Etcd, keys: &Keys) -> Result<Sessions, AppError> {
     let mut fresh = [0u8; 32];
@@ -180,6 +236,7 @@ pub async fn join(
 ) -> Result<Member, AppError> {
     let (cluster, digest) = inventory.load_with_digest()?;
     agree_on_inventory(&etcd, &keys, &inventory, &digest, &cluster, &me.id).await?;
+    claim_instance_id(&etcd, &keys, &me, config.leader_lease).await?;
     let sessions = shared_sessions(&etcd, &keys).await?;
     let (membership, setter) = Membership::new(me.clone());
     let runtime = tokio::runtime::Handle::current();

@@ -200,9 +200,17 @@ impl Campaign {
         let mut leader: Peer = serde_json::from_slice(&kv.value)
             .map_err(|e| format!("the leader key holds no instance record: {e}"))?;
         leader.epoch = kv.create_revision;
-        if leader.id == self.me.id && kv.lease == lease.0 {
-            // An earlier copy of this Txn won.
-            return Ok(Round::Won(kv.create_revision, revision));
+        if leader.id == self.me.id {
+            if kv.lease == lease.0 {
+                // An earlier copy of this Txn won.
+                return Ok(Round::Won(kv.create_revision, revision));
+            }
+            // Our own key from a lease we lost (etcd was unreachable): never follow ourselves;
+            // drop it and campaign again.
+            self.resign(kv.create_revision).await;
+            return Err(String::from(
+                "found this instance's own leader key from an earlier lease; removed it",
+            ));
         }
         Ok(Round::Lost(leader, revision))
     }

@@ -1,9 +1,10 @@
 //! The machine the figures belong to, and where its CPU went during a phase.
 //!
 //! On a small machine the bench and the server share the cores, so a rate means little without
-//! knowing who was busy: the CPU time of the bench, of the spawned server and of the server's
-//! writer thread (`arbiter-writer`, the one thread that runs the engine and commits) over the
-//! measured window tells whether the ceiling is the CPU, the transport or the writer's fsyncs.
+//! knowing who was busy: the CPU time of the bench, of the spawned server, of the server's
+//! writer thread (`arbiter-writer`, the one thread that runs the engine and commits) and of the
+//! bench's etcd over the measured window tells whether the ceiling is the CPU, the transport or
+//! the writer's commits.
 //! Read from Linux's /proc; elsewhere the report just leaves it out.
 
 use std::path::Path;
@@ -45,22 +46,40 @@ pub(crate) struct CpuUse {
     pub(crate) server: Option<f64>,
     /// The server's writer thread alone.
     pub(crate) writer: Option<f64>,
+    /// The bench's etcd member (all its threads).
+    pub(crate) etcd: Option<f64>,
+}
+
+/// What a phase watches besides the bench itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Watched {
+    /// The spawned arbiter-server, while it runs.
+    pub(crate) server: Option<u32>,
+    /// The bench's etcd member.
+    pub(crate) etcd: Option<u32>,
+    /// Its client address (for its /metrics).
+    pub(crate) etcd_addr: Option<std::net::SocketAddr>,
 }
 
 impl CpuUse {
-    /// What neither the bench nor the spawned server used: other processes and the kernel's
-    /// own threads.
+    /// What neither the bench nor the processes it started (server, etcd) used: other
+    /// processes and the kernel's own threads. None when it started none (a server of its own
+    /// could not be told from the rest).
     pub(crate) fn rest(&self) -> Option<f64> {
-        Some((self.machine? - self.bench? - self.server?).max(0.0))
+        if self.server.is_none() && self.etcd.is_none() {
+            return None;
+        }
+        let ours = self.bench? + self.server.unwrap_or(0.0) + self.etcd.unwrap_or(0.0);
+        Some((self.machine? - ours).max(0.0))
     }
 
     /// Reads the CPU times at `start` and at `end`, and returns their difference.
-    pub(crate) async fn sample(server: Option<u32>, start: Instant, end: Instant) -> CpuUse {
+    pub(crate) async fn sample(pids: Watched, start: Instant, end: Instant) -> CpuUse {
         tokio::time::sleep_until(start.into()).await;
-        let before = Times::now(server);
+        let before = Times::now(pids);
         let t0 = Instant::now();
         tokio::time::sleep_until(end.into()).await;
-        let after = Times::now(server);
+        let after = Times::now(pids);
         let wall = t0.elapsed();
         let field = |t: &Times, f: fn(&Machine) -> u64| t.machine.as_ref().map(f);
         CpuUse {
@@ -74,6 +93,7 @@ impl CpuUse {
             bench: share(before.bench, after.bench, wall),
             server: share(before.server, after.server, wall),
             writer: share(before.writer, after.writer, wall),
+            etcd: share(before.etcd, after.etcd, wall),
         }
     }
 }
@@ -84,11 +104,12 @@ struct Times {
     bench: Option<u64>,
     server: Option<u64>,
     writer: Option<u64>,
+    etcd: Option<u64>,
 }
 
 impl Times {
-    fn now(server: Option<u32>) -> Times {
-        let proc_dir = server.map(|pid| format!("/proc/{pid}"));
+    fn now(pids: Watched) -> Times {
+        let proc_dir = pids.server.map(|pid| format!("/proc/{pid}"));
         Times {
             machine: std::fs::read_to_string("/proc/stat")
                 .ok()
@@ -98,6 +119,9 @@ impl Times {
                 .as_ref()
                 .and_then(|d| ticks(&Path::new(d).join("stat"))),
             writer: proc_dir.as_ref().and_then(|d| writer_ticks(Path::new(d))),
+            etcd: pids
+                .etcd
+                .and_then(|pid| ticks(Path::new(&format!("/proc/{pid}/stat")))),
         }
     }
 }
@@ -174,6 +198,29 @@ mod tests {
     fn the_machine_line_is_read() {
         let m = parse_machine("cpu  100 1 20 500 3 4 5 6 0 0\ncpu0 1 2 3\n").expect("parsed");
         assert_eq!((m.busy, m.irq, m.steal), (130, 9, 6));
+    }
+
+    #[test]
+    fn the_rest_leaves_out_what_the_bench_started() {
+        let cpu = CpuUse {
+            machine: Some(1.9),
+            bench: Some(0.6),
+            server: Some(0.5),
+            etcd: Some(0.4),
+            ..CpuUse::default()
+        };
+        assert!((cpu.rest().unwrap_or(-1.0) - 0.4).abs() < 1e-9);
+        let etcd_alone = CpuUse {
+            server: None,
+            ..cpu
+        };
+        assert!((etcd_alone.rest().unwrap_or(-1.0) - 0.9).abs() < 1e-9);
+        let external = CpuUse {
+            server: None,
+            etcd: None,
+            ..cpu
+        };
+        assert_eq!(external.rest(), None);
     }
 
     #[test]

@@ -1,139 +1,307 @@
 //! The printed report: what ran, on what machine, the rates and latencies per kind, the ratio
-//! against the health-check ceiling, where the CPU went, and every error.
+//! against the health-check ceiling (and, on etcd, against etcd's own lock+unlock), where the
+//! CPU went, a side-by-side table of the stores, and every error.
 
 use crate::cli::Args;
+use crate::etcd_metrics::EtcdLoad;
 use crate::machine::{self, CpuUse};
-use crate::spawn::Server;
 use crate::stats::{Kind, Phase, Samples, Summary};
 use std::time::Duration;
 
 /// The issue's aim: durable decisions at no less than a third of the health-check rate.
 const TARGET_RATIO: f64 = 1.0 / 3.0;
-/// Cores used by neither the bench nor the server above which the report warns: on a small
-/// machine a parallel build easily halves either rate.
+/// The HA issue's aim: at 16 and 64 clients, Arbiter's cycles on an etcd leader at least as
+/// many per second as etcd's own lock+unlock cycles on the same etcd.
+const ETCD_TARGET: f64 = 1.0;
+/// The least concurrency the etcd aim is stated for.
+const ETCD_TARGET_CLIENTS: u32 = 16;
+/// Cores used by neither the bench nor what it started above which the report warns: on a
+/// small machine a parallel build easily halves either rate.
 const DISTURBED: f64 = 0.1;
 
+/// One measured phase.
+pub(crate) struct Measured {
+    pub(crate) phase: Phase,
+    pub(crate) samples: Samples,
+    pub(crate) cpu: CpuUse,
+    /// What the bench's etcd did, when it has one.
+    pub(crate) etcd: Option<EtcdLoad>,
+}
+
+/// Everything measured against one server (and its etcd).
+pub(crate) struct Run {
+    /// "redb", "etcd", or "server" (one the bench did not start).
+    pub(crate) label: String,
+    /// What the server was.
+    pub(crate) server: String,
+    /// What the etcd was, if one was measured.
+    pub(crate) etcd: Option<String>,
+    pub(crate) phases: Vec<Measured>,
+    /// Something that went wrong after measuring (a failing exit of the server).
+    pub(crate) warning: Option<String>,
+}
+
+impl Run {
+    fn summary(&self, kind: Kind, length: Duration) -> Option<Summary> {
+        self.phases
+            .iter()
+            .find(|m| m.phase == kind.phase())
+            .map(|m| m.samples.summary(kind, length))
+    }
+
+    fn rate(&self, kind: Kind, length: Duration) -> Option<f64> {
+        self.summary(kind, length).map(|s| s.per_second)
+    }
+}
+
 /// Prints the report; true when no call failed.
-pub(crate) fn print(
-    args: &Args,
-    endpoint: &str,
-    server: Option<&Server>,
-    results: &[(Phase, Samples, CpuUse)],
-) -> bool {
-    let length = args.duration;
+pub(crate) fn print(args: &Args, runs: &[Run]) -> bool {
     println!(
-        "arbiter-bench: {} clients ({} HTTP/2 connections), {} measured per phase after {} warm-up",
+        "arbiter-bench: {} clients ({} connections), {} measured per phase after {} warm-up",
         args.clients,
         args.clients,
-        humantime::format_duration(length),
+        humantime::format_duration(args.duration),
         humantime::format_duration(args.warmup),
     );
-    match server {
-        Some(s) => println!(
-            "server: spawned {} at {endpoint}, store in {} (removed at exit)",
-            s.bin().display(),
-            s.dir().display()
-        ),
-        None => println!("server: {endpoint}"),
-    }
     println!(
         "machine: {} CPUs, {}",
         machine::cpus(),
         machine::cpu_model().unwrap_or_else(|| "unknown CPU".into())
     );
     println!(
-        "method: two phases on the same connections, each client in a closed loop: first only \
-         health checks (the transport's ceiling), then only decision cycles \
-         (create -> refresh until performed -> complete, each change fsynced before its reply)"
+        "method: phases in turn, each client in a closed loop on its own connection: only \
+         health checks (the transport's ceiling), then only decision cycles (create -> refresh \
+         until performed -> complete, each change durable before its reply: fsynced by redb, or \
+         committed in etcd, one Txn per writer batch); on etcd then, with the server stopped, \
+         only etcd's own Lock -> Unlock (a lease and a lock name per client) on the same etcd"
     );
-    println!();
-    println!(
-        "{:<16} {:>9} {:>10} {:>9} {:>9} {:>9}",
-        "kind", "count", "per s", "p50", "p99", "max"
-    );
-    let summary = |phase: Phase, kind: Kind| {
-        results
-            .iter()
-            .find(|(p, _, _)| *p == phase)
-            .map(|(_, s, _)| s.summary(kind, length))
-    };
-    let mut rows = Vec::new();
-    for kind in Kind::ALL {
-        let phase = if kind == Kind::Health {
-            Phase::Health
-        } else {
-            Phase::Cycles
-        };
-        if let Some(s) = summary(phase, kind) {
-            println!("{}", row(kind, &s));
-            rows.push((kind, s));
+    for run in runs {
+        println!();
+        for line in section(args, run) {
+            println!("{line}");
         }
     }
-    let rate = |kind: Kind| {
-        rows.iter()
-            .find(|(k, _)| *k == kind)
-            .map_or(0.0, |(_, s)| s.per_second)
-    };
-    let health = rate(Kind::Health);
-    let cycles = rate(Kind::Cycle);
-    let writes = rate(Kind::Create) + rate(Kind::Complete);
+    let table = comparison(runs, args.duration, args.clients);
+    if !table.is_empty() {
+        println!();
+        for line in table {
+            println!("{line}");
+        }
+    }
     println!();
-    if health > 0.0 {
-        let ratio = cycles / health;
-        println!(
-            "decision cycles / health checks: {ratio:.3} (aim: >= {TARGET_RATIO:.3}: {})",
-            if ratio >= TARGET_RATIO {
-                "met"
-            } else {
-                "NOT met"
-            }
-        );
-        println!(
-            "durable writes (create + complete) / health checks: {:.3} ({writes:.0} writes/s)",
-            writes / health
-        );
-    }
-    let refreshes = rows
-        .iter()
-        .find(|(k, _)| *k == Kind::Refresh)
-        .map_or(0, |(_, s)| s.count);
-    let completed = rows
-        .iter()
-        .find(|(k, _)| *k == Kind::Cycle)
-        .map_or(0, |(_, s)| s.count);
-    println!(
-        "refreshes: {refreshes} ({:.2} per cycle)",
-        refreshes as f64 / completed.max(1) as f64
-    );
-    println!();
-    for (phase, _, cpu) in results {
-        println!("cpu, {} phase: {}", phase_name(*phase), cpu_line(cpu));
-    }
-    let disturbed = results
-        .iter()
-        .filter_map(|(_, _, cpu)| cpu.rest())
-        .fold(0.0, f64::max);
-    if disturbed > DISTURBED {
-        println!(
-            "note: other processes used up to {disturbed:.2} cores while measuring: the figures \
-             are disturbed; rerun on a quiet machine"
-        );
-    }
     let mut ok = true;
-    for (phase, samples, _) in results {
-        let e = &samples.errors;
-        if e.count > 0 {
-            ok = false;
-            println!("ERRORS, {} phase: {}", phase_name(*phase), e.count);
-            for m in &e.examples {
-                println!("  {m}");
+    for run in runs {
+        for m in &run.phases {
+            let e = &m.samples.errors;
+            if e.count > 0 {
+                ok = false;
+                println!(
+                    "ERRORS, {}, {} phase: {}",
+                    run.label,
+                    m.phase.name(),
+                    e.count
+                );
+                for message in &e.examples {
+                    println!("  {message}");
+                }
             }
+        }
+        if let Some(w) = &run.warning {
+            println!("warning: {}: {w}", run.label);
         }
     }
     if ok {
         println!("errors: none");
     }
     ok
+}
+
+/// One run's rows, ratios and CPU lines.
+fn section(args: &Args, run: &Run) -> Vec<String> {
+    let length = args.duration;
+    let mut out = vec![
+        format!("== {} ==", run.label),
+        format!("server: {}", run.server),
+    ];
+    if let Some(etcd) = &run.etcd {
+        out.push(etcd.clone());
+    }
+    out.push(format!(
+        "{:<16} {:>9} {:>10} {:>9} {:>9} {:>9}",
+        "kind", "count", "per s", "p50", "p99", "max"
+    ));
+    for kind in Kind::ALL {
+        if let Some(s) = run.summary(kind, length) {
+            out.push(row(kind, &s));
+        }
+    }
+    let rate = |kind| run.rate(kind, length).unwrap_or(0.0);
+    let health = rate(Kind::Health);
+    let cycles = rate(Kind::Cycle);
+    let writes = rate(Kind::Create) + rate(Kind::Complete);
+    if health > 0.0 {
+        let ratio = cycles / health;
+        out.push(format!(
+            "decision cycles / health checks: {ratio:.3} (aim: >= {TARGET_RATIO:.3}: {})",
+            met(ratio >= TARGET_RATIO)
+        ));
+        out.push(format!(
+            "durable writes (create + complete) / health checks: {:.3} ({writes:.0} writes/s)",
+            writes / health
+        ));
+    }
+    if let Some(line) = etcd_ratio(run, length, args.clients) {
+        out.push(line);
+    }
+    if let Some(s) = run.summary(Kind::Refresh, length) {
+        let completed = run.summary(Kind::Cycle, length).map_or(0, |c| c.count);
+        out.push(format!(
+            "refreshes: {} ({:.2} per cycle)",
+            s.count,
+            s.count as f64 / completed.max(1) as f64
+        ));
+    }
+    for m in &run.phases {
+        out.push(format!(
+            "cpu, {} phase: {}",
+            m.phase.name(),
+            cpu_line(&m.cpu)
+        ));
+    }
+    for m in &run.phases {
+        if let Some(load) = m.etcd.as_ref().filter(|_| m.phase != Phase::Health) {
+            out.push(format!(
+                "etcd, {} phase: {}",
+                m.phase.name(),
+                etcd_line(load, durable_writes(run, m.phase, length))
+            ));
+        }
+    }
+    let disturbed = run
+        .phases
+        .iter()
+        .filter_map(|m| m.cpu.rest())
+        .fold(0.0, f64::max);
+    if disturbed > DISTURBED {
+        out.push(format!(
+            "note: other processes used up to {disturbed:.2} cores while measuring: the figures \
+             are disturbed; rerun on a quiet machine"
+        ));
+    }
+    out
+}
+
+/// Arbiter's cycles against etcd's lock+unlock cycles, when the run measured both.
+fn etcd_ratio(run: &Run, length: Duration, clients: u32) -> Option<String> {
+    let cycles = run.rate(Kind::Cycle, length)?;
+    let locks = run.rate(Kind::EtcdCycle, length).filter(|&r| r > 0.0)?;
+    let ratio = cycles / locks;
+    let aim = if clients >= ETCD_TARGET_CLIENTS {
+        format!(
+            "aim: >= {ETCD_TARGET:.3} at 16 and 64 clients: {}",
+            met(ratio >= ETCD_TARGET)
+        )
+    } else {
+        format!("the aim, >= {ETCD_TARGET:.3}, is for 16 and 64 clients")
+    };
+    Some(format!(
+        "decision cycles / etcd lock+unlock cycles: {ratio:.3} ({aim})"
+    ))
+}
+
+/// The side-by-side table, when there is something to compare: several runs, or a run with
+/// etcd's own locks.
+fn comparison(runs: &[Run], length: Duration, clients: u32) -> Vec<String> {
+    let with_locks = runs
+        .iter()
+        .any(|r| r.rate(Kind::EtcdCycle, length).is_some());
+    if runs.len() < 2 && !with_locks {
+        return Vec::new();
+    }
+    let mut out = vec![
+        format!("== side by side ({clients} clients, same run, same machine) =="),
+        format!(
+            "{:<26} {:>10} {:>9} {:>9} {:>9}",
+            "what", "per s", "p50", "p99", "÷ health"
+        ),
+    ];
+    for run in runs {
+        let health = run.rate(Kind::Health, length).filter(|&h| h > 0.0);
+        for (kind, what) in [
+            (Kind::Health, "health check"),
+            (Kind::Cycle, "decision cycle"),
+            (Kind::EtcdCycle, "etcd's lock+unlock"),
+        ] {
+            let Some(s) = run.summary(kind, length) else {
+                continue;
+            };
+            let vs = match (kind, health) {
+                (Kind::Cycle, Some(h)) => format!("{:.3}", s.per_second / h),
+                _ => "-".into(),
+            };
+            out.push(format!(
+                "{:<26} {:>10.1} {:>9} {:>9} {:>9}",
+                format!("{}: {what}", run.label),
+                s.per_second,
+                latency(s.p50),
+                latency(s.p99),
+                vs
+            ));
+        }
+    }
+    for run in runs {
+        if let Some(line) = etcd_ratio(run, length, clients) {
+            out.push(format!("{}: {line}", run.label));
+        }
+    }
+    let cycles = |label: &str| {
+        runs.iter()
+            .find(|r| r.label == label)
+            .and_then(|r| r.rate(Kind::Cycle, length))
+    };
+    if let (Some(etcd), Some(redb)) = (cycles("etcd"), cycles("redb"))
+        && redb > 0.0
+    {
+        out.push(format!(
+            "decision cycles on etcd / on redb: {:.3}",
+            etcd / redb
+        ));
+    }
+    out
+}
+
+/// Durable writes per second of a phase: create + complete, or lock + unlock.
+fn durable_writes(run: &Run, phase: Phase, length: Duration) -> Option<f64> {
+    let pair = match phase {
+        Phase::Health => return None,
+        Phase::Cycles => [Kind::Create, Kind::Complete],
+        Phase::EtcdLocks => [Kind::Lock, Kind::Unlock],
+    };
+    Some(pair.iter().filter_map(|&k| run.rate(k, length)).sum())
+}
+
+/// e.g. "1020 proposals/s, 1010 WAL fsyncs/s (mean 610µs), 1020 backend commits/s; 9.4
+/// durable writes per proposal".
+fn etcd_line(load: &EtcdLoad, writes: Option<f64>) -> String {
+    let mut line = format!(
+        "{:.0} proposals/s, {:.0} WAL fsyncs/s",
+        load.proposals, load.wal_fsyncs
+    );
+    if let Some(mean) = load.wal_fsync_mean {
+        line.push_str(&format!(" (mean {})", latency(mean)));
+    }
+    line.push_str(&format!(", {:.0} backend commits/s", load.backend_commits));
+    if let Some(w) = writes.filter(|_| load.proposals > 0.0) {
+        line.push_str(&format!(
+            "; {:.2} durable writes per proposal",
+            w / load.proposals
+        ));
+    }
+    line
+}
+
+fn met(yes: bool) -> &'static str {
+    if yes { "met" } else { "NOT met" }
 }
 
 fn row(kind: Kind, s: &Summary) -> String {
@@ -148,15 +316,8 @@ fn row(kind: Kind, s: &Summary) -> String {
     )
 }
 
-fn phase_name(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Health => "health",
-        Phase::Cycles => "cycle",
-    }
-}
-
 /// Shares of one core, e.g. "machine 1.98 of 2 (irq 0.20, steal 0.00): bench 0.80, server
-/// 0.75 (writer thread 0.30), the rest 0.23".
+/// 0.75 (writer thread 0.30), etcd 0.20, the rest 0.03".
 fn cpu_line(cpu: &CpuUse) -> String {
     let mut parts = Vec::new();
     if let Some(b) = cpu.bench {
@@ -166,6 +327,9 @@ fn cpu_line(cpu: &CpuUse) -> String {
         (Some(s), Some(w)) => parts.push(format!("server {s:.2} (writer thread {w:.2})")),
         (Some(s), None) => parts.push(format!("server {s:.2}")),
         _ => {}
+    }
+    if let Some(e) = cpu.etcd {
+        parts.push(format!("etcd {e:.2}"));
     }
     if let Some(rest) = cpu.rest() {
         parts.push(format!("the rest {rest:.2}"));
@@ -200,9 +364,160 @@ fn latency(d: Duration) -> String {
 mod tests {
     use super::*;
 
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    /// `n` samples of `each`.
+    fn phase(phase: Phase, kind: Kind, n: usize, each: Duration) -> Measured {
+        Measured {
+            phase,
+            samples: Samples::of(kind, vec![each; n]),
+            cpu: CpuUse::default(),
+            etcd: None,
+        }
+    }
+
+    fn run(label: &str, health: usize, cycles: usize, locks: Option<usize>) -> Run {
+        let mut phases = vec![
+            phase(Phase::Health, Kind::Health, health, ms(1)),
+            phase(Phase::Cycles, Kind::Cycle, cycles, ms(4)),
+        ];
+        if let Some(n) = locks {
+            phases.push(phase(Phase::EtcdLocks, Kind::EtcdCycle, n, ms(2)));
+        }
+        Run {
+            label: label.into(),
+            server: "test".into(),
+            etcd: None,
+            phases,
+            warning: None,
+        }
+    }
+
+    #[test]
+    fn etcds_load_reads_as_writes_per_proposal() {
+        let load = EtcdLoad {
+            proposals: 500.0,
+            wal_fsyncs: 490.0,
+            wal_fsync_mean: Some(Duration::from_micros(610)),
+            backend_commits: 20.0,
+        };
+        assert_eq!(
+            etcd_line(&load, Some(2000.0)),
+            "500 proposals/s, 490 WAL fsyncs/s (mean 610µs), 20 backend commits/s; 4.00 \
+             durable writes per proposal"
+        );
+        assert_eq!(
+            etcd_line(&load, None),
+            "500 proposals/s, 490 WAL fsyncs/s (mean 610µs), 20 backend commits/s"
+        );
+    }
+
     #[test]
     fn latencies_read_well() {
         assert_eq!(latency(Duration::from_micros(250)), "250µs");
         assert_eq!(latency(Duration::from_micros(1500)), "1.50ms");
+    }
+
+    #[test]
+    fn the_etcd_aim_is_judged_at_16_clients_and_more() {
+        let len = Duration::from_secs(1);
+        let r = run("etcd", 1000, 300, Some(600));
+        let line = etcd_ratio(&r, len, 16).expect("both measured");
+        assert!(
+            line.starts_with("decision cycles / etcd lock+unlock cycles: 0.500"),
+            "{line}"
+        );
+        assert!(line.ends_with("NOT met)"), "{line}");
+        let line = etcd_ratio(&run("etcd", 1000, 600, Some(600)), len, 64).expect("both");
+        assert!(line.ends_with(": met)"), "{line}");
+        let line = etcd_ratio(&r, len, 1).expect("both");
+        assert!(
+            line.ends_with("(the aim, >= 1.000, is for 16 and 64 clients)"),
+            "{line}"
+        );
+        assert_eq!(etcd_ratio(&run("redb", 1000, 300, None), len, 16), None);
+    }
+
+    #[test]
+    fn the_side_by_side_table_has_every_store_and_etcds_locks() {
+        let len = Duration::from_secs(2);
+        let runs = [
+            run("redb", 2000, 800, None),
+            run("etcd", 2000, 200, Some(400)),
+        ];
+        let t = comparison(&runs, len, 16);
+        assert!(t[0].contains("16 clients"), "{t:?}");
+        let find = |what: &str| {
+            t.iter()
+                .find(|l| l.starts_with(what))
+                .unwrap_or_else(|| panic!("no {what:?} in {t:?}"))
+                .split_whitespace()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            find("redb: decision cycle"),
+            [
+                "redb:", "decision", "cycle", "400.0", "4.00ms", "4.00ms", "0.400"
+            ]
+        );
+        assert_eq!(
+            find("etcd: health check"),
+            [
+                "etcd:", "health", "check", "1000.0", "1.00ms", "1.00ms", "-"
+            ]
+        );
+        assert_eq!(
+            find("etcd: etcd's lock+unlock"),
+            [
+                "etcd:",
+                "etcd's",
+                "lock+unlock",
+                "200.0",
+                "2.00ms",
+                "2.00ms",
+                "-"
+            ]
+        );
+        assert!(
+            t.iter()
+                .any(|l| l.starts_with("etcd: decision cycles / etcd lock+unlock cycles: 0.500"))
+        );
+        assert!(
+            t.iter()
+                .any(|l| l == "decision cycles on etcd / on redb: 0.250"),
+            "{t:?}"
+        );
+        assert!(
+            comparison(&runs[..1], len, 16).is_empty(),
+            "nothing to compare"
+        );
+        assert!(
+            !comparison(&runs[1..], len, 16).is_empty(),
+            "etcd against its own locks"
+        );
+    }
+
+    #[test]
+    fn a_section_lists_the_kinds_measured_and_the_cpu() {
+        let args = <Args as clap::Parser>::try_parse_from(["arbiter-bench", "--duration", "1s"])
+            .expect("args");
+        let mut r = run("etcd", 1000, 300, Some(600));
+        r.etcd = Some("etcd 3.4.23: one member".into());
+        let s = section(&args, &r);
+        assert_eq!(s[0], "== etcd ==");
+        assert_eq!(s[2], "etcd 3.4.23: one member");
+        for want in ["health check", "decision cycle", "etcd lock+unlock"] {
+            assert!(s.iter().any(|l| l.starts_with(want)), "{want}: {s:?}");
+        }
+        assert!(
+            s.iter()
+                .any(|l| l.starts_with("decision cycles / health checks: 0.300"))
+        );
+        assert!(
+            s.iter()
+                .any(|l| l.starts_with("cpu, etcd lock phase: not available"))
+        );
     }
 }

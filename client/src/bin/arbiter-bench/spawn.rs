@@ -5,15 +5,23 @@
 //! The port is learned from the server's first stdout line (`listening on ADDR`), which it
 //! prints once it is bound and serving: no polling, no sleeps. The server is stopped with
 //! SIGTERM (its graceful shutdown) and killed if the bench fails before that.
+//!
+//! With `--store etcd` the bench first starts its own one-member etcd (arbiter-etcd's test
+//! harness: free loopback ports, a temporary data directory, real fsync unless
+//! `--etcd-unsafe-no-fsync`), and the server keeps its state there under [`ETCD_PREFIX`].
 
-use crate::cli::Args;
-use anyhow::{Context as _, bail};
+use crate::cli::{Args, Store, loopback_endpoint};
+use anyhow::{Context as _, anyhow, bail};
+use arbiter_etcd::testing::{EtcdCluster, Setup};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use tempfile::TempDir;
+
+/// The key prefix of the spawned server's state in the bench's etcd.
+pub(crate) const ETCD_PREFIX: &str = "/arbiter-bench";
 
 /// A running `arbiter-server` child process.
 pub(crate) struct Server {
@@ -28,8 +36,14 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// Writes the inventory, starts the server and waits for its `listening on` line.
-    pub(crate) fn start(args: &Args) -> anyhow::Result<Server> {
+    /// Writes the inventory, starts the server on `store` (on etcd: the member at
+    /// `etcd_endpoint`) and waits for its `listening on` line. On etcd the server may not lead
+    /// yet when this returns.
+    pub(crate) fn start(
+        args: &Args,
+        store: Store,
+        etcd_endpoint: Option<&str>,
+    ) -> anyhow::Result<Server> {
         let bin = match &args.server_bin {
             Some(p) => p.clone(),
             None => default_server_bin()?,
@@ -50,7 +64,9 @@ impl Server {
                 p
             }
         };
-        let mut child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        command.args(store_args(store, etcd_endpoint)?);
+        let mut child = command
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
@@ -149,6 +165,109 @@ fn terminate(child: &mut Child) -> std::io::Result<()> {
     child.kill()
 }
 
+/// The server's store options.
+fn store_args(store: Store, etcd_endpoint: Option<&str>) -> anyhow::Result<Vec<String>> {
+    let mut v = vec!["--store".to_owned(), store.name().to_owned()];
+    if store == Store::Etcd {
+        let url = etcd_endpoint.context("no etcd endpoint for the etcd store")?;
+        v.extend([
+            "--etcd-endpoints".to_owned(),
+            loopback_endpoint("the etcd endpoint", url)?,
+            "--etcd-prefix".to_owned(),
+            ETCD_PREFIX.to_owned(),
+        ]);
+    }
+    Ok(v)
+}
+
+/// The bench's own etcd: one member on free loopback ports, stopped (and its directory
+/// removed) at the end.
+pub(crate) struct Etcd {
+    cluster: EtcdCluster,
+    endpoint: String,
+    fsync: bool,
+    version: Option<String>,
+}
+
+impl Etcd {
+    /// Starts one member (`$ETCD_BIN`, or `etcd` on PATH) and waits until it is healthy.
+    pub(crate) fn start(args: &Args) -> anyhow::Result<Etcd> {
+        let setup = Setup {
+            fsync: !args.etcd_unsafe_no_fsync,
+            parent_dir: args.data_dir.clone(),
+        };
+        // The harness panics on failure (it is test code): its message becomes our error,
+        // without the default hook's backtrace noise.
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let started = std::panic::catch_unwind(|| EtcdCluster::start_with(1, &setup));
+        std::panic::set_hook(hook);
+        let cluster = started.map_err(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "no message".into());
+            anyhow!("etcd did not start: {message}")
+        })?;
+        let endpoint = loopback_endpoint("the bench's etcd", &cluster.endpoint(0))?;
+        Ok(Etcd {
+            cluster,
+            endpoint,
+            fsync: setup.fsync,
+            version: etcd_version(),
+        })
+    }
+
+    /// Its client URL.
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Its client address (for its /metrics).
+    pub(crate) fn addr(&self) -> Option<SocketAddr> {
+        self.endpoint.strip_prefix("http://")?.parse().ok()
+    }
+
+    /// Its process id, while it runs.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.cluster.pid(0)
+    }
+
+    /// One line for the report.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "etcd {}: one member at {}, {}, data in {} (removed at exit)",
+            self.version.as_deref().unwrap_or("(version unknown)"),
+            self.endpoint,
+            if self.fsync {
+                "fsync on (as in production)"
+            } else {
+                "--unsafe-no-fsync"
+            },
+            self.cluster.data_dir(0).display()
+        )
+    }
+
+    /// Stops the member (SIGTERM, then SIGKILL after a bound).
+    pub(crate) fn stop(&mut self) {
+        self.cluster.stop_all();
+    }
+}
+
+/// "3.4.23" from `etcd --version` (the binary the harness runs).
+fn etcd_version() -> Option<String> {
+    let bin = std::env::var_os("ETCD_BIN").unwrap_or_else(|| "etcd".into());
+    let out = Command::new(bin).arg("--version").output().ok()?;
+    parse_etcd_version(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn parse_etcd_version(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("etcd Version:"))
+        .map(|v| v.trim().to_owned())
+}
+
 /// `arbiter-server` in the directory of this very binary (`target/release` after a build).
 fn default_server_bin() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot find this binary's path")?;
@@ -186,6 +305,34 @@ mod tests {
         let a = listening_addr("listening on 127.0.0.1:40123\n");
         assert_eq!(a, Some(SocketAddr::from(([127, 0, 0, 1], 40123))));
         assert_eq!(listening_addr("error: inventory x.toml: ..."), None);
+    }
+
+    #[test]
+    fn the_store_options_name_a_loopback_etcd() {
+        assert_eq!(
+            store_args(Store::Redb, None).expect("redb"),
+            ["--store", "redb"]
+        );
+        assert_eq!(
+            store_args(Store::Etcd, Some("http://127.0.0.1:2379")).expect("etcd"),
+            [
+                "--store",
+                "etcd",
+                "--etcd-endpoints",
+                "http://127.0.0.1:2379",
+                "--etcd-prefix",
+                ETCD_PREFIX
+            ]
+        );
+        assert!(store_args(Store::Etcd, None).is_err());
+        assert!(store_args(Store::Etcd, Some("http://10.0.0.1:2379")).is_err());
+    }
+
+    #[test]
+    fn the_etcd_version_is_read() {
+        let text = "etcd Version: 3.4.23\nGit SHA: Not provided\nGo Version: go1.19.8\n";
+        assert_eq!(parse_etcd_version(text).as_deref(), Some("3.4.23"));
+        assert_eq!(parse_etcd_version("garbage"), None);
     }
 
     #[test]

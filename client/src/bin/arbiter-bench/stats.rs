@@ -10,6 +10,19 @@ pub(crate) enum Phase {
     Health,
     /// Create -> refresh until performed -> complete, back to back.
     Cycles,
+    /// etcd's own `v3lockpb.Lock/Lock` -> `Unlock`, back to back, each client on its own lease.
+    EtcdLocks,
+}
+
+impl Phase {
+    /// Its name in the report.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Phase::Health => "health",
+            Phase::Cycles => "cycle",
+            Phase::EtcdLocks => "etcd lock",
+        }
+    }
 }
 
 /// What a latency sample is of.
@@ -25,16 +38,25 @@ pub(crate) enum Kind {
     Refresh,
     /// One CompleteAction.
     Complete,
+    /// One etcd lock cycle, Lock to Unlock.
+    EtcdCycle,
+    /// One etcd Lock.
+    Lock,
+    /// One etcd Unlock.
+    Unlock,
 }
 
 impl Kind {
     /// Every kind, in the order the report prints them.
-    pub(crate) const ALL: [Kind; 5] = [
+    pub(crate) const ALL: [Kind; 8] = [
         Kind::Health,
         Kind::Cycle,
         Kind::Create,
         Kind::Refresh,
         Kind::Complete,
+        Kind::EtcdCycle,
+        Kind::Lock,
+        Kind::Unlock,
     ];
 
     /// The name the report prints.
@@ -45,6 +67,18 @@ impl Kind {
             Kind::Create => "  create",
             Kind::Refresh => "  refresh",
             Kind::Complete => "  complete",
+            Kind::EtcdCycle => "etcd lock+unlock",
+            Kind::Lock => "  lock",
+            Kind::Unlock => "  unlock",
+        }
+    }
+
+    /// The phase that measures it.
+    pub(crate) fn phase(self) -> Phase {
+        match self {
+            Kind::Health => Phase::Health,
+            Kind::Cycle | Kind::Create | Kind::Refresh | Kind::Complete => Phase::Cycles,
+            Kind::EtcdCycle | Kind::Lock | Kind::Unlock => Phase::EtcdLocks,
         }
     }
 
@@ -120,6 +154,14 @@ impl Samples {
             mine.extend(theirs);
         }
         self.errors.merge(other.errors);
+    }
+
+    /// Samples of one kind with these latencies (for tests of the report).
+    #[cfg(test)]
+    pub(crate) fn of(kind: Kind, latencies: Vec<Duration>) -> Samples {
+        let mut s = Samples::default();
+        s.latencies[kind.index()] = latencies;
+        s
     }
 
     /// The summary of one kind over a measured interval of `length`.

@@ -19,7 +19,7 @@ use arbiter_proto::ydb::maintenance::{
 use arbiter_proto::ydb::operations::Operation;
 use arbiter_proto::ydb::status_ids::StatusCode;
 use prost::Message;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tonic::Request;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
@@ -29,6 +29,45 @@ use tonic_health::pb::health_client::HealthClient;
 
 /// How long every benchmark lock is asked for; far longer than a cycle, so none expires.
 const LOCK_SECONDS: i64 = 60;
+
+/// The health service that is SERVING only on the instance that leads (on etcd).
+const LEADER_SERVICE: &str = "arbiter.v1.Leader";
+/// How often [`wait_for_leader`] asks.
+const LEADER_POLL: Duration = Duration::from_millis(50);
+
+/// Waits until the server at `url` leads (its health service `arbiter.v1.Leader` answers
+/// SERVING), at most `bound`; returns how long that took. An etcd-backed server announces its
+/// address before it has won its campaign.
+pub(crate) async fn wait_for_leader(url: &str, bound: Duration) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .with_context(|| format!("bad endpoint {url:?}"))?
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(1));
+    let mut last = String::from("no answer yet");
+    while started.elapsed() < bound {
+        match endpoint.connect().await {
+            Ok(channel) => {
+                let request = HealthCheckRequest {
+                    service: LEADER_SERVICE.to_owned(),
+                };
+                match HealthClient::new(channel).check(request).await {
+                    Ok(r) if r.get_ref().status == ServingStatus::Serving as i32 => {
+                        return Ok(started.elapsed());
+                    }
+                    Ok(r) => last = format!("{LEADER_SERVICE} is {:?}", r.get_ref().status()),
+                    Err(status) => last = format!("health check: {status}"),
+                }
+            }
+            Err(e) => last = format!("cannot connect: {e}"),
+        }
+        tokio::time::sleep(LEADER_POLL).await;
+    }
+    bail!(
+        "the server at {url} did not lead within {} ({last})",
+        humantime::format_duration(bound)
+    )
+}
 
 /// Why a call did not do what the cycle needs.
 enum Failure {
@@ -113,6 +152,11 @@ impl Client {
             let step = match phase {
                 Phase::Health => self.health_check(&mut out, &window).await,
                 Phase::Cycles => self.cycle(&mut out, &window).await,
+                Phase::EtcdLocks => {
+                    out.errors
+                        .add("an arbiter client has no etcd locks to run".into());
+                    break;
+                }
             };
             match step {
                 Ok(()) => {}
