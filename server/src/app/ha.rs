@@ -53,7 +53,16 @@ pub async fn connect(config: &Config) -> Result<(Etcd, Keys), AppError> {
     }
     Keys::check_prefix(&config.etcd_prefix)
         .map_err(|e| AppError::Options(format!("--etcd-prefix {e}")))?;
-    let etcd = Etcd::connect(&config.etcd_endpoints, EtcdOptions::default())
+    // A call to etcd gives up within the lease (at most 5 s): a leader must not sit on a
+    // commit longer than it may lead.
+    let defaults = EtcdOptions::default();
+    let retry_deadline = defaults.retry_deadline.min(config.leader_lease);
+    let options = EtcdOptions {
+        retry_deadline,
+        request_timeout: defaults.request_timeout.min(retry_deadline),
+        ..defaults
+    };
+    let etcd = Etcd::connect(&config.etcd_endpoints, options)
         .map_err(|e| AppError::Options(format!("--etcd-endpoints: {e}")))?;
     let keys = Keys::new(&config.etcd_prefix);
     let mut said = false;

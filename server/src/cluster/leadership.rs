@@ -150,7 +150,11 @@ impl Campaign {
                 };
                 match ended {
                     Ended::Again => continue,
-                    Ended::LeaseLost => break,
+                    Ended::LeaseLost => {
+                        // Without a lease this instance neither leads nor knows who does.
+                        self.setter.unsure();
+                        break;
+                    }
                     Ended::Shutdown => {
                         // Leaves the leader key to whoever is next, and the registry.
                         let _ = self.etcd.lease_revoke(lease).await;
@@ -217,15 +221,19 @@ impl Campaign {
 
     /// Renews the lease once; `false` when the lease is gone. Updates `renewed` to the send
     /// time of a successful renewal.
+    /// A renewal that does not answer within one renewal period is a failure: the loop must
+    /// keep its own deadlines (self-demotion, forgetting a leader) while etcd is unreachable.
     async fn renew(&self, lease: LeaseId, renewed: &mut Instant) -> Result<bool, String> {
         let sent = Instant::now();
-        match self.etcd.keep_alive_once(lease).await {
-            Ok(Some(_)) => {
+        let bound = self.renew_every();
+        match tokio::time::timeout(bound, self.etcd.keep_alive_once(lease)).await {
+            Ok(Ok(Some(_))) => {
                 *renewed = sent;
                 Ok(true)
             }
-            Ok(None) => Ok(false),
-            Err(e) => Err(e.to_string()),
+            Ok(Ok(None)) => Ok(false),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer from etcd within {bound:?}")),
         }
     }
 
@@ -243,8 +251,10 @@ impl Campaign {
             )],
             failure: Vec::new(),
         };
-        if let Err(e) = self.etcd.txn(txn, true).await {
-            tracing::debug!(error = %e, "instance record not renewed");
+        match tokio::time::timeout(self.renew_every(), self.etcd.txn(txn, true)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "instance record not renewed"),
+            Err(_) => tracing::debug!("instance record not renewed in time"),
         }
     }
 
@@ -399,6 +409,10 @@ impl Campaign {
         let leader_key = self.keys.leader();
         let log = self.keys.log();
         let snaps = self.keys.snaps();
+        // An interval, not a sleep per iteration: a busy log must not starve the renewals.
+        let mut renewal = tokio::time::interval(self.renew_every());
+        renewal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        renewal.tick().await;
         loop {
             tokio::select! {
                 batch = watcher.next() => match batch {
@@ -409,8 +423,13 @@ impl Campaign {
                         let state = b.events.iter().any(|e| e.kv.as_ref().is_some_and(|kv| {
                             kv.key.starts_with(&log) || kv.key.starts_with(&snaps)
                         }));
-                        if state && let Err(e) = replica.catch_up(&self.etcd, &self.keys).await {
-                            tracing::debug!(error = %e, "warm copy not caught up");
+                        if state {
+                            let bound = self.renew_every();
+                            match tokio::time::timeout(bound, replica.catch_up(&self.etcd, &self.keys)).await {
+                                Ok(Ok(_)) => {}
+                                Ok(Err(e)) => tracing::debug!(error = %e, "warm copy not caught up"),
+                                Err(_) => tracing::debug!("warm copy not caught up in time"),
+                            }
                         }
                     }
                     // The watch ended (etcd unreachable for a while, or compacted): look again.
@@ -421,12 +440,12 @@ impl Campaign {
                         return Ended::Shutdown;
                     }
                 }
-                () = tokio::time::sleep(self.renew_every()) => {
+                _ = renewal.tick() => {
                     match self.renew(lease, renewed).await {
                         Ok(true) => self.register(lease, &self.setter.role()).await,
                         Ok(false) => return Ended::LeaseLost,
                         Err(_) if sent_too_long_ago(*renewed, self.lease_ttl) => return Ended::LeaseLost,
-                        Err(_) => {}
+                        Err(e) => tracing::debug!(error = %e, "lease renewal failed; retrying"),
                     }
                 }
             }

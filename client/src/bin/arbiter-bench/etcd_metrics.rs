@@ -21,6 +21,8 @@ pub(crate) struct EtcdLoad {
     pub(crate) wal_fsync_mean: Option<Duration>,
     /// Commits of etcd's bbolt backend.
     pub(crate) backend_commits: f64,
+    /// Bytes etcd received from gRPC clients.
+    pub(crate) received_bytes: f64,
 }
 
 /// Counter values at one instant.
@@ -30,6 +32,7 @@ struct Counters {
     wal_fsyncs: f64,
     wal_fsync_seconds: f64,
     backend_commits: f64,
+    received_bytes: f64,
 }
 
 /// Scrapes at `start` and at `end`; None if etcd's metrics could not be read.
@@ -54,6 +57,7 @@ fn load(before: &Counters, after: &Counters, wall: f64) -> EtcdLoad {
             )
         }),
         backend_commits: (after.backend_commits - before.backend_commits) / wall,
+        received_bytes: (after.received_bytes - before.received_bytes) / wall,
     }
 }
 
@@ -91,6 +95,7 @@ fn parse(text: &str) -> Counters {
             "etcd_disk_wal_fsync_duration_seconds_count" => c.wal_fsyncs = value,
             "etcd_disk_wal_fsync_duration_seconds_sum" => c.wal_fsync_seconds = value,
             "etcd_disk_backend_commit_duration_seconds_count" => c.backend_commits = value,
+            "etcd_network_client_grpc_received_bytes_total" => c.received_bytes = value,
             _ => {}
         }
     }
@@ -109,7 +114,8 @@ mod tests {
                     etcd_disk_wal_fsync_duration_seconds_bucket{le=\"0.001\"} 7\n\
                     etcd_disk_wal_fsync_duration_seconds_sum 0.5\n\
                     etcd_disk_wal_fsync_duration_seconds_count 1000\n\
-                    etcd_disk_backend_commit_duration_seconds_count 30\n";
+                    etcd_disk_backend_commit_duration_seconds_count 30\n\
+                    etcd_network_client_grpc_received_bytes_total 4096\n";
         let after = parse(text);
         assert_eq!(
             after,
@@ -118,6 +124,7 @@ mod tests {
                 wal_fsyncs: 1000.0,
                 wal_fsync_seconds: 0.5,
                 backend_commits: 30.0,
+                received_bytes: 4096.0,
             }
         );
         let before = Counters {
@@ -125,6 +132,7 @@ mod tests {
             wal_fsyncs: 0.0,
             wal_fsync_seconds: 0.0,
             backend_commits: 10.0,
+            received_bytes: 0.0,
         };
         let l = load(&before, &after, 2.0);
         assert_eq!(
@@ -132,6 +140,7 @@ mod tests {
             (500.0, 500.0, 10.0)
         );
         assert_eq!(l.wal_fsync_mean, Some(Duration::from_micros(500)));
+        assert_eq!(l.received_bytes, 2048.0);
         assert_eq!(load(&before, &before, 1.0).wal_fsync_mean, None);
     }
 }

@@ -291,11 +291,17 @@ fn etcd_line(load: &EtcdLoad, writes: Option<f64>) -> String {
         line.push_str(&format!(" (mean {})", latency(mean)));
     }
     line.push_str(&format!(", {:.0} backend commits/s", load.backend_commits));
-    if let Some(w) = writes.filter(|_| load.proposals > 0.0) {
+    if load.proposals > 0.0 {
         line.push_str(&format!(
-            "; {:.2} durable writes per proposal",
-            w / load.proposals
+            ", {:.0} bytes received per proposal",
+            load.received_bytes / load.proposals
         ));
+        if let Some(w) = writes {
+            line.push_str(&format!(
+                "; {:.2} durable writes per proposal",
+                w / load.proposals
+            ));
+        }
     }
     line
 }
@@ -402,15 +408,17 @@ mod tests {
             wal_fsyncs: 490.0,
             wal_fsync_mean: Some(Duration::from_micros(610)),
             backend_commits: 20.0,
+            received_bytes: 1024000.0,
         };
         assert_eq!(
             etcd_line(&load, Some(2000.0)),
-            "500 proposals/s, 490 WAL fsyncs/s (mean 610µs), 20 backend commits/s; 4.00 \
-             durable writes per proposal"
+            "500 proposals/s, 490 WAL fsyncs/s (mean 610µs), 20 backend commits/s, 2048 \
+             bytes received per proposal; 4.00 durable writes per proposal"
         );
         assert_eq!(
             etcd_line(&load, None),
-            "500 proposals/s, 490 WAL fsyncs/s (mean 610µs), 20 backend commits/s"
+            "500 proposals/s, 490 WAL fsyncs/s (mean 610µs), 20 backend commits/s, 2048 \
+             bytes received per proposal"
         );
     }
 
