@@ -303,10 +303,12 @@ impl Campaign {
             let _ = handle.join();
             let _ = done_tx.send(());
         });
+        let mut writer_gone = false;
         let ended = loop {
             let until = *renewed + self.lease_ttl - self.margin();
             tokio::select! {
                 _ = &mut done_rx => {
+                    writer_gone = true;
                     tracing::warn!(epoch, "the writer stopped (deposed, or the store failed); stepping down");
                     break Ended::Again;
                 }
@@ -336,7 +338,9 @@ impl Campaign {
         };
         // Stop deciding first: queued calls get a retryable error, nothing more commits.
         self.setter.follow(None);
-        let _ = tokio::time::timeout(Duration::from_secs(5), done_rx).await;
+        if !writer_gone {
+            let _ = tokio::time::timeout(Duration::from_secs(5), done_rx).await;
+        }
         self.resign(epoch).await;
         tracing::info!(epoch, "stepped down");
         ended
