@@ -10,8 +10,7 @@ use arbiter_e2e::proto::arbiter::v1::{
 };
 use arbiter_e2e::proto::ydb::maintenance::{ItemState, MaintenanceTaskResult};
 use arbiter_e2e::{
-    Client, Files, ServerProcess, cli_binary, is_pending, is_performed, node_locks, states,
-    success,
+    Client, Files, ServerProcess, cli_binary, is_pending, is_performed, node_locks, states, success,
 };
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -71,7 +70,13 @@ async fn node(c: &Client, id: u32) -> NodeStatus {
 fn cli_nodes(server: &ServerProcess) -> Vec<serde_json::Value> {
     let out = Command::new(cli_binary())
         .env_remove("ARBITER_TOKEN")
-        .args(["--endpoint", &server.addr().to_string(), "-o", "json", "nodes"])
+        .args([
+            "--endpoint",
+            &server.addr().to_string(),
+            "-o",
+            "json",
+            "nodes",
+        ])
         .stdin(Stdio::null())
         .output()
         .expect("run arbiter nodes");

@@ -97,7 +97,10 @@ async fn a_state_moves_between_data_dirs_unchanged_and_bad_files_change_nothing(
     // A store that holds anything is not overwritten without --force.
     let (code, err) = import(&other, &first, false);
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("refusing to overwrite") && err.contains("--force"), "{err}");
+    assert!(
+        err.contains("refusing to overwrite") && err.contains("--force"),
+        "{err}"
+    );
     let (code, err) = import(&other, &first, true);
     assert_eq!(code, Some(0), "{err}");
 
@@ -118,7 +121,10 @@ async fn a_state_moves_between_data_dirs_unchanged_and_bad_files_change_nothing(
     ] {
         let (code, err) = import(&other, file, true);
         assert_eq!(code, Some(2), "{file:?}: {err}");
-        assert!(err.contains(needle) && err.contains("nothing was changed"), "{err}");
+        assert!(
+            err.contains(needle) && err.contains("nothing was changed"),
+            "{err}"
+        );
     }
     let third = files.path().join("third.json");
     assert_eq!(export(&other, &third).0, Some(0));
@@ -133,13 +139,22 @@ async fn a_state_moves_between_data_dirs_unchanged_and_bad_files_change_nothing(
     let c = moved.client(Some("alice")).await;
     let t: MaintenanceTaskResult = success(&c.create(node_locks("kernel-3", &[1])).await);
     let s = states(&t.action_group_states);
-    assert!(!is_performed(s[0]), "node 1 is still locked by kernel-1: {t:?}");
+    assert!(
+        !is_performed(s[0]),
+        "node 1 is still locked by kernel-1: {t:?}"
+    );
     assert!(s[0].details.contains("kernel-1"), "{:?}", s[0]);
 
     // `arbiter instances` on a single instance: one line, the leader, on redb.
     let out = std::process::Command::new(cli_binary())
         .env_remove("ARBITER_TOKEN")
-        .args(["--endpoint", &moved.addr().to_string(), "-o", "json", "instances"])
+        .args([
+            "--endpoint",
+            &moved.addr().to_string(),
+            "-o",
+            "json",
+            "instances",
+        ])
         .output()
         .expect("arbiter instances");
     assert!(out.status.success(), "{out:?}");

@@ -9,8 +9,8 @@ use crate::config::Config;
 use crate::engine::{Cluster, HealthConfig, State};
 use crate::identity::sessions::Sessions;
 use crate::inventory_file::InventoryFile;
-use crate::store::etcd::layout::Keys;
 use crate::store::etcd::EtcdStore;
+use crate::store::etcd::layout::Keys;
 use crate::writer::Writer;
 use arbiter_etcd::{CompareResult, Etcd, EtcdOptions};
 use serde::{Deserialize, Serialize};
@@ -96,7 +96,11 @@ pub async fn connect(config: &Config) -> Result<(Etcd, Keys), AppError> {
 /// Creates `key` with `value` unless it exists; answers what it holds then.
 async fn create_or_get(etcd: &Etcd, key: Vec<u8>, value: Vec<u8>) -> Result<Vec<u8>, AppError> {
     let txn = arbiter_etcd::TxnRequest {
-        compare: vec![arbiter_etcd::cmp_version(key.clone(), CompareResult::Equal, 0)],
+        compare: vec![arbiter_etcd::cmp_version(
+            key.clone(),
+            CompareResult::Equal,
+            0,
+        )],
         success: vec![arbiter_etcd::op_put(key.clone(), value.clone(), None)],
         failure: vec![arbiter_etcd::op_get(key.clone())],
     };
@@ -173,10 +177,13 @@ async fn claim_instance_id(
     let deadline = tokio::time::Instant::now() + lease * 2 + Duration::from_secs(1);
     let mut said = false;
     loop {
-        let held = etcd.get(keys.instance(&me.id)).await.map_err(|e| AppError::Io {
-            what: "cannot read the instance registry in etcd".into(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        let held = etcd
+            .get(keys.instance(&me.id))
+            .await
+            .map_err(|e| AppError::Io {
+                what: "cannot read the instance registry in etcd".into(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
         let Some(kv) = held else {
             return Ok(());
         };
@@ -268,7 +275,8 @@ pub async fn join(
                 replica.clone(),
                 runtime.clone(),
             );
-            Writer::start(state, Box::new(store)).map_err(|e| format!("cannot start the writer: {e}"))
+            Writer::start(state, Box::new(store))
+                .map_err(|e| format!("cannot start the writer: {e}"))
         })
     };
     let campaign = Campaign {

@@ -216,7 +216,10 @@ pub async fn run(
     })?;
     let advertise = config.advertise.clone().unwrap_or_else(|| addr.to_string());
     let me = Peer {
-        id: config.instance_id.clone().unwrap_or_else(|| advertise.clone()),
+        id: config
+            .instance_id
+            .clone()
+            .unwrap_or_else(|| advertise.clone()),
         address: advertise,
         epoch: 0,
     };
@@ -225,7 +228,13 @@ pub async fn run(
     let (membership, registry, identity, writer_thread, campaign) = match config.store {
         StoreKind::Redb => {
             let (writer, thread, identity) = start_solo(&config, &inventory, health)?;
-            (Membership::solo(writer, me), None, identity, Some(thread), None)
+            (
+                Membership::solo(writer, me),
+                None,
+                identity,
+                Some(thread),
+                None,
+            )
         }
         StoreKind::Etcd => {
             let (etcd, keys) = ha::connect(&config).await?;

@@ -58,15 +58,21 @@ async fn read_state(config: &Config) -> Result<Snapshot, AppError> {
     match config.store {
         StoreKind::Redb => {
             let store = open_store(&config.data_dir, Recovery::Refuse)?;
-            store
-                .load()
-                .map_err(|e| io(format!("cannot read the store in {}", config.data_dir.display()), e))
+            store.load().map_err(|e| {
+                io(
+                    format!("cannot read the store in {}", config.data_dir.display()),
+                    e,
+                )
+            })
         }
         StoreKind::Etcd => {
             let (etcd, keys) = ha::connect(config).await?;
-            let r = Replica::read(&etcd, &keys)
-                .await
-                .map_err(|e| io(format!("cannot read the state under {}", config.etcd_prefix), e))?;
+            let r = Replica::read(&etcd, &keys).await.map_err(|e| {
+                io(
+                    format!("cannot read the state under {}", config.etcd_prefix),
+                    e,
+                )
+            })?;
             Ok(r.snapshot)
         }
     }
@@ -75,7 +81,8 @@ async fn read_state(config: &Config) -> Result<Snapshot, AppError> {
 /// `export --out FILE`.
 pub async fn export(config: &Config, out: &Path) -> Result<String, AppError> {
     let snapshot = read_state(config).await?;
-    let state = serde_json::to_string(&snapshot).map_err(|e| io("cannot encode the state".into(), e))?;
+    let state =
+        serde_json::to_string(&snapshot).map_err(|e| io("cannot encode the state".into(), e))?;
     let dump = Dump {
         format: FORMAT.into(),
         version: VERSION,
@@ -84,7 +91,8 @@ pub async fn export(config: &Config, out: &Path) -> Result<String, AppError> {
         checksum: layout::checksum(state.as_bytes()),
         state,
     };
-    let text = serde_json::to_string_pretty(&dump).map_err(|e| io("cannot encode the export".into(), e))?;
+    let text = serde_json::to_string_pretty(&dump)
+        .map_err(|e| io("cannot encode the export".into(), e))?;
     let summary = format!(
         "exported {} tasks, {} node records (last fencing token {}) from {}",
         snapshot.tasks.len(),
@@ -106,22 +114,33 @@ pub async fn export(config: &Config, out: &Path) -> Result<String, AppError> {
 
 /// Reads and checks an export file.
 fn read_dump(path: &Path) -> Result<Snapshot, AppError> {
-    let text = std::fs::read_to_string(path).map_err(|e| bad_file(path, format!("cannot read: {e}")))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| bad_file(path, format!("cannot read: {e}")))?;
     let dump: Dump = serde_json::from_str(&text)
         .map_err(|e| bad_file(path, format!("not an arbiter state file ({e})")))?;
     if dump.format != FORMAT {
-        return Err(bad_file(path, format!("format '{}' is not '{FORMAT}'", dump.format)));
+        return Err(bad_file(
+            path,
+            format!("format '{}' is not '{FORMAT}'", dump.format),
+        ));
     }
     if dump.version != VERSION {
         return Err(bad_file(
             path,
-            format!("version {} is not {VERSION}, the one this arbiter-server reads", dump.version),
+            format!(
+                "version {} is not {VERSION}, the one this arbiter-server reads",
+                dump.version
+            ),
         ));
     }
     if layout::checksum(dump.state.as_bytes()) != dump.checksum {
-        return Err(bad_file(path, "its checksum does not match: the file is damaged"));
+        return Err(bad_file(
+            path,
+            "its checksum does not match: the file is damaged",
+        ));
     }
-    serde_json::from_str(&dump.state).map_err(|e| bad_file(path, format!("the state does not decode: {e}")))
+    serde_json::from_str(&dump.state)
+        .map_err(|e| bad_file(path, format!("the state does not decode: {e}")))
 }
 
 /// What turns `from` into `to`, in one batch.
@@ -134,7 +153,11 @@ fn replace(from: &Snapshot, to: &Snapshot) -> Vec<Change> {
         changes.push(Change::DeleteNode(*id));
     }
     changes.extend(to.tasks.values().cloned().map(Change::PutTask));
-    changes.extend(to.nodes.iter().map(|(id, rt)| Change::PutNode(*id, rt.clone())));
+    changes.extend(
+        to.nodes
+            .iter()
+            .map(|(id, rt)| Change::PutNode(*id, rt.clone())),
+    );
     changes.push(Change::PutCounters(to.counters));
     changes
 }
@@ -161,21 +184,30 @@ pub async fn import(config: &Config, input: &Path, force: bool) -> Result<String
     match config.store {
         StoreKind::Redb => {
             let store = open_store(&config.data_dir, Recovery::Refuse)?;
-            let held = store
-                .load()
-                .map_err(|e| io(format!("cannot read the store in {}", config.data_dir.display()), e))?;
+            let held = store.load().map_err(|e| {
+                io(
+                    format!("cannot read the store in {}", config.data_dir.display()),
+                    e,
+                )
+            })?;
             refuse_full(&held)?;
-            store
-                .commit(&replace(&held, &wanted))
-                .map_err(|e| io(format!("cannot write the store in {}", config.data_dir.display()), e))?;
+            store.commit(&replace(&held, &wanted)).map_err(|e| {
+                io(
+                    format!("cannot write the store in {}", config.data_dir.display()),
+                    e,
+                )
+            })?;
         }
         StoreKind::Etcd => {
             let (etcd, keys) = ha::connect(config).await?;
             let (epoch, lease) = take_the_lead(&etcd, &keys).await?;
             let result = async {
-                let replica = Replica::read(&etcd, &keys)
-                    .await
-                    .map_err(|e| io(format!("cannot read the state under {}", config.etcd_prefix), e))?;
+                let replica = Replica::read(&etcd, &keys).await.map_err(|e| {
+                    io(
+                        format!("cannot read the state under {}", config.etcd_prefix),
+                        e,
+                    )
+                })?;
                 refuse_full(&replica.snapshot)?;
                 let changes = replace(&replica.snapshot, &wanted);
                 let store = EtcdStore::leading(
@@ -189,7 +221,12 @@ pub async fn import(config: &Config, input: &Path, force: bool) -> Result<String
                 tokio::task::spawn_blocking(move || store.commit(&changes))
                     .await
                     .map_err(|e| io("the import thread failed".into(), e))?
-                    .map_err(|e| io(format!("cannot write the state under {}", config.etcd_prefix), e))
+                    .map_err(|e| {
+                        io(
+                            format!("cannot write the state under {}", config.etcd_prefix),
+                            e,
+                        )
+                    })
             }
             .await;
             let _ = etcd

@@ -54,7 +54,10 @@ impl ForwardLayer {
     }
 
     fn channel(&self, address: &str) -> Result<Channel, String> {
-        let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut channels = self
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(c) = channels.get(address) {
             return Ok(c.clone());
         }
@@ -99,7 +102,10 @@ fn refuse(message: String) -> http::Response<Body> {
 
 impl<S> tower::Service<http::Request<Body>> for Forward<S>
 where
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
 {
@@ -116,8 +122,8 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
-        let local = is_local(request.uri().path())
-            || layer.membership.role().leads_at(Instant::now());
+        let local =
+            is_local(request.uri().path()) || layer.membership.role().leads_at(Instant::now());
         if local {
             let fut = inner.call(request);
             return Box::pin(async move { fut.await.map_err(Into::into) });
@@ -163,14 +169,20 @@ async fn relay(
         .unwrap_or_else(|| String::from("/"));
     parts.uri = match format!("http://{address}{path}").parse() {
         Ok(u) => u,
-        Err(e) => return Ok(refuse(format!("cannot relay to the leader at {address}: {e}"))),
+        Err(e) => {
+            return Ok(refuse(format!(
+                "cannot relay to the leader at {address}: {e}"
+            )));
+        }
     };
     if let Ok(v) = http::HeaderValue::from_str(&layer.membership.me().id) {
         parts.headers.insert(FORWARDED, v);
     }
     let relayed = http::Request::from_parts(parts, body);
     if let Err(e) = std::future::poll_fn(|cx| tower::Service::poll_ready(&mut channel, cx)).await {
-        return Ok(refuse(format!("the leader at {address} could not be reached: {e}; retry")));
+        return Ok(refuse(format!(
+            "the leader at {address} could not be reached: {e}; retry"
+        )));
     }
     match tower::Service::call(&mut channel, relayed).await {
         Ok(response) => Ok(response),

@@ -129,12 +129,26 @@ impl Campaign {
             loop {
                 let ended = match self.campaign(lease).await {
                     Ok(Round::Won(epoch, revision)) => {
-                        self.lead(lease, epoch, revision, &mut renewed, &mut replica, &mut shutdown)
-                            .await
+                        self.lead(
+                            lease,
+                            epoch,
+                            revision,
+                            &mut renewed,
+                            &mut replica,
+                            &mut shutdown,
+                        )
+                        .await
                     }
                     Ok(Round::Lost(leader, revision)) => {
-                        self.follow(lease, leader, revision, &mut renewed, &mut replica, &mut shutdown)
-                            .await
+                        self.follow(
+                            lease,
+                            leader,
+                            revision,
+                            &mut renewed,
+                            &mut replica,
+                            &mut shutdown,
+                        )
+                        .await
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "campaign failed; retrying");
@@ -188,15 +202,12 @@ impl Campaign {
         if r.succeeded {
             return Ok(Round::Won(revision, revision));
         }
-        let kv = r
-            .responses
-            .into_iter()
-            .find_map(|op| match op.response {
-                Some(arbiter_etcd::pb::etcdserverpb::response_op::Response::ResponseRange(rr)) => {
-                    rr.kvs.into_iter().next()
-                }
-                _ => None,
-            });
+        let kv = r.responses.into_iter().find_map(|op| match op.response {
+            Some(arbiter_etcd::pb::etcdserverpb::response_op::Response::ResponseRange(rr)) => {
+                rr.kvs.into_iter().next()
+            }
+            _ => None,
+        });
         let Some(kv) = kv else {
             // Deleted between the compare and the read: try again.
             return Err(String::from("the leader key vanished during the campaign"));
@@ -399,7 +410,8 @@ impl Campaign {
         replica: &mut Replica,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Ended {
-        let known = matches!(self.setter.role(), Role::Follower { leader: Some(ref p) } if *p == leader);
+        let known =
+            matches!(self.setter.role(), Role::Follower { leader: Some(ref p) } if *p == leader);
         if !known {
             tracing::info!(leader = %leader.id, address = %leader.address, epoch = leader.epoch,
                 "following");

@@ -73,7 +73,9 @@ impl Role {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotLeader {
     /// No leader is known (an election is under way, or etcd is unreachable).
-    #[error("no arbiter instance leads right now (an election is under way or etcd is unreachable); retry shortly")]
+    #[error(
+        "no arbiter instance leads right now (an election is under way or etcd is unreachable); retry shortly"
+    )]
     NoLeader,
     /// Another instance leads.
     #[error("this instance does not lead; the leader is {0}")]
@@ -133,13 +135,18 @@ impl Membership {
     pub fn writer(&self) -> Result<Writer, NotLeader> {
         let role = self.role();
         if role.leads_at(Instant::now()) {
-            let w = self.writer.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let w = self
+                .writer
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(w) = w.as_ref() {
                 return Ok(w.clone());
             }
         }
         Err(match role {
-            Role::Follower { leader: Some(p) } => NotLeader::Elsewhere(format!("{} at {}", p.id, p.address)),
+            Role::Follower { leader: Some(p) } => {
+                NotLeader::Elsewhere(format!("{} at {}", p.id, p.address))
+            }
             _ => NotLeader::NoLeader,
         })
     }
@@ -165,7 +172,10 @@ impl Membership {
 
     /// Stops the writer if there is one (shutdown).
     pub fn stop_writer(&self) {
-        let w = self.writer.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let w = self
+            .writer
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(w) = w.as_ref() {
             w.stop();
         }
@@ -175,7 +185,10 @@ impl Membership {
 impl RoleSetter {
     /// This instance leads from now on with `writer`.
     pub fn lead(&self, epoch: i64, valid_until: Option<Instant>, writer: Writer) {
-        *self.writer.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(writer);
+        *self
+            .writer
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(writer);
         self.role.send_replace(Role::Leader { epoch, valid_until });
     }
 
@@ -191,7 +204,11 @@ impl RoleSetter {
     /// This instance follows (`leader` if known); a writer it had is stopped, so that calls it
     /// had queued are answered with a retryable error and nothing more is committed.
     pub fn follow(&self, leader: Option<Peer>) {
-        let old = self.writer.write().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let old = self
+            .writer
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         self.role.send_replace(Role::Follower { leader });
         if let Some(w) = old {
             w.stop();
@@ -200,7 +217,11 @@ impl RoleSetter {
 
     /// Undecided again (etcd unreachable).
     pub fn unsure(&self) {
-        let old = self.writer.write().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let old = self
+            .writer
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         self.role.send_replace(Role::Starting);
         if let Some(w) = old {
             w.stop();

@@ -191,12 +191,17 @@ impl State {
 
     /// One task, as clients see it.
     pub fn task(&self, uid: &str) -> Option<TaskView> {
-        self.tasks.get(uid).map(|t| self.view(t, self.retry_hint(t)))
+        self.tasks
+            .get(uid)
+            .map(|t| self.view(t, self.retry_hint(t)))
     }
 
     /// A task's retry hint, while none of its actions is performed (the proto's rule).
     fn retry_hint(&self, task: &Task) -> Option<Timestamp> {
-        if task.actions().any(|a| matches!(a.status, ActionStatus::Performed { .. })) {
+        if task
+            .actions()
+            .any(|a| matches!(a.status, ActionStatus::Performed { .. }))
+        {
             return None;
         }
         self.retry_hints.get(&task.uid).copied()
@@ -965,7 +970,9 @@ mod tests {
     fn state_of(nodes: usize) -> State {
         let mut text = String::from("[limits]\nmax_unavailable_ratio = 0\n");
         for id in 1..=nodes {
-            text.push_str(&format!("[[nodes]]\nid = {id}\nhost = \"h{id}\"\nport = 1\n"));
+            text.push_str(&format!(
+                "[[nodes]]\nid = {id}\nhost = \"h{id}\"\nport = 1\n"
+            ));
         }
         State::new(Arc::new(
             inventory::parse(&text, Format::Toml).expect("inventory"),

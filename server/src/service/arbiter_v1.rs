@@ -11,16 +11,17 @@
 use super::audit::{Audit, Initiator};
 use super::error::ServiceError;
 use super::{Context, decode, encode};
+use crate::cluster::Role;
 use crate::engine::state::MAX_NAME_LEN;
 use crate::engine::{EngineError, Heartbeat, NodeState as EngineNodeState};
-use crate::cluster::Role;
 use crate::identity::{AuthError, Caller, Role as UserRole};
 use crate::watches::TaskUpdate;
 use arbiter_proto::arbiter::v1::arbiter_service_server::ArbiterService;
 use arbiter_proto::arbiter::v1::{
-    HeartbeatRequest, HeartbeatResponse, InstanceStatus, ListInstancesRequest, ListInstancesResponse, ListNodesRequest, ListNodesResponse, NodeState,
-    NodeStatus, ReloadInventoryRequest, ReloadInventoryResponse, SetNodeStateRequest,
-    SetNodeStateResponse, WatchMaintenanceTaskRequest, WatchMaintenanceTaskResponse,
+    HeartbeatRequest, HeartbeatResponse, InstanceStatus, ListInstancesRequest,
+    ListInstancesResponse, ListNodesRequest, ListNodesResponse, NodeState, NodeStatus,
+    ReloadInventoryRequest, ReloadInventoryResponse, SetNodeStateRequest, SetNodeStateResponse,
+    WatchMaintenanceTaskRequest, WatchMaintenanceTaskResponse,
 };
 use arbiter_proto::ydb::issue::IssueMessage;
 use arbiter_proto::ydb::maintenance::ItemState;
@@ -240,7 +241,12 @@ impl ArbiterService for ArbiterApi {
         };
         Ok(Response::new(ListInstancesResponse {
             instances,
-            store: if self.ctx.registry.is_some() { "etcd" } else { "redb" }.to_owned(),
+            store: if self.ctx.registry.is_some() {
+                "etcd"
+            } else {
+                "redb"
+            }
+            .to_owned(),
             leader_id,
             leader_epoch,
         }))

@@ -18,12 +18,12 @@ pub mod error;
 pub mod maintenance;
 pub mod ydb_extras;
 
+use crate::cluster::Membership;
+use crate::cluster::instances::Registry;
 use crate::engine::reload::Reloaded;
 use crate::engine::{Outcome, State, Timestamp};
 use crate::identity::Identity;
 use crate::inventory_file::InventoryFile;
-use crate::cluster::Membership;
-use crate::cluster::instances::Registry;
 use crate::writer::Writer;
 use audit::{Audit, Initiator};
 use decode::RequestLimits;

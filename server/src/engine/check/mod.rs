@@ -587,14 +587,22 @@ impl<'s> CheckCtx<'s> {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            let taking = cand.iter().map(|i| vdisk(*i)).collect::<Vec<_>>().join(", ");
+            let taking = cand
+                .iter()
+                .map(|i| vdisk(*i))
+                .collect::<Vec<_>>()
+                .join(", ");
             let mut details = format!(
                 "{head}: too many unavailable vdisks for {} mode. This action takes: {taking}. Locked: {locked_text}. Down: {down_text}.",
                 self.task.mode.name()
             );
             if erasure == crate::engine::cluster::Erasure::Mirror3Dc {
                 let k = rules::affected_realms(&all, &group.realms);
-                let dcs = if k == 1 { "data center" } else { "data centers" };
+                let dcs = if k == 1 {
+                    "data center"
+                } else {
+                    "data centers"
+                };
                 details.push_str(&format!(" {k} {dcs} affected."));
             }
             return Err(Failure {

@@ -52,7 +52,9 @@ impl Keys {
             return Err(format!("'{prefix}' must start with '/'"));
         }
         if prefix.trim_end_matches('/').is_empty() {
-            return Err(String::from("'/' alone would share the whole etcd keyspace"));
+            return Err(String::from(
+                "'/' alone would share the whole etcd keyspace",
+            ));
         }
         if prefix.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(format!(
@@ -274,7 +276,9 @@ mod tests {
 
     #[test]
     fn pieces_round_trip_and_detect_damage() {
-        let big: Vec<u8> = (0..(PART_BYTES * 2 + 10)).map(|i| (i % 251) as u8).collect();
+        let big: Vec<u8> = (0..(PART_BYTES * 2 + 10))
+            .map(|i| (i % 251) as u8)
+            .collect();
         let parts: Vec<Vec<u8>> = split(&big).iter().map(|p| p.to_vec()).collect();
         assert_eq!(parts.len(), 3);
         let d = pieces(&big);

@@ -87,7 +87,9 @@ impl EtcdStore {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding it cannot leave it half-written: every field is replaced whole.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The guard every write carries: the leader key is still the one we created.
@@ -158,12 +160,16 @@ impl EtcdStore {
                 // Never a success until a read proves it.
                 match self.is_ours(&key, &nonce).await {
                     Ok(true) => true,
-                    Ok(false) => return Err(StoreError::Unavailable(format!(
-                        "{e}; log entry {seq} was not committed"
-                    ))),
-                    Err(_) => return Err(StoreError::Unavailable(format!(
-                        "{e}; whether log entry {seq} was committed is unknown (the writer reloads)"
-                    ))),
+                    Ok(false) => {
+                        return Err(StoreError::Unavailable(format!(
+                            "{e}; log entry {seq} was not committed"
+                        )));
+                    }
+                    Err(_) => {
+                        return Err(StoreError::Unavailable(format!(
+                            "{e}; whether log entry {seq} was committed is unknown (the writer reloads)"
+                        )));
+                    }
                 }
             }
         };
@@ -200,14 +206,19 @@ impl EtcdStore {
     /// Writes the state as a snapshot and drops the log it includes.
     async fn snapshot(&self, inner: &mut Inner) -> Result<(), StoreError> {
         let seq = inner.replica.seq;
-        let bytes = layout::encode_snapshot(&inner.replica.snapshot).map_err(StoreError::Backend)?;
+        let bytes =
+            layout::encode_snapshot(&inner.replica.snapshot).map_err(StoreError::Backend)?;
         let parts = layout::split(&bytes);
         for (g, group) in parts.chunks(PARTS_PER_TXN).enumerate() {
             let ops = group
                 .iter()
                 .enumerate()
                 .map(|(i, p)| {
-                    arbiter_etcd::op_put(self.keys.snap_part(seq, g * PARTS_PER_TXN + i), p.to_vec(), None)
+                    arbiter_etcd::op_put(
+                        self.keys.snap_part(seq, g * PARTS_PER_TXN + i),
+                        p.to_vec(),
+                        None,
+                    )
                 })
                 .collect();
             if !self.fenced(ops).await? {
@@ -234,12 +245,19 @@ impl EtcdStore {
         if let Some(old) = old
             && old.seq != seq
         {
-            ops.push(arbiter_etcd::op_delete_prefix(self.keys.snap_parts(old.seq)));
+            ops.push(arbiter_etcd::op_delete_prefix(
+                self.keys.snap_parts(old.seq),
+            ));
         }
         if !self.fenced(ops).await? {
             return Err(self.deposed(inner, "the leader key changed"));
         }
-        tracing::info!(seq, bytes = bytes.len(), pieces = parts.len(), "snapshot written to etcd");
+        tracing::info!(
+            seq,
+            bytes = bytes.len(),
+            pieces = parts.len(),
+            "snapshot written to etcd"
+        );
         Ok(())
     }
 }
@@ -248,11 +266,13 @@ impl EtcdStore {
 fn delete_range(start: Vec<u8>, end: Vec<u8>) -> arbiter_etcd::RequestOp {
     use arbiter_etcd::pb::etcdserverpb::{DeleteRangeRequest, request_op};
     arbiter_etcd::RequestOp {
-        request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest {
-            key: start,
-            range_end: end,
-            ..Default::default()
-        })),
+        request: Some(request_op::Request::RequestDeleteRange(
+            DeleteRangeRequest {
+                key: start,
+                range_end: end,
+                ..Default::default()
+            },
+        )),
     }
 }
 
@@ -264,7 +284,11 @@ impl Store for EtcdStore {
         }
         let replica = self.runtime.block_on(async {
             let replica = Replica::read(&self.etcd, &self.keys).await?;
-            let leader = self.etcd.get(self.keys.leader()).await.map_err(unavailable)?;
+            let leader = self
+                .etcd
+                .get(self.keys.leader())
+                .await
+                .map_err(unavailable)?;
             match leader {
                 Some(kv) if kv.create_revision == self.epoch => Ok(replica),
                 _ => Err(StoreError::Deposed(format!(
@@ -296,6 +320,7 @@ impl Store for EtcdStore {
         if let Some(why) = &inner.deposed {
             return Err(StoreError::Deposed(why.clone()));
         }
-        self.runtime.block_on(self.commit_async(&mut inner, changes))
+        self.runtime
+            .block_on(self.commit_async(&mut inner, changes))
     }
 }

@@ -38,14 +38,15 @@ impl Replica {
             .range_prefix(keys.all(), 0)
             .await
             .map_err(unavailable)?;
-        let map: BTreeMap<Vec<u8>, Vec<u8>> = kvs.into_iter().map(|kv| (kv.key, kv.value)).collect();
+        let map: BTreeMap<Vec<u8>, Vec<u8>> =
+            kvs.into_iter().map(|kv| (kv.key, kv.value)).collect();
         let mut replica = Replica {
             revision,
             ..Replica::default()
         };
         if let Some(v) = map.get(&keys.snap_current()) {
-            let current: SnapCurrent =
-                serde_json::from_slice(v).map_err(|e| corrupt(&keys.snap_current(), e.to_string()))?;
+            let current: SnapCurrent = serde_json::from_slice(v)
+                .map_err(|e| corrupt(&keys.snap_current(), e.to_string()))?;
             let prefix = keys.snap_parts(current.seq);
             let parts: Vec<Vec<u8>> = map
                 .range(prefix.clone()..)
@@ -195,9 +196,13 @@ pub(crate) fn decode_entry(
                     parts.push(p);
                 }
             }
-            let bytes = layout::join("a log entry", &pieces, &parts).map_err(|e| corrupt(key, e))?;
+            let bytes =
+                layout::join("a log entry", &pieces, &parts).map_err(|e| corrupt(key, e))?;
             serde_json::from_slice(&bytes).map_err(|e| corrupt(key, e.to_string()))
         }
-        _ => Err(corrupt(key, "a log entry holds either its changes or its pieces")),
+        _ => Err(corrupt(
+            key,
+            "a log entry holds either its changes or its pieces",
+        )),
     }
 }
