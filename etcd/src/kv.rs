@@ -62,9 +62,27 @@ impl Etcd {
         prefix: impl Into<Vec<u8>>,
         revision: i64,
     ) -> Result<(Vec<KeyValue>, i64), EtcdError> {
-        let mut key = prefix.into();
+        let key = prefix.into();
         let range_end = prefix_end(&key);
         let limit = self.options().page_size.max(1);
+        self.range_paged(key, range_end, revision, limit).await
+    }
+
+    /// Every key in `[key, range_end)` at one revision, in pages of `limit` keys (for large
+    /// values, a small page), and that revision; as [`Etcd::range_prefix`] otherwise.
+    ///
+    /// # Errors
+    /// As [`Etcd::range_prefix`].
+    pub async fn range_paged(
+        &self,
+        key: impl Into<Vec<u8>>,
+        range_end: impl Into<Vec<u8>>,
+        revision: i64,
+        limit: i64,
+    ) -> Result<(Vec<KeyValue>, i64), EtcdError> {
+        let mut key = key.into();
+        let range_end = range_end.into();
+        let limit = limit.max(1);
         let mut revision = revision;
         let mut kvs = Vec::new();
         loop {

@@ -148,35 +148,14 @@ async fn log_since(
     first: u64,
 ) -> Result<(Vec<arbiter_etcd::KeyValue>, i64), StoreError> {
     const PAGE: i64 = 16;
-    let end = arbiter_etcd::prefix_end(&keys.log());
-    let mut key = keys.log_entry(first);
-    let mut revision = 0;
-    let mut kvs = Vec::new();
-    loop {
-        let page = etcd
-            .range(arbiter_etcd::pb::etcdserverpb::RangeRequest {
-                key: key.clone(),
-                range_end: end.clone(),
-                limit: PAGE,
-                revision,
-                ..Default::default()
-            })
-            .await
-            .map_err(unavailable)?;
-        if revision == 0 {
-            revision = page.header.as_ref().map_or(0, |h| h.revision);
-        }
-        let Some(last) = page.kvs.last() else {
-            break;
-        };
-        key = last.key.clone();
-        key.push(0);
-        kvs.extend(page.kvs);
-        if !page.more {
-            break;
-        }
-    }
-    Ok((kvs, revision))
+    etcd.range_paged(
+        keys.log_entry(first),
+        arbiter_etcd::prefix_end(&keys.log()),
+        0,
+        PAGE,
+    )
+    .await
+    .map_err(unavailable)
 }
 
 /// The changes of one log entry, its pieces fetched through `part`.
