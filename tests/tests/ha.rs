@@ -1213,3 +1213,158 @@ async fn an_instance_with_another_inventory_is_refused() {
         panic!("the running instance stopped serving")
     };
 }
+
+/// A follower relays a stream (WatchMaintenanceTask) as well as unary calls; a call that was
+/// already relayed once is refused by a follower rather than relayed again; `arbiter instances`
+/// shows the roles; and a state exported from a single redb instance and imported into etcd is
+/// what the cluster then serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_relays_streams_refuses_relayed_calls_and_an_import_is_served() {
+    let _serial = SERIAL.lock().await;
+    use arbiter_e2e::proto::arbiter::v1::WatchMaintenanceTaskRequest;
+    use std::ffi::OsStr;
+
+    // A single instance on redb with one live lock, exported.
+    let files = Files::new();
+    let inventory = files.write("five.toml", FIVE_NODES);
+    let mut solo = ServerProcess::start(&inventory);
+    let c = solo.client(Some(TICKET)).await;
+    let t: MaintenanceTaskResult =
+        arbiter_e2e::success(&c.create(node_locks("moved-in", &[1])).await);
+    assert!(is_performed(states(&t.action_group_states)[0]), "{t:?}");
+    solo.terminate();
+    let dump = files.path().join("state.json");
+    let out = run_to_exit(
+        &[
+            OsStr::new("--data-dir"),
+            solo.data_dir().as_os_str(),
+            OsStr::new("export"),
+            OsStr::new("--out"),
+            dump.as_os_str(),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{out:?}");
+
+    // Into etcd before any instance runs, then two instances on it.
+    let etcd = EtcdCluster::start(1);
+    let endpoints = etcd.endpoints().join(",");
+    let out = run_to_exit(
+        &[
+            OsStr::new("--store"),
+            OsStr::new("etcd"),
+            OsStr::new("--etcd-endpoints"),
+            OsStr::new(&endpoints),
+            OsStr::new("--etcd-prefix"),
+            OsStr::new("/arbiter/e2e"),
+            OsStr::new("import"),
+            OsStr::new("--in"),
+            dump.as_os_str(),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let mut ha = Ha {
+        servers: Vec::new(),
+        client: etcd.client(),
+        etcd,
+        files,
+        inventory,
+        prefix: String::from("/arbiter/e2e"),
+        endpoints,
+    };
+    for i in 0..2 {
+        let args = ha.args(&id(i));
+        let server = ServerProcess::start_with(&ha.inventory, &args);
+        ha.servers.push(server);
+    }
+    let (leader, _) = ha.leader(None, Duration::from_secs(10)).await;
+    let follower = 1 - leader;
+
+    // The imported lock is live: the same node cannot be taken, through the follower.
+    let api = ha.api(follower);
+    match api.get("moved-in").await {
+        Outcome::Success(op) => {
+            let r: GetMaintenanceTaskResult = unpack(&op);
+            assert!(is_performed(states(&r.action_group_states)[0]), "{r:?}");
+        }
+        other => panic!("the imported task through the follower: {other:?}"),
+    }
+
+    // A watch opened on the follower streams the leader's updates.
+    let mut watch = ArbiterServiceClient::new(lazy_channel(ha.addr(follower)));
+    let mut stream = watch
+        .watch_maintenance_task(api.request(WatchMaintenanceTaskRequest {
+            task_uid: "moved-in".into(),
+        }))
+        .await
+        .expect("a watch through the follower")
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("a first update in time")
+        .expect("a stream message")
+        .expect("not the end");
+    assert_eq!(first.status, StatusCode::Success as i32, "{first:?}");
+    let uid = uid_of(states(&first.result.as_ref().expect("a result").action_group_states)[0]);
+    assert!(
+        matches!(api.complete(vec![uid]).await, Outcome::Success(_)),
+        "complete through the follower"
+    );
+    let last = loop {
+        let m = tokio::time::timeout(Duration::from_secs(5), stream.message())
+            .await
+            .expect("an update in time")
+            .expect("a stream message");
+        match m {
+            Some(m) if m.status == StatusCode::Success as i32 => continue,
+            Some(m) => break m,
+            None => panic!("the stream ended without saying the task is gone"),
+        }
+    };
+    assert_eq!(last.status, StatusCode::BadRequest as i32, "{last:?}");
+
+    // A call marked as relayed already is refused by the follower, not relayed again.
+    let mut raw = MaintenanceServiceClient::new(lazy_channel(ha.addr(follower)));
+    let mut req = api.request(ListMaintenanceTasksRequest::default());
+    req.metadata_mut().insert(
+        "x-arbiter-forwarded-by",
+        "elsewhere".parse().expect("ascii"),
+    );
+    let err = raw
+        .list_maintenance_tasks(req)
+        .await
+        .expect_err("a relayed call on a follower");
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("not relayed again"), "{err:?}");
+
+    // `arbiter instances` through either instance: one leader, one follower, one epoch.
+    for i in 0..2 {
+        let out = std::process::Command::new(arbiter_e2e::cli_binary())
+            .env_remove("ARBITER_TOKEN")
+            .args([
+                "--endpoint",
+                &ha.addr(i).to_string(),
+                "-o",
+                "json",
+                "instances",
+            ])
+            .output()
+            .expect("arbiter instances");
+        assert!(out.status.success(), "{out:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(v["store"], "etcd", "{v}");
+        let roles: BTreeSet<String> = v["instances"]
+            .as_array()
+            .expect("instances")
+            .iter()
+            .map(|x| x["role"].as_str().unwrap_or("").to_owned())
+            .collect();
+        assert_eq!(
+            roles,
+            BTreeSet::from(["follower".to_owned(), "leader".to_owned()]),
+            "{v}"
+        );
+        assert_eq!(v["leader_id"], id(leader), "{v}");
+    }
+}
