@@ -1368,3 +1368,49 @@ async fn a_follower_relays_streams_refuses_relayed_calls_and_an_import_is_served
         assert_eq!(v["leader_id"], id(leader), "{v}");
     }
 }
+
+/// An instance started while etcd is down does not exit: it says once that etcd is unreachable,
+/// naming the endpoints, and keeps trying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_waits_for_an_unreachable_etcd_and_says_so() {
+    let files = Files::new();
+    let inventory = files.write("five.toml", FIVE_NODES);
+    // A loopback port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let stderr = files.path().join("stderr.log");
+    let mut child = arbiter_e2e::server_command()
+        .args(["--inventory"])
+        .arg(&inventory)
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(files.path().join("data"))
+        .args(["--store", "etcd", "--etcd-endpoints", &endpoint])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+        .spawn()
+        .expect("start arbiter-server");
+    let said = poll("the etcd warning", Duration::from_secs(15), || async {
+        let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+        (log.contains("etcd unreachable") && log.contains(&endpoint)).then_some(log)
+    })
+    .await;
+    assert!(said.contains("retrying"), "{said}");
+    // Still waiting, not exited, a retry round later.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "the server exited instead of waiting for etcd"
+    );
+    let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+    assert_eq!(
+        log.matches("etcd unreachable").count(),
+        1,
+        "said once, not per attempt: {log}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
