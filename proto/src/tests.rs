@@ -168,6 +168,7 @@ fn results_pack_into_any_with_ydb_type_urls() {
                     nanos: 0,
                 }),
                 details: String::new(),
+                fencing_token: 7,
             }],
         }],
         retry_after: None,
@@ -372,6 +373,8 @@ fn descriptor_set_field_numbers() {
     assert_eq!(details.number(), 6);
     assert_eq!(details.r#type(), Type::String);
     assert_eq!(field(state, "deadline").number(), 5);
+    // Arbiter's own field on YDB's message: far outside YDB's numbers, so YDB's clients skip it.
+    assert_eq!(field(state, "fencing_token").number(), 10001);
 
     let result = find_message(&fds, "Ydb.Maintenance", "MaintenanceTaskResult");
     let retry_after = field(result, "retry_after");

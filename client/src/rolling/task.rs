@@ -158,6 +158,7 @@ mod tests {
                 nanos: 0,
             }),
             details: details.into(),
+            fencing_token: 0,
         }
     }
 

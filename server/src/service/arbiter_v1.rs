@@ -18,10 +18,12 @@ use crate::identity::{AuthError, Caller, Role as UserRole};
 use crate::watches::TaskUpdate;
 use arbiter_proto::arbiter::v1::arbiter_service_server::ArbiterService;
 use arbiter_proto::arbiter::v1::{
-    HeartbeatRequest, HeartbeatResponse, InstanceStatus, ListInstancesRequest,
-    ListInstancesResponse, ListNodesRequest, ListNodesResponse, NodeState, NodeStatus,
-    ReloadInventoryRequest, ReloadInventoryResponse, SetNodeStateRequest, SetNodeStateResponse,
-    WatchMaintenanceTaskRequest, WatchMaintenanceTaskResponse,
+    BackupRequest, BackupResponse, HeartbeatRequest, HeartbeatResponse, InstanceStatus,
+    ListAuditRequest, ListAuditResponse, ListInstancesRequest, ListInstancesResponse,
+    ListNodesRequest, ListNodesResponse, NodeState, NodeStatus, PlanRolloutRequest,
+    PlanRolloutResponse, ReloadInventoryRequest, ReloadInventoryResponse, SetNodeStateRequest,
+    SetNodeStateResponse, ValidateFenceRequest, ValidateFenceResponse, WatchMaintenanceTaskRequest,
+    WatchMaintenanceTaskResponse,
 };
 use arbiter_proto::ydb::issue::IssueMessage;
 use arbiter_proto::ydb::maintenance::ItemState;
@@ -194,6 +196,34 @@ impl ArbiterService for ArbiterApi {
             .await
             .map_err(|e| e.to_grpc())?;
         Ok(Response::new(ListNodesResponse { nodes }))
+    }
+
+    async fn validate_fence(
+        &self,
+        _request: Request<ValidateFenceRequest>,
+    ) -> Result<Response<ValidateFenceResponse>, Status> {
+        Err(Status::unimplemented("ValidateFence: not yet"))
+    }
+
+    async fn list_audit(
+        &self,
+        _request: Request<ListAuditRequest>,
+    ) -> Result<Response<ListAuditResponse>, Status> {
+        Err(Status::unimplemented("ListAudit: not yet"))
+    }
+
+    async fn plan_rollout(
+        &self,
+        _request: Request<PlanRolloutRequest>,
+    ) -> Result<Response<PlanRolloutResponse>, Status> {
+        Err(Status::unimplemented("PlanRollout: not yet"))
+    }
+
+    async fn backup(
+        &self,
+        _request: Request<BackupRequest>,
+    ) -> Result<Response<BackupResponse>, Status> {
+        Err(Status::unimplemented("Backup: not yet"))
     }
 
     async fn list_instances(

@@ -117,6 +117,7 @@ fn action_state(task: &str, group: &str, a: &ActionView) -> ActionState {
         reason: reason as i32,
         deadline,
         details: a.details().to_owned(),
+        fencing_token: a.fencing_token().unwrap_or(0),
     }
 }
 
