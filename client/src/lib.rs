@@ -162,6 +162,15 @@ impl Client {
         Ok(r.into_inner().nodes)
     }
 
+    /// A consistent copy of the whole state (admins): the bytes of a backup file.
+    pub async fn backup(&self) -> Result<Vec<u8>, ClientError> {
+        let r = self
+            .arbiter()
+            .backup(self.request(arbiter_proto::arbiter::v1::BackupRequest {}))
+            .await?;
+        Ok(r.into_inner().file)
+    }
+
     /// Every arbiter-server instance serving this cluster (answered by the one called).
     pub async fn list_instances(
         &self,

@@ -158,6 +158,17 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Restores a backup (`arbiter backup --out FILE`, or an `export` file) into the store
+    /// (--data-dir, or --store etcd --etcd-*), offline: run it with the server stopped. Refuses
+    /// a store that holds anything unless --force, and a truncated, damaged or foreign file.
+    Restore {
+        /// The backup file.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Overwrite a store that is not empty.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// How log lines look.

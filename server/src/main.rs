@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         let done = runtime.block_on(async {
             match command {
                 Command::Export { out } => app::transfer::export(&config, &out).await,
-                Command::Import { input, force } => {
+                Command::Import { input, force } | Command::Restore { input, force } => {
                     app::transfer::import(&config, &input, force).await
                 }
             }

@@ -78,69 +78,76 @@ async fn read_state(config: &Config) -> Result<Snapshot, AppError> {
     }
 }
 
-/// `export --out FILE`.
-pub async fn export(config: &Config, out: &Path) -> Result<String, AppError> {
-    let snapshot = read_state(config).await?;
+/// The text of an export (or backup) file of `snapshot`, taken from `source`.
+pub fn encode_dump(snapshot: &Snapshot, source: &str) -> Result<String, String> {
     let state =
-        serde_json::to_string(&snapshot).map_err(|e| io("cannot encode the state".into(), e))?;
+        serde_json::to_string(snapshot).map_err(|e| format!("cannot encode the state: {e}"))?;
     let dump = Dump {
         format: FORMAT.into(),
         version: VERSION,
-        source: source_name(config),
+        source: source.to_owned(),
         exported_ms: crate::cluster::instances::now_ms(),
         checksum: layout::checksum(state.as_bytes()),
         state,
     };
-    let text = serde_json::to_string_pretty(&dump)
-        .map_err(|e| io("cannot encode the export".into(), e))?;
+    serde_json::to_string_pretty(&dump).map_err(|e| format!("cannot encode the export: {e}"))
+}
+
+/// The state in an export (or backup) file, checked: format, version and checksum. The error
+/// says what is wrong with the file.
+pub fn decode_dump(text: &str) -> Result<Snapshot, String> {
+    let dump: Dump =
+        serde_json::from_str(text).map_err(|e| format!("not an arbiter state file ({e})"))?;
+    if dump.format != FORMAT {
+        return Err(format!("format '{}' is not '{FORMAT}'", dump.format));
+    }
+    if dump.version != VERSION {
+        return Err(format!(
+            "version {} is not {VERSION}, the one this arbiter-server reads",
+            dump.version
+        ));
+    }
+    if layout::checksum(dump.state.as_bytes()) != dump.checksum {
+        return Err(String::from(
+            "its checksum does not match: the file is damaged",
+        ));
+    }
+    serde_json::from_str(&dump.state).map_err(|e| format!("the state does not decode: {e}"))
+}
+
+/// `export --out FILE`.
+pub async fn export(config: &Config, out: &Path) -> Result<String, AppError> {
+    let snapshot = read_state(config).await?;
+    let source = source_name(config);
+    let text = encode_dump(&snapshot, &source).map_err(|e| io(e.clone(), e))?;
     let summary = format!(
-        "exported {} tasks, {} node records (last fencing token {}) from {}",
+        "exported {} tasks, {} node records (last fencing token {}) from {source}",
         snapshot.tasks.len(),
         snapshot.nodes.len(),
         snapshot.counters.last_fencing_token,
-        dump.source
     );
     if out == Path::new("-") {
         println!("{text}");
     } else {
-        let tmp = out.with_extension("tmp-export");
-        std::fs::write(&tmp, text.as_bytes())
-            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, out))
-            .map_err(|e| io(format!("cannot write {}", out.display()), e))?;
+        write_file(out, &text)?;
     }
     Ok(summary)
+}
+
+/// Writes `text` to `path` whole: a temporary file, flushed, renamed into place.
+pub fn write_file(path: &Path, text: &str) -> Result<(), AppError> {
+    let tmp = path.with_extension("tmp-export");
+    std::fs::write(&tmp, text.as_bytes())
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| io(format!("cannot write {}", path.display()), e))
 }
 
 /// Reads and checks an export file.
 fn read_dump(path: &Path) -> Result<Snapshot, AppError> {
     let text =
         std::fs::read_to_string(path).map_err(|e| bad_file(path, format!("cannot read: {e}")))?;
-    let dump: Dump = serde_json::from_str(&text)
-        .map_err(|e| bad_file(path, format!("not an arbiter state file ({e})")))?;
-    if dump.format != FORMAT {
-        return Err(bad_file(
-            path,
-            format!("format '{}' is not '{FORMAT}'", dump.format),
-        ));
-    }
-    if dump.version != VERSION {
-        return Err(bad_file(
-            path,
-            format!(
-                "version {} is not {VERSION}, the one this arbiter-server reads",
-                dump.version
-            ),
-        ));
-    }
-    if layout::checksum(dump.state.as_bytes()) != dump.checksum {
-        return Err(bad_file(
-            path,
-            "its checksum does not match: the file is damaged",
-        ));
-    }
-    serde_json::from_str(&dump.state)
-        .map_err(|e| bad_file(path, format!("the state does not decode: {e}")))
+    decode_dump(&text).map_err(|e| bad_file(path, e))
 }
 
 /// What turns `from` into `to`, in one batch.

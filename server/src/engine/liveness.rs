@@ -19,6 +19,7 @@
 
 use crate::engine::cluster::NodeId;
 use crate::engine::error::EngineError;
+use crate::engine::fence::EndedLock;
 use crate::engine::record::{Change, NodeRuntime};
 use crate::engine::state::{Outcome, State};
 use crate::engine::time::Timestamp;
@@ -270,24 +271,27 @@ impl State {
         })
     }
 
-    /// A node lock was released at `now`: start the node's way back.
-    pub(crate) fn node_released(&mut self, id: NodeId, now: Timestamp, changes: &mut Vec<Change>) {
+    /// A node lock was released at `now`: start the node's way back, and keep the lock as the
+    /// node's last ended one (fencing), in the same record.
+    pub(crate) fn node_released(
+        &mut self,
+        id: NodeId,
+        now: Timestamp,
+        ended: EndedLock,
+        changes: &mut Vec<Change>,
+    ) {
         let settle = self.settle_end(now);
         let changed = self.update_node(id, changes, |rt| {
+            rt.last_lock = Some(ended);
             if rt.down {
                 // Still down: it stays unavailable anyway, and comes back through up.
-                return false;
-            }
-            if rt.monitored {
+            } else if rt.monitored {
                 rt.restarting_since = Some(now);
                 rt.settle_until = None;
-                true
             } else if settle.is_some() {
                 rt.settle_until = settle;
-                true
-            } else {
-                false
             }
+            true
         });
         if changed {
             self.index_settle(id);
@@ -375,7 +379,7 @@ impl State {
 
     /// Applies `f` to a node's record (created from the inventory's initial state when missing);
     /// when `f` reports a change, re-counts the node and records a `PutNode`.
-    fn update_node(
+    pub(crate) fn update_node(
         &mut self,
         id: NodeId,
         changes: &mut Vec<Change>,

@@ -16,12 +16,14 @@
 //! - [`liveness`]: heartbeats, manual node state, heartbeat timeouts, and a node's way back
 //!   (restarting, settling) after its lock is released.
 //! - [`record`]: the change records the store persists, and the snapshot they rebuild.
+//! - [`fence`]: whether a fencing token is the live lock on a node or disk (ValidateFence).
 //! - [`reload`]: swapping the inventory without stranding a live lock.
 //! - [`report`]: the views that queries and commands answer with.
 
 mod check;
 pub mod cluster;
 pub mod error;
+pub mod fence;
 pub mod inventory;
 pub mod liveness;
 pub mod record;

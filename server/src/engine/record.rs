@@ -38,6 +38,12 @@ pub struct NodeRuntime {
     pub version: Option<String>,
     /// The process start time its agent reported.
     pub start_time: Option<Timestamp>,
+    /// The last node-wide lock on it that ended (for `State::validate_fence`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_lock: Option<crate::engine::fence::EndedLock>,
+    /// The last lock that ended on each of its disks, by pdisk id.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub last_disk_locks: BTreeMap<u32, crate::engine::fence::EndedLock>,
 }
 
 /// Monotonic counters that must survive restarts.

@@ -6,6 +6,7 @@
 use crate::engine::check::{CheckCtx, Verdict};
 use crate::engine::cluster::{Cluster, InitialState, NodeId, PDiskKey};
 use crate::engine::error::EngineError;
+use crate::engine::fence::{EndedLock, LockEnd};
 use crate::engine::liveness::HealthConfig;
 use crate::engine::record::{Change, Counters, NodeRuntime, Snapshot};
 use crate::engine::report::{ActionView, GroupView, NodeCondition, NodeState, NodeView, TaskView};
@@ -498,7 +499,13 @@ impl State {
         }
         let mut changes = Vec::new();
         for (uid, actions) in by_task {
-            self.remove_actions(uid, |id| actions.contains(id), now, &mut changes);
+            self.remove_actions(
+                uid,
+                |id| actions.contains(id),
+                LockEnd::Released,
+                now,
+                &mut changes,
+            );
         }
         Ok(Outcome { value: (), changes })
     }
@@ -509,7 +516,7 @@ impl State {
         self.index_pending(&task, false);
         let mut changes = vec![Change::DeleteTask(uid.to_owned())];
         for a in task.actions() {
-            self.release(&task.uid, a, now, &mut changes);
+            self.release(&task.uid, a, LockEnd::Released, now, &mut changes);
         }
         Ok(Outcome { value: (), changes })
     }
@@ -527,7 +534,8 @@ impl State {
         let mut expired = Vec::new();
         let mut changes = Vec::new();
         for (uid, actions) in due {
-            for a in self.remove_actions(&uid, |id| actions.contains(id), now, &mut changes) {
+            let how = LockEnd::Expired;
+            for a in self.remove_actions(&uid, |id| actions.contains(id), how, now, &mut changes) {
                 expired.push(Expired {
                     task: uid.clone(),
                     action: a.id,
@@ -759,6 +767,7 @@ impl State {
         &mut self,
         uid: &str,
         remove: impl Fn(&str) -> bool,
+        how: LockEnd,
         now: Timestamp,
         changes: &mut Vec<Change>,
     ) -> Vec<Action> {
@@ -774,7 +783,7 @@ impl State {
             removed.extend(gone);
         }
         for a in &removed {
-            self.release(uid, a, now, changes);
+            self.release(uid, a, how, now, changes);
         }
         self.store_or_delete(task, changes);
         removed
@@ -809,10 +818,33 @@ impl State {
     }
 
     /// Releases an action's locks. A released node lock starts the node's way back (see
-    /// `State::node_released`).
-    fn release(&mut self, task: &str, action: &Action, now: Timestamp, changes: &mut Vec<Change>) {
-        let Some(deadline) = action.deadline() else {
+    /// `State::node_released`); the node or disk keeps it as its last ended lock (fencing).
+    fn release(
+        &mut self,
+        task: &str,
+        action: &Action,
+        how: LockEnd,
+        now: Timestamp,
+        changes: &mut Vec<Change>,
+    ) {
+        let ActionStatus::Performed {
+            granted_at,
+            deadline,
+            fencing_token,
+        } = action.status
+        else {
             return;
+        };
+        let ended = EndedLock {
+            token: fencing_token,
+            task: task.to_owned(),
+            action: action.id.clone(),
+            granted_at,
+            how,
+            at: match how {
+                LockEnd::Released => now,
+                LockEnd::Expired => deadline,
+            },
         };
         self.deadlines
             .remove(&(deadline, task.to_owned(), action.id.clone()));
@@ -827,7 +859,7 @@ impl State {
                         let before = self.class(n);
                         self.node_locks.remove(&n);
                         self.reclass(n, before);
-                        self.node_released(n, now, changes);
+                        self.node_released(n, now, ended.clone(), changes);
                     }
                 }
             }
@@ -842,6 +874,10 @@ impl State {
                         }
                     }
                     self.reclass(k.node, before);
+                    self.update_node(k.node, changes, |rt| {
+                        rt.last_disk_locks.insert(k.pdisk, ended);
+                        true
+                    });
                 }
             }
         }

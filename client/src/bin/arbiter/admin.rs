@@ -115,3 +115,25 @@ pub(crate) async fn instances(ctx: &Ctx) -> Result<(), Failure> {
     }
     Ok(())
 }
+
+/// `arbiter backup --out FILE`: the server's backup file, written whole.
+pub(crate) async fn backup(ctx: &Ctx, out: &std::path::Path) -> Result<(), Failure> {
+    let bytes = ctx.client.backup().await?;
+    let tmp = out.with_extension("tmp-backup");
+    std::fs::write(&tmp, &bytes)
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, out))
+        .map_err(|e| Failure(format!("cannot write {}: {e}", out.display())))?;
+    match ctx.format {
+        Format::Table => emit(&format!(
+            "backup written to {} ({} bytes); restore it with arbiter-server restore --in {}\n",
+            out.display(),
+            bytes.len(),
+            out.display()
+        )),
+        Format::Json => {
+            emit_json(&json!({ "file": out.display().to_string(), "bytes": bytes.len() }))
+        }
+    }
+    Ok(())
+}

@@ -106,6 +106,13 @@ pub(crate) enum Command {
     /// Every arbiter-server instance serving this cluster: id, address, role, the leader's
     /// epoch, last renewal, version (one line for a single instance on redb).
     Instances,
+    /// Saves a consistent copy of the whole state of a running server (admins) to a file, for
+    /// `arbiter-server restore --in FILE`.
+    Backup {
+        /// The file to write (replaced whole, never half-written).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Restart nodes one batch at a time, each only when the arbiter grants its lock.
     RollingRestart(RollingArgs),
 }

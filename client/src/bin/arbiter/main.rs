@@ -127,6 +127,7 @@ async fn run(cli: Cli, password: Option<String>) -> Result<(), Failure> {
         Command::Inventory(InventoryCommand::Reload) => admin::reload_inventory(&ctx).await,
         Command::Whoami => admin::whoami(&ctx).await,
         Command::Instances => admin::instances(&ctx).await,
+        Command::Backup { out } => admin::backup(&ctx, &out).await,
         Command::RollingRestart(args) => arbiter_client::rolling::run(ctx.client, args)
             .await
             .map_err(|e| Failure(format!("rolling restart stopped: {e}"))),
