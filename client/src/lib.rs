@@ -162,6 +162,16 @@ impl Client {
         Ok(r.into_inner().nodes)
     }
 
+    /// Simulates a rolling restart on a copy of the server's state: its waves, the nodes that
+    /// are never granted under the current state, and an estimate. Changes nothing.
+    pub async fn plan_rollout(
+        &self,
+        req: arbiter_proto::arbiter::v1::PlanRolloutRequest,
+    ) -> Result<arbiter_proto::arbiter::v1::PlanRolloutResponse, ClientError> {
+        let r = self.arbiter().plan_rollout(self.request(req)).await?;
+        Ok(r.into_inner())
+    }
+
     /// A consistent copy of the whole state (admins): the bytes of a backup file.
     pub async fn backup(&self) -> Result<Vec<u8>, ClientError> {
         let r = self
@@ -169,6 +179,55 @@ impl Client {
             .backup(self.request(arbiter_proto::arbiter::v1::BackupRequest {}))
             .await?;
         Ok(r.into_inner().file)
+    }
+
+    /// Whether a fencing token is the live lock on a node (`pdisk_id` 0) or one of its disks
+    /// now, or what became of it (arbiter.v1 ValidateFence).
+    pub async fn validate_fence(
+        &self,
+        node_id: u32,
+        pdisk_id: u32,
+        token: u64,
+    ) -> Result<arbiter_proto::arbiter::v1::ValidateFenceResponse, ClientError> {
+        let req = arbiter_proto::arbiter::v1::ValidateFenceRequest {
+            node_id,
+            pdisk_id,
+            token,
+        };
+        let r = self.arbiter().validate_fence(self.request(req)).await?;
+        Ok(r.into_inner())
+    }
+
+    /// Every task (or one owner's) with its owner and counts (arbiter.v1 ListTasks).
+    pub async fn task_summaries(
+        &self,
+        owner: Option<&str>,
+    ) -> Result<Vec<arbiter_proto::arbiter::v1::TaskSummary>, ClientError> {
+        let req = arbiter_proto::arbiter::v1::ListTasksRequest {
+            owner: owner.unwrap_or_default().to_owned(),
+        };
+        let r = self.arbiter().list_tasks(self.request(req)).await?;
+        Ok(r.into_inner().tasks)
+    }
+
+    /// The caller's user and role (arbiter.v1 WhoAmI).
+    pub async fn caller_role(
+        &self,
+    ) -> Result<arbiter_proto::arbiter::v1::WhoAmIResponse, ClientError> {
+        let r = self
+            .arbiter()
+            .who_am_i(self.request(arbiter_proto::arbiter::v1::WhoAmIRequest {}))
+            .await?;
+        Ok(r.into_inner())
+    }
+
+    /// A page of the audit trail (filters and paging in `req`).
+    pub async fn list_audit(
+        &self,
+        req: arbiter_proto::arbiter::v1::ListAuditRequest,
+    ) -> Result<arbiter_proto::arbiter::v1::ListAuditResponse, ClientError> {
+        let r = self.arbiter().list_audit(self.request(req)).await?;
+        Ok(r.into_inner())
     }
 
     /// Every arbiter-server instance serving this cluster (answered by the one called).

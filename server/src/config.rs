@@ -100,6 +100,24 @@ pub struct Config {
     #[arg(long, env = "ARBITER_RING_SETTLE_TIME", default_value = "2m", value_parser = settle)]
     pub ring_settle_time: Duration,
 
+    /// The audit trail keeps at most this many entries; the oldest are dropped first.
+    #[arg(long, env = "ARBITER_AUDIT_MAX_ENTRIES", default_value_t = 100_000,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub audit_max_entries: u64,
+
+    /// Audit entries older than this are dropped (the newest is always kept).
+    #[arg(long, env = "ARBITER_AUDIT_MAX_AGE", default_value = "90d", value_parser = duration)]
+    pub audit_max_age: Duration,
+
+    /// At most this many refusals (refused mutating calls, failed logins) are recorded per
+    /// --audit-refusal-window; the rest are counted in one "refusals_suppressed" entry.
+    #[arg(long, env = "ARBITER_AUDIT_MAX_REFUSALS", default_value_t = 60)]
+    pub audit_max_refusals: u32,
+
+    /// The window of --audit-max-refusals.
+    #[arg(long, env = "ARBITER_AUDIT_REFUSAL_WINDOW", default_value = "1m", value_parser = duration)]
+    pub audit_refusal_window: Duration,
+
     /// How long calls in flight get to finish after SIGINT/SIGTERM before the server exits.
     #[arg(long, env = "ARBITER_SHUTDOWN_GRACE", default_value = "10s", value_parser = duration)]
     pub shutdown_grace: Duration,
@@ -115,6 +133,18 @@ pub struct Config {
     /// Read a password from stdin, print its argon2 hash for the auth file, and exit.
     #[arg(long)]
     pub hash_password: bool,
+}
+
+impl Config {
+    /// The audit trail's bounds these options set.
+    pub fn audit(&self) -> crate::engine::audit::AuditConfig {
+        crate::engine::audit::AuditConfig {
+            max_entries: usize::try_from(self.audit_max_entries).unwrap_or(usize::MAX),
+            max_age: self.audit_max_age,
+            refusals_per_window: self.audit_max_refusals,
+            refusal_window: self.audit_refusal_window,
+        }
+    }
 }
 
 /// Where the state lives.

@@ -199,7 +199,12 @@ impl Loop {
 
     fn run(mut self, rx: &Receiver<Job>, stopping: &AtomicBool) {
         while !stopping.load(Ordering::SeqCst) {
-            let first = match self.core.state.next_deadline() {
+            let state = &self.core.state;
+            let due = match (state.next_deadline(), state.audit_due()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let first = match due {
                 Some(deadline) => {
                     let wait = deadline.since(self.now());
                     match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
@@ -233,15 +238,25 @@ impl Loop {
         let tokens_before = self.core.state.counters().last_fencing_token;
         let ticked = self.core.state.tick(now);
         let mut changes = ticked.changes;
+        changes.extend(self.core.state.audit_ticked(&ticked.value, now));
+        changes.extend(self.core.state.audit_flush(now));
         let mut replies = Vec::with_capacity(jobs.len());
         for job in jobs {
             let (mut c, reply) = job(&mut self.core, now);
             changes.append(&mut c);
             replies.push(reply);
         }
-        if !changes.is_empty() || !ticked.value.is_quiet() {
+        let changed = changes
+            .iter()
+            .any(|c| !matches!(c, Change::PutAudit(_) | Change::DropAuditUpTo(_)));
+        if changed || !ticked.value.is_quiet() {
             self.recheck_driven(now, &mut changes);
         }
+        // In the same commit as the grants: every grant has its entry, and retention bounds the
+        // trail as part of the batch.
+        let grants = self.core.state.audit_grants(&changes, tokens_before, now);
+        changes.extend(grants);
+        changes.extend(self.core.state.audit_retain(now));
         let committed = if changes.is_empty() {
             Ok(())
         } else {
@@ -320,8 +335,10 @@ impl Loop {
         match self.store.load() {
             Ok(snapshot) => {
                 let health = self.core.state.health();
+                let audit = self.core.state.audit_config();
                 let mut state = State::restore(self.core.state.cluster().clone(), snapshot);
                 state.set_health(health);
+                state.set_audit(audit);
                 self.core.state = state;
                 true
             }
@@ -535,6 +552,36 @@ mod tests {
         rx.recv_timeout(Duration::from_secs(5))
             .expect("the writer's own expiry commit");
         assert!(store.inner.load().expect("load").tasks.is_empty());
+        drop(writer);
+        handle.join().expect("writer thread");
+    }
+
+    /// Every grant and every expiry has its audit entry in the very commit that made it.
+    #[test]
+    fn grants_and_expiries_are_audited_in_their_own_commit() {
+        use crate::engine::audit::AuditKind;
+        let store = Arc::new(Flaky::default());
+        let (tx, rx) = mpsc::channel();
+        *store.on_commit.lock().expect("lock") = Some(tx);
+        let (writer, handle) = Writer::start(state(), Box::new(store.clone())).expect("start");
+        let granted =
+            runtime().block_on(create(&writer, request("t1", 1, Duration::from_millis(50))));
+        assert_eq!(granted, Ok(true));
+        rx.recv_timeout(Duration::from_secs(5)).expect("create");
+        let kinds = |s: &Snapshot| s.audit.values().map(|e| e.kind).collect::<Vec<_>>();
+        let after_create = store.inner.load().expect("load");
+        assert!(after_create.tasks.contains_key("t1"));
+        assert_eq!(kinds(&after_create), vec![AuditKind::LockGranted]);
+        let grant = &after_create.audit[&1];
+        assert_eq!((grant.fencing_token, grant.nodes.as_slice()), (1, &[1][..]));
+        rx.recv_timeout(Duration::from_secs(5)).expect("expiry");
+        let after_expiry = store.inner.load().expect("load");
+        assert!(after_expiry.tasks.is_empty());
+        assert_eq!(
+            kinds(&after_expiry),
+            vec![AuditKind::LockGranted, AuditKind::LockExpired]
+        );
+        assert_eq!(after_expiry.audit[&2].user, "arbiter");
         drop(writer);
         handle.join().expect("writer thread");
     }

@@ -103,6 +103,17 @@ struct Step {
     node_details: Option<BTreeMap<String, String>>,
     available: Option<BTreeMap<String, bool>>,
     conditions: Option<BTreeMap<String, String>>,
+    /// `fence`: a disk of `node` (absent: the node itself).
+    pdisk_id: Option<u32>,
+    /// `fence`: the token to check, literally...
+    token: Option<u64>,
+    /// ...or the token an action was granted, named `[task, position]`.
+    token_of: Option<(String, usize)>,
+    /// `fence`: the expected state, and optionally the superseding (or holding) task.
+    fence: Option<String>,
+    fence_task: Option<String>,
+    /// `fence`: when it ended (or the superseding lock was granted), this long before now.
+    fence_ago: Option<String>,
 }
 
 fn generate(g: &ClusterGen) -> Result<String, String> {
@@ -257,6 +268,8 @@ struct Runner {
     now: Timestamp,
     /// task uid -> action ids in request order (flattened), for `complete`.
     positions: BTreeMap<String, Vec<String>>,
+    /// (task, action id) -> the fencing token it was granted, as seen in any answer.
+    tokens: BTreeMap<(String, String), u64>,
 }
 
 impl Runner {
@@ -441,13 +454,68 @@ impl Runner {
                 }
                 Ok(None)
             }
+            "fence" => {
+                self.fence(s)?;
+                Ok(None)
+            }
             other => return Err(format!("unknown step '{other}'")),
         };
+        if let Ok(Some(view)) = &result {
+            for a in view.actions() {
+                if let Some(t) = a.fencing_token() {
+                    self.tokens.insert((view.uid.clone(), a.id.clone()), t);
+                }
+            }
+        }
         // Every change must be recorded: the records alone rebuild the live state.
         if self.records != self.state.snapshot() {
             return Err("the change records do not rebuild the live state".into());
         }
         self.expect(s, result)
+    }
+
+    /// Checks `State::validate_fence` for one token on a node or disk.
+    fn fence(&self, s: &Step) -> Result<(), String> {
+        let node = s.node.ok_or("fence needs node")?;
+        let token = match (&s.token, &s.token_of) {
+            (Some(t), None) => *t,
+            (None, Some((task, pos))) => {
+                let id = self
+                    .positions
+                    .get(task)
+                    .and_then(|ids| ids.get(*pos))
+                    .ok_or(format!("no action [{pos}] of task {task}"))?;
+                *self
+                    .tokens
+                    .get(&(task.clone(), id.clone()))
+                    .ok_or(format!("action [{pos}] of task {task} was never granted"))?
+            }
+            _ => return Err("fence needs token or token_of".into()),
+        };
+        let want = s
+            .fence
+            .as_deref()
+            .ok_or("fence needs fence (the expected state)")?;
+        let got = self.state.validate_fence(node, s.pdisk_id, token, self.now);
+        let shown = format!("{} ({})", got.state.name(), got.detail);
+        if got.state.name() != want {
+            return Err(format!("token {token}: expected {want}, got {shown}"));
+        }
+        if let Some(task) = &s.fence_task
+            && got.task.as_deref() != Some(task.as_str())
+        {
+            return Err(format!("token {token}: expected task {task}, got {shown}"));
+        }
+        if let Some(ago) = &s.fence_ago {
+            let expected = Some(self.now.minus(dur(ago)?));
+            if got.when != expected {
+                return Err(format!(
+                    "token {token}: expected when {expected:?}, got {:?}: {shown}",
+                    got.when
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn complete_uids(&self, s: &Step) -> Result<Vec<(String, String)>, String> {
@@ -620,6 +688,7 @@ fn run(path: &Path) -> Result<(), Failed> {
         records: Snapshot::default(),
         now: START,
         positions: BTreeMap::new(),
+        tokens: BTreeMap::new(),
     };
     for (i, s) in sc.step.iter().enumerate() {
         r.step(s).map_err(|e| {

@@ -1071,25 +1071,163 @@ async fn a_failed_command_is_retried_and_one_that_keeps_failing_stops_the_rollou
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dry_run_shows_what_could_go_first_and_why_the_others_wait() {
+async fn a_dry_run_shows_every_wave_the_nodes_never_granted_and_an_estimate() {
     let files = Files::new();
     let server = start_cluster27(&files);
     let c = server.client(Some(TICKET)).await;
-    let done = CliRun::start(&server, &["--storage", "--dc", "dc-1", "--dry-run"])
-        .finish()
-        .await;
+    // Another task holds node 19 (dc-3): in strong mode its mirror-3-dc group 1 (with nodes 1,
+    // 2, 3) and its state-storage ring 0 have no room left while it does, so nodes 1-3 and the
+    // replicas of other rings (2, 4) are never granted; 5 and 6 go one after the other.
+    let r = c.create(arbiter_e2e::node_locks("other", &[19])).await;
+    assert_eq!(status(&r), StatusCode::Success, "{r:?}");
+    let done = CliRun::start(
+        &server,
+        &[
+            "--storage",
+            "--dc",
+            "dc-1",
+            "--dry-run",
+            "--time-per-node",
+            "2m",
+        ],
+    )
+    .finish()
+    .await;
     assert!(done.status.success(), "{done:?}");
     let out = &done.stdout;
     assert!(
-        out.contains("dry run: a rolling restart of 6 nodes in strong mode"),
+        out.contains(
+            "dry run: a rolling restart of 6 nodes in strong mode, priority 0, at most 1 at a time"
+        ),
         "{out}"
     );
-    assert!(out.contains("could go first (1):"), "{out}");
-    assert!(out.contains(&format!("  node 1 ({})", host(1))), "{out}");
-    assert!(out.contains("waiting (5):"), "{out}");
+    let waves: Vec<&str> = out.lines().filter(|l| l.starts_with("wave ")).collect();
+    assert_eq!(
+        waves,
+        vec![
+            format!("wave 1: node 5 ({})", host(5)),
+            format!("wave 2: node 6 ({})", host(6)),
+        ],
+        "{out}"
+    );
     assert!(
-        out.contains(&format!("  node 2 ({}): ", host(2))) && out.contains("too many unavailable"),
+        out.contains("never granted under the current state (4):"),
         "{out}"
     );
-    assert!(tasks_of(&c).await.is_empty(), "a dry run stores nothing");
+    for (id, blocker) in [
+        (1, "node 19"),
+        (2, ""),
+        (3, "node 19"),
+        (4, "state-storage rings"),
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("  node {id} ({}): ", host(id))))
+            .unwrap_or_else(|| panic!("no reason for node {id} in:\n{out}"));
+        assert!(line.contains(blocker), "the blocker is named: {line}");
+    }
+    assert!(
+        out.contains("estimate: 2 waves x 2m (--time-per-node) = 4m"),
+        "{out}"
+    );
+
+    // The same plan as JSON.
+    let json = CliRun::start(
+        &server,
+        &["--storage", "--dc", "dc-1", "--dry-run", "-o", "json"],
+    )
+    .finish()
+    .await;
+    assert!(json.status.success(), "{json:?}");
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    assert_eq!(doc["waves"][0][0]["id"], 5, "{doc}");
+    assert_eq!(doc["waves"][1][0]["id"], 6, "{doc}");
+    assert_eq!(doc["blocked"].as_array().map(Vec::len), Some(4), "{doc}");
+    assert_eq!(doc["estimate_seconds"], 600.0, "2 waves x 5m: {doc}");
+    assert_eq!(
+        tasks_of(&c).await,
+        vec!["other".to_string()],
+        "a dry run stores nothing"
+    );
+}
+
+/// A planned wave is a set of nodes that start together; the rollout's "restarting" lines, in
+/// order, give the real ones (with `--inflight 1`, one node each).
+fn restarted_in_order(stdout: &str) -> Vec<Vec<u32>> {
+    stdout
+        .lines()
+        .filter(|l| l.ends_with("): restarting"))
+        .filter_map(|l| l.strip_prefix("node ")?.split(' ').next()?.parse().ok())
+        .map(|id| vec![id])
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_planned_waves_are_the_waves_the_real_rollout_takes() {
+    // Windows chosen so that the order of events does not depend on the test machine's speed:
+    // settle (300 ms) < ring window (800 ms) < one node's restart (over 1.3 s of silence).
+    let files = Files::new();
+    let inventory = files.write("cluster-27.toml", &cluster27().toml());
+    let server = ServerProcess::start_with(
+        inventory,
+        &[
+            "--heartbeat-timeout",
+            "1s",
+            "--settle-time",
+            "300ms",
+            "--ring-settle-time",
+            "800ms",
+        ],
+    );
+    let agents = Agents::start(&server, &all_ids(), files.path()).await;
+    let common = [
+        "--storage",
+        "--mode",
+        "strong",
+        "--inflight",
+        "1",
+        "--task-uid",
+        "rr-plan",
+    ];
+    let mut dry: Vec<&str> = common.to_vec();
+    dry.extend(["--dry-run", "--time-per-node", "2s", "-o", "json"]);
+    let planned = CliRun::start(&server, &dry).finish().await;
+    assert!(planned.status.success(), "{planned:?}");
+    let doc: serde_json::Value = serde_json::from_str(&planned.stdout).expect("JSON");
+    let waves: Vec<Vec<u32>> = doc["waves"]
+        .as_array()
+        .expect("waves")
+        .iter()
+        .map(|w| {
+            w.as_array()
+                .expect("a wave")
+                .iter()
+                .map(|n| u32::try_from(n["id"].as_u64().expect("id")).expect("small"))
+                .collect()
+        })
+        .collect();
+    assert_eq!(doc["blocked"].as_array().map(Vec::len), Some(0), "{doc}");
+    assert_eq!(waves.len(), 18, "one node a wave: {doc}");
+    assert_eq!(doc["estimate_seconds"].as_f64(), Some(36.0), "{doc}");
+
+    let exec = agents.exec();
+    let mut real: Vec<&str> = common.to_vec();
+    real.extend([
+        "--poll-interval",
+        "100ms",
+        "--up-timeout",
+        "30s",
+        "--progress",
+        "lines",
+        "--exec",
+        &exec,
+    ]);
+    let done = CliRun::start(&server, &real).finish().await;
+    assert!(done.status.success(), "{done:?}");
+    assert_eq!(
+        restarted_in_order(&done.stdout),
+        waves,
+        "the real rollout took other waves than planned\nplan: {doc}\nstdout:\n{}",
+        done.stdout
+    );
 }

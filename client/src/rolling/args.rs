@@ -120,9 +120,19 @@ pub struct RollingArgs {
     #[arg(long, help_heading = "Task")]
     pub keep_task: bool,
 
-    /// Only show which nodes could go first under the current state, and why the others wait.
+    /// Only show the plan under the current state: every wave, the nodes that can never be
+    /// granted and why, and an estimate (waves × --time-per-node). Nothing is stored.
     #[arg(long, help_heading = "Task")]
     pub dry_run: bool,
+
+    /// For --dry-run's estimate: how long one node takes, from its grant until it is back up
+    /// (the plan's waves × this).
+    #[arg(long, default_value = "5m", value_parser = positive_duration, help_heading = "Task")]
+    pub time_per_node: Duration,
+
+    /// Print --dry-run's plan as JSON (the CLI sets it from `--output json`).
+    #[arg(skip)]
+    pub json: bool,
 
     /// Progress display: a bar on a terminal, plain lines otherwise (auto), or either.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto, value_name = "HOW")]

@@ -1,15 +1,17 @@
 //! The rollout's task: created from the selection, or an existing one resumed; and the dry run,
-//! which shows what the arbiter would grant first and why the other nodes wait.
+//! which shows the server's plan of the whole rollout (PlanRollout).
 
 use super::RollingError;
 use super::args::RollingArgs;
 use super::feed::is_not_found;
 use super::select::{Target, select};
 use super::task::{NodeAction, create_request, node_actions};
-use crate::Client;
+use crate::proto::arbiter::v1::{NodeStatus, PlanRolloutRequest, PlanRolloutResponse};
 use crate::proto::ydb::maintenance::AvailabilityMode;
+use crate::{Client, ClientError};
 use std::collections::HashMap;
 use std::io::Write as _;
+use std::time::Duration;
 
 /// The task a rollout works on.
 #[derive(Debug)]
@@ -120,37 +122,176 @@ pub(crate) async fn prepare(client: &Client, args: &RollingArgs) -> Result<Plan,
     }
 }
 
-/// `--dry-run`: which nodes the arbiter would grant now, and why the others wait. Nothing is
-/// stored; an existing task of that uid is shown as it stands.
+/// `--dry-run`: the plan of the whole rollout under the current state (PlanRollout): every
+/// wave, the nodes never granted and why, and the estimate. Nothing is stored; an existing task
+/// of that uid is shown as it stands. A server without PlanRollout gets the older answer:
+/// which nodes could go first, and why the others wait.
 pub(crate) async fn dry_run(client: &Client, args: &RollingArgs) -> Result<(), RollingError> {
     let nodes = client.list_nodes().await?;
-    let names: HashMap<u32, Target> = nodes
+    if let Some(uid) = &args.task_uid {
+        match client.get_task(uid).await {
+            Ok(task) => {
+                let text =
+                    format!("task '{uid}' exists; as it stands (a resume would continue it):\n");
+                let actions = node_actions(&task.action_group_states);
+                return print_first(&nodes, args, text, &actions, &[]);
+            }
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let sel = select(&nodes, args)?;
+    let req = PlanRolloutRequest {
+        node_ids: sel.chosen.iter().map(|t| t.id).collect(),
+        availability_mode: args.mode.wire() as i32,
+        priority: args.priority,
+        inflight: args.inflight,
+        time_per_node: Some(prost_types::Duration {
+            seconds: i64::try_from(args.time_per_node.as_secs()).unwrap_or(i64::MAX),
+            nanos: i32::try_from(args.time_per_node.subsec_nanos()).unwrap_or(0),
+        }),
+    };
+    match client.plan_rollout(req).await {
+        Ok(plan) => {
+            let doc = if args.json {
+                plan_json(&nodes, args, &sel.chosen, &sel.skipped, &plan)
+            } else {
+                plan_text(&nodes, args, &sel.chosen, &sel.skipped, &plan)
+            };
+            write_out(&doc);
+            Ok(())
+        }
+        Err(ClientError::Rpc(s)) if s.code() == tonic::Code::Unimplemented => {
+            let mut text = String::from(
+                "note: this server does not plan whole rollouts (PlanRollout is unimplemented: the server is older than this CLI); showing only what could go first\n",
+            );
+            let (actions, skipped) =
+                check(client, args, &nodes, &args.task_uid(), &mut text).await?;
+            print_first(&nodes, args, text, &actions, &skipped)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn names(nodes: &[NodeStatus]) -> HashMap<u32, Target> {
+    nodes
         .iter()
         .map(|n| (n.node_id, Target::from_status(n)))
-        .collect();
-    let name = |id: u32| {
-        names
-            .get(&id)
-            .map(ToString::to_string)
-            .unwrap_or_else(|| format!("node {id}"))
+        .collect()
+}
+
+fn name_of(names: &HashMap<u32, Target>, id: u32) -> String {
+    names
+        .get(&id)
+        .map(ToString::to_string)
+        .unwrap_or_else(|| format!("node {id}"))
+}
+
+/// The plan for people.
+fn plan_text(
+    nodes: &[NodeStatus],
+    args: &RollingArgs,
+    chosen: &[Target],
+    skipped: &[(Target, String)],
+    plan: &PlanRolloutResponse,
+) -> String {
+    let names = names(nodes);
+    let mut text = format!(
+        "dry run: a rolling restart of {} nodes in {} mode, priority {}, at most {} at a time, under the current state\n",
+        chosen.len(),
+        mode_name(args.mode.wire()),
+        args.priority,
+        args.inflight
+    );
+    for (i, w) in plan.waves.iter().enumerate() {
+        let list: Vec<String> = w.node_ids.iter().map(|id| name_of(&names, *id)).collect();
+        text.push_str(&format!("wave {}: {}\n", i + 1, list.join(", ")));
+    }
+    if !plan.blocked.is_empty() {
+        text.push_str(&format!(
+            "never granted under the current state ({}):\n",
+            plan.blocked.len()
+        ));
+        for b in &plan.blocked {
+            text.push_str(&format!("  {}: {}\n", name_of(&names, b.node_id), b.reason));
+        }
+    }
+    if !skipped.is_empty() {
+        text.push_str(&format!("skipped ({}):\n", skipped.len()));
+        for (t, why) in skipped {
+            text.push_str(&format!("  {t}: {why}\n"));
+        }
+    }
+    text.push_str(&format!(
+        "estimate: {} waves x {} (--time-per-node) = {}\n",
+        plan.waves.len(),
+        super::task::show_duration(args.time_per_node),
+        super::task::show_duration(estimate(plan))
+    ));
+    text
+}
+
+/// The plan for scripts: one JSON document.
+fn plan_json(
+    nodes: &[NodeStatus],
+    args: &RollingArgs,
+    chosen: &[Target],
+    skipped: &[(Target, String)],
+    plan: &PlanRolloutResponse,
+) -> String {
+    let names = names(nodes);
+    let node = |id: u32| {
+        let host = names.get(&id).map(|t| t.host.clone()).unwrap_or_default();
+        serde_json::json!({ "id": id, "host": host })
     };
-    let mut text = String::new();
-    let (actions, skipped) = match &args.task_uid {
-        Some(uid) => match client.get_task(uid).await {
-            Ok(task) => {
-                text.push_str(&format!(
-                    "task '{uid}' exists; as it stands (a resume would continue it):\n"
-                ));
-                (node_actions(&task.action_group_states), Vec::new())
-            }
-            Err(e) if is_not_found(&e) => {
-                let (a, s) = check(client, args, &nodes, uid, &mut text).await?;
-                (a, s)
-            }
-            Err(e) => return Err(e.into()),
-        },
-        None => check(client, args, &nodes, &args.task_uid(), &mut text).await?,
-    };
+    let doc = serde_json::json!({
+        "nodes": chosen.len(),
+        "mode": mode_name(args.mode.wire()),
+        "priority": args.priority,
+        "inflight": args.inflight,
+        "time_per_node_seconds": args.time_per_node.as_secs_f64(),
+        "waves": plan.waves.iter().map(|w| w.node_ids.iter().map(|id| node(*id)).collect::<Vec<_>>()).collect::<Vec<_>>(),
+        "blocked": plan.blocked.iter().map(|b| {
+            let mut n = node(b.node_id);
+            n["reason"] = serde_json::Value::String(b.reason.clone());
+            n
+        }).collect::<Vec<_>>(),
+        "skipped": skipped.iter().map(|(t, why)| serde_json::json!({ "id": t.id, "host": t.host, "reason": why })).collect::<Vec<_>>(),
+        "estimate_seconds": estimate(plan).as_secs_f64(),
+    });
+    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+fn estimate(plan: &PlanRolloutResponse) -> Duration {
+    plan.estimate
+        .as_ref()
+        .map(|d| {
+            Duration::new(
+                u64::try_from(d.seconds).unwrap_or(0),
+                u32::try_from(d.nanos).unwrap_or(0),
+            )
+        })
+        .unwrap_or_default()
+}
+
+fn write_out(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// The older dry run's answer: which nodes could go first, and why the others wait.
+fn print_first(
+    nodes: &[NodeStatus],
+    args: &RollingArgs,
+    mut text: String,
+    actions: &[(u32, NodeAction)],
+    skipped: &[(Target, String)],
+) -> Result<(), RollingError> {
+    let names = names(nodes);
+    let name = |id: u32| name_of(&names, id);
     let granted: Vec<u32> = actions
         .iter()
         .filter(|(_, a)| matches!(a, NodeAction::Granted { .. }))
@@ -180,13 +321,11 @@ pub(crate) async fn dry_run(client: &Client, args: &RollingArgs) -> Result<(), R
     }
     if !skipped.is_empty() {
         text.push_str(&format!("skipped ({}):\n", skipped.len()));
-        for (t, why) in &skipped {
+        for (t, why) in skipped {
             text.push_str(&format!("  {t}: {why}\n"));
         }
     }
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
+    write_out(&text);
     Ok(())
 }
 
@@ -195,7 +334,7 @@ type Checked = (Vec<(u32, NodeAction)>, Vec<(Target, String)>);
 async fn check(
     client: &Client,
     args: &RollingArgs,
-    nodes: &[crate::proto::arbiter::v1::NodeStatus],
+    nodes: &[NodeStatus],
     uid: &str,
     text: &mut String,
 ) -> Result<Checked, RollingError> {

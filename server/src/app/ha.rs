@@ -256,6 +256,7 @@ pub async fn join(
     let sessions = shared_sessions(&etcd, &keys).await?;
     let (membership, setter) = Membership::new(me.clone());
     let runtime = tokio::runtime::Handle::current();
+    let audit = config.audit();
     let start_writer: StartWriter = {
         let (etcd, keys) = (etcd.clone(), keys.clone());
         Box::new(move |epoch, replica, cluster: Arc<Cluster>| {
@@ -268,6 +269,7 @@ pub async fn join(
             }
             let mut state = State::restore(cluster, replica.snapshot.clone());
             state.set_health(health);
+            state.set_audit(audit);
             let store = EtcdStore::leading(
                 etcd.clone(),
                 keys.clone(),

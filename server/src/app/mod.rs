@@ -414,6 +414,7 @@ fn start_solo(
     }
     let mut state = State::restore(cluster.clone(), snapshot);
     state.set_health(health);
+    state.set_audit(config.audit());
     tracing::info!(
         nodes = cluster.node_count(),
         tasks = state.task_uids(None).len(),

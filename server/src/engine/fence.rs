@@ -246,9 +246,10 @@ impl State {
             live(self.pdisk_locks.get(&PDiskKey { node, pdisk: p }));
         }
         let rt = self.runtime.get(&node);
-        let ended = rt.and_then(|rt| rt.last_lock.as_ref()).into_iter().chain(
-            pdisk.and_then(|p| rt.and_then(|rt| rt.last_disk_locks.get(&p))),
-        );
+        let ended = rt
+            .and_then(|rt| rt.last_lock.as_ref())
+            .into_iter()
+            .chain(pdisk.and_then(|p| rt.and_then(|rt| rt.last_disk_locks.get(&p))));
         for e in ended {
             out.push(Known {
                 token: e.token,
@@ -316,7 +317,10 @@ mod tests {
         assert_eq!(live.deadline, Some(T0.plus(Duration::from_secs(60))));
         assert_eq!(live.live_token, Some(t1));
         // Not a lock on another node.
-        assert_eq!(st.validate_fence(2, None, t1, T0).state, FenceState::Unknown);
+        assert_eq!(
+            st.validate_fence(2, None, t1, T0).state,
+            FenceState::Unknown
+        );
         let later = T0.plus(Duration::from_secs(5));
         st.complete(&[("t1".into(), a1)], later).expect("complete");
         let gone = st.validate_fence(1, None, t1, later);
@@ -329,7 +333,10 @@ mod tests {
         assert_eq!(old.when, Some(later));
         assert_eq!(old.task.as_deref(), Some("t2"));
         assert_eq!(old.live_token, Some(t2));
-        assert_eq!(st.validate_fence(1, None, t2, later).state, FenceState::Live);
+        assert_eq!(
+            st.validate_fence(1, None, t2, later).state,
+            FenceState::Live
+        );
     }
 
     #[test]
@@ -339,13 +346,19 @@ mod tests {
         let deadline = T0.plus(Duration::from_secs(60));
         // Past the deadline before the timer ran: already not live.
         let late = deadline.plus(Duration::from_secs(1));
-        assert_eq!(st.validate_fence(1, None, t1, late).state, FenceState::Expired);
+        assert_eq!(
+            st.validate_fence(1, None, t1, late).state,
+            FenceState::Expired
+        );
         st.expire(late);
         let e = st.validate_fence(1, None, t1, late);
         assert_eq!((e.state, e.when), (FenceState::Expired, Some(deadline)));
         let t2 = lock(&mut st, "t2", Scope::Node(2), late);
         st.drop_task("t2", late).expect("drop");
-        assert_eq!(st.validate_fence(2, None, t2, late).state, FenceState::Released);
+        assert_eq!(
+            st.validate_fence(2, None, t2, late).state,
+            FenceState::Released
+        );
     }
 
     #[test]
@@ -357,20 +370,37 @@ mod tests {
         assert_eq!(above.state, FenceState::Unknown);
         assert!(above.detail.contains("never issued"), "{}", above.detail);
         assert_eq!(st.validate_fence(1, None, 0, T0).state, FenceState::Unknown);
-        assert_eq!(st.validate_fence(9, None, t1, T0).state, FenceState::Unknown);
-        assert_eq!(st.validate_fence(1, Some(7), t1, T0).state, FenceState::Unknown);
+        assert_eq!(
+            st.validate_fence(9, None, t1, T0).state,
+            FenceState::Unknown
+        );
+        assert_eq!(
+            st.validate_fence(1, Some(7), t1, T0).state,
+            FenceState::Unknown
+        );
     }
 
     #[test]
     fn disks_are_covered_by_their_own_locks_and_their_nodes() {
         let mut st = state();
-        let d = lock(&mut st, "d", Scope::PDisk(PDiskKey { node: 1, pdisk: 1 }), T0);
+        let d = lock(
+            &mut st,
+            "d",
+            Scope::PDisk(PDiskKey { node: 1, pdisk: 1 }),
+            T0,
+        );
         assert_eq!(st.validate_fence(1, Some(1), d, T0).state, FenceState::Live);
         // A disk lock is not a lock on the node, nor on the node's other disk.
         assert_eq!(st.validate_fence(1, None, d, T0).state, FenceState::Unknown);
-        assert_eq!(st.validate_fence(1, Some(2), d, T0).state, FenceState::Unknown);
+        assert_eq!(
+            st.validate_fence(1, Some(2), d, T0).state,
+            FenceState::Unknown
+        );
         st.drop_task("d", T0).expect("drop");
-        assert_eq!(st.validate_fence(1, Some(1), d, T0).state, FenceState::Released);
+        assert_eq!(
+            st.validate_fence(1, Some(1), d, T0).state,
+            FenceState::Released
+        );
         let n = lock(&mut st, "n", Scope::Node(1), T0);
         // The node lock takes its disks: live for each, and it supersedes the disk lock.
         assert_eq!(st.validate_fence(1, Some(2), n, T0).state, FenceState::Live);
@@ -385,7 +415,7 @@ mod tests {
     fn the_answer_survives_a_rebuild_from_the_records() {
         let mut st = state();
         let mut records = Snapshot::default();
-        let mut keep = |changes: &[crate::engine::record::Change], s: &mut Snapshot| {
+        let keep = |changes: &[crate::engine::record::Change], s: &mut Snapshot| {
             for c in changes {
                 s.apply(c);
             }

@@ -19,13 +19,17 @@
 //! - [`fence`]: whether a fencing token is the live lock on a node or disk (ValidateFence).
 //! - [`reload`]: swapping the inventory without stranding a live lock.
 //! - [`report`]: the views that queries and commands answer with.
+//! - [`plan`]: a whole rolling restart simulated on a copy of the state (PlanRollout).
+//! - [`audit`]: the audit trail's entries, their bounds (refusals, retention) and queries.
 
+pub mod audit;
 mod check;
 pub mod cluster;
 pub mod error;
 pub mod fence;
 pub mod inventory;
 pub mod liveness;
+pub mod plan;
 pub mod record;
 pub mod reload;
 pub mod report;

@@ -4,6 +4,7 @@
 //! The records hold results, not commands: replaying commands would need the same inventory and
 //! the same clock, while a record of the outcome does not.
 
+use crate::engine::audit::AuditEntry;
 use crate::engine::cluster::NodeId;
 use crate::engine::task::Task;
 use crate::engine::time::Timestamp;
@@ -68,6 +69,10 @@ pub enum Change {
     DeleteNode(NodeId),
     /// Replace the counters.
     PutCounters(Counters),
+    /// Append an audit entry (keyed by its sequence number).
+    PutAudit(AuditEntry),
+    /// Drop every audit entry up to and including this sequence number (retention).
+    DropAuditUpTo(u64),
 }
 
 /// Everything the engine's state is rebuilt from: the store's contents.
@@ -79,6 +84,9 @@ pub struct Snapshot {
     pub nodes: BTreeMap<NodeId, NodeRuntime>,
     /// Counters.
     pub counters: Counters,
+    /// The audit trail by sequence number (absent in stores from before it).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub audit: BTreeMap<u64, AuditEntry>,
 }
 
 impl Snapshot {
@@ -98,6 +106,12 @@ impl Snapshot {
                 self.nodes.remove(id);
             }
             Change::PutCounters(c) => self.counters = *c,
+            Change::PutAudit(e) => {
+                self.audit.insert(e.seq, e.clone());
+            }
+            Change::DropAuditUpTo(seq) => {
+                self.audit = self.audit.split_off(&seq.saturating_add(1));
+            }
         }
     }
 }

@@ -110,6 +110,8 @@ pub struct State {
     /// Soft state: the retry hint of each task's last check that granted nothing, so that a
     /// task read later (a watch update, Get) still carries it while nothing is performed.
     pub(crate) retry_hints: HashMap<String, Timestamp>,
+    /// The audit trail (persisted) and its refusal bound (soft state).
+    pub(crate) audit: crate::engine::audit::AuditLog,
 }
 
 impl State {
@@ -140,6 +142,7 @@ impl State {
             heartbeat_due: BTreeSet::new(),
             liveness_armed: false,
             retry_hints: HashMap::new(),
+            audit: crate::engine::audit::AuditLog::restore(snapshot.audit),
         };
         for (id, rt) in snapshot.nodes {
             if state.cluster.node(id).is_some() {
@@ -185,6 +188,7 @@ impl State {
             tasks: self.tasks.clone(),
             nodes: self.runtime.iter().map(|(k, v)| (*k, v.clone())).collect(),
             counters: self.counters,
+            audit: self.audit.entries.clone(),
         }
     }
 

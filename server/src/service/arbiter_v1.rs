@@ -20,10 +20,11 @@ use arbiter_proto::arbiter::v1::arbiter_service_server::ArbiterService;
 use arbiter_proto::arbiter::v1::{
     BackupRequest, BackupResponse, HeartbeatRequest, HeartbeatResponse, InstanceStatus,
     ListAuditRequest, ListAuditResponse, ListInstancesRequest, ListInstancesResponse,
-    ListNodesRequest, ListNodesResponse, NodeState, NodeStatus, PlanRolloutRequest,
-    PlanRolloutResponse, ReloadInventoryRequest, ReloadInventoryResponse, SetNodeStateRequest,
-    SetNodeStateResponse, ValidateFenceRequest, ValidateFenceResponse, WatchMaintenanceTaskRequest,
-    WatchMaintenanceTaskResponse,
+    ListNodesRequest, ListNodesResponse, ListTasksRequest, ListTasksResponse, NodeState,
+    NodeStatus, PlanRolloutRequest, PlanRolloutResponse, ReloadInventoryRequest,
+    ReloadInventoryResponse, SetNodeStateRequest, SetNodeStateResponse, ValidateFenceRequest,
+    ValidateFenceResponse, WatchMaintenanceTaskRequest, WatchMaintenanceTaskResponse,
+    WhoAmIRequest, WhoAmIResponse,
 };
 use arbiter_proto::ydb::issue::IssueMessage;
 use arbiter_proto::ydb::maintenance::ItemState;
@@ -70,10 +71,18 @@ impl ArbiterApi {
         meta: &MetadataMap,
         action: &'static str,
     ) -> Result<Caller, Status> {
-        let caller = self.caller(audit, meta)?;
+        // Only mutating calls need an operator: a refusal goes to the audit trail.
+        let caller = self.caller(audit, meta).inspect_err(|_| {
+            let e = self.ctx.identity.resolve(meta).err().map(ServiceError::from);
+            if let Some(e) = e {
+                self.ctx.refused(audit, meta, "", &[], &e);
+            }
+        })?;
         caller.require_operator(action).map_err(|e| {
             audit.denied(Some(&caller), &e);
-            ServiceError::from(e).to_grpc()
+            let e = ServiceError::from(e);
+            self.ctx.refused(audit, meta, "", &[], &e);
+            e.to_grpc()
         })?;
         Ok(caller)
     }
@@ -124,27 +133,48 @@ impl ArbiterService for ArbiterApi {
         let audit = Audit::of("SetNodeState", &request);
         let (meta, _, req) = request.into_parts();
         let caller = self.operator(&audit, &meta, "set node states")?;
+        let node = req.node_id;
+        let refuse = |e: ServiceError| {
+            self.ctx.refused(&audit, &meta, "", &[node], &e);
+            e.to_grpc()
+        };
         let up = match NodeState::try_from(req.state) {
             Ok(NodeState::Up) => true,
             Ok(NodeState::Down) => false,
             _ => {
-                return Err(Status::invalid_argument(
-                    "state must be NODE_STATE_UP or NODE_STATE_DOWN",
-                ));
+                return Err(refuse(ServiceError::BadRequest(
+                    "state must be NODE_STATE_UP or NODE_STATE_DOWN".into(),
+                )));
             }
         };
         if req.reason.len() > MAX_NAME_LEN {
-            return Err(Status::invalid_argument(format!(
+            return Err(refuse(ServiceError::BadRequest(format!(
                 "reason is longer than {MAX_NAME_LEN} bytes"
-            )));
+            ))));
         }
-        let node = req.node_id;
         let reason = req.reason.clone();
+        let entry = audit.entry(
+            crate::engine::audit::AuditKind::NodeStateSet,
+            Some(&caller),
+        );
         let (changed, _) = self
             .ctx
-            .command(move |s, now| Ok(s.set_node_state(node, up, &reason, now)?))
+            .audited(move |s, now| {
+                let o = s.set_node_state(node, up, &reason, now)?;
+                let state = if up { "up" } else { "down" };
+                let entries = if o.value {
+                    vec![crate::engine::audit::AuditEntry {
+                        nodes: vec![node],
+                        detail: format!("node {node} {state}: {reason}"),
+                        ..entry
+                    }]
+                } else {
+                    Vec::new()
+                };
+                Ok((o, entries))
+            })
             .await
-            .map_err(|e| e.to_grpc())?;
+            .map_err(refuse)?;
         if changed {
             tracing::info!(node, state = if up { "up" } else { "down" }, by = %caller.user,
                 reason = %req.reason, "node state set");
@@ -200,23 +230,73 @@ impl ArbiterService for ArbiterApi {
 
     async fn validate_fence(
         &self,
-        _request: Request<ValidateFenceRequest>,
+        request: Request<ValidateFenceRequest>,
     ) -> Result<Response<ValidateFenceResponse>, Status> {
-        Err(Status::unimplemented("ValidateFence: not yet"))
+        let audit = Audit::of("ValidateFence", &request);
+        self.caller(&audit, request.metadata())?;
+        let req = request.into_inner();
+        let pdisk = (req.pdisk_id != 0).then_some(req.pdisk_id);
+        let answer = self
+            .ctx
+            .query(move |s, now| Ok(s.validate_fence(req.node_id, pdisk, req.token, now)))
+            .await
+            .map_err(|e| e.to_grpc())?;
+        Ok(Response::new(encode::fence(&answer)))
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<ListTasksRequest>,
+    ) -> Result<Response<ListTasksResponse>, Status> {
+        let audit = Audit::of("ListTasks", &request);
+        self.caller(&audit, request.metadata())?;
+        let owner = request.into_inner().owner;
+        let tasks = self
+            .ctx
+            .query(move |s, _| {
+                Ok(s.task_uids(Some(&owner))
+                    .iter()
+                    .filter_map(|uid| s.task(uid))
+                    .map(|view| encode::task_summary(&view))
+                    .collect())
+            })
+            .await
+            .map_err(|e| e.to_grpc())?;
+        Ok(Response::new(ListTasksResponse { tasks }))
+    }
+
+    async fn who_am_i(
+        &self,
+        request: Request<WhoAmIRequest>,
+    ) -> Result<Response<WhoAmIResponse>, Status> {
+        let audit = Audit::of("WhoAmI", &request);
+        let caller = self.caller(&audit, request.metadata())?;
+        Ok(Response::new(WhoAmIResponse {
+            user: caller.user,
+            role: caller.role.to_string(),
+        }))
     }
 
     async fn list_audit(
         &self,
-        _request: Request<ListAuditRequest>,
+        request: Request<ListAuditRequest>,
     ) -> Result<Response<ListAuditResponse>, Status> {
-        Err(Status::unimplemented("ListAudit: not yet"))
+        let audit = Audit::of("ListAudit", &request);
+        Ok(Response::new(
+            super::audit_trail::list(&self.ctx, &audit, request).await?,
+        ))
     }
 
     async fn plan_rollout(
         &self,
-        _request: Request<PlanRolloutRequest>,
+        request: Request<PlanRolloutRequest>,
     ) -> Result<Response<PlanRolloutResponse>, Status> {
-        Err(Status::unimplemented("PlanRollout: not yet"))
+        let audit = Audit::of("PlanRollout", &request);
+        let (meta, _, req) = request.into_parts();
+        let caller = self.caller(&audit, &meta)?;
+        super::plan::plan_rollout(&self.ctx, &caller, req)
+            .await
+            .map(Response::new)
     }
 
     async fn backup(
@@ -319,7 +399,9 @@ impl ArbiterService for ArbiterApi {
                 action: "reload the inventory",
             };
             audit.denied(Some(&caller), &e);
-            return Err(ServiceError::from(e).to_grpc());
+            let e = ServiceError::from(e);
+            self.ctx.refused(&audit, request.metadata(), "", &[], &e);
+            return Err(e.to_grpc());
         }
         let reloaded = self
             .ctx
@@ -394,6 +476,7 @@ fn message(uid: &str, update: TaskUpdate) -> WatchMaintenanceTaskResponse {
             status: StatusCode::Success as i32,
             issues: Vec::new(),
             result: Some(encode::task_result(&view)),
+            owner: view.owner.clone(),
         },
         TaskUpdate::Gone => WatchMaintenanceTaskResponse {
             status: StatusCode::BadRequest as i32,
@@ -405,6 +488,7 @@ fn message(uid: &str, update: TaskUpdate) -> WatchMaintenanceTaskResponse {
                 ..IssueMessage::default()
             }],
             result: None,
+            owner: String::new(),
         },
     }
 }

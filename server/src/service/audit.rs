@@ -1,4 +1,5 @@
-//! The audit log: who was refused, and who reloaded the inventory.
+//! The audit log: who was refused, and who reloaded the inventory; and the entries of the
+//! durable audit trail ([`crate::engine::audit`]) with who asked: [`Audit::entry`].
 //!
 //! Accepted changes are logged where they are made (task created, lock granted, task dropped,
 //! node state set: `info`). This module logs, in the same style, what the log must also tell:
@@ -12,6 +13,7 @@
 //! failed Login's) is logged quoted and escaped, as it is whatever the client sent.
 
 use super::error::ServiceError;
+use crate::engine::audit::{AuditEntry, AuditKind};
 use crate::engine::reload::Reloaded;
 use crate::identity::{AuthError, Caller, LoginFailure, Role};
 use std::fmt;
@@ -39,6 +41,28 @@ pub enum Initiator<'a> {
 }
 
 impl Audit {
+    /// An audit-trail entry of `kind` made by `caller` (user and role; empty when unknown) on
+    /// this call, with its peer address.
+    pub fn entry(&self, kind: AuditKind, caller: Option<&Caller>) -> AuditEntry {
+        AuditEntry {
+            user: caller.map(|c| c.user.clone()).unwrap_or_default(),
+            role: caller.map(|c| c.role.to_string()).unwrap_or_default(),
+            peer: Peer(self.peer).to_string(),
+            ..AuditEntry::new(kind)
+        }
+    }
+
+    /// An audit-trail entry of `kind` asked for by `by` (a caller, or SIGHUP).
+    pub fn entry_by(&self, kind: AuditKind, by: Initiator<'_>) -> AuditEntry {
+        match by {
+            Initiator::Caller(c) => self.entry(kind, Some(c)),
+            Initiator::Signal => AuditEntry {
+                user: SIGNAL_USER.into(),
+                ..self.entry(kind, None)
+            },
+        }
+    }
+
     /// The call `call` of `request` (its peer address from the connection).
     pub fn of<T>(call: &'static str, request: &tonic::Request<T>) -> Audit {
         Audit {

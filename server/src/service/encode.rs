@@ -205,6 +205,48 @@ pub fn condition(c: crate::engine::NodeCondition) -> arbiter_proto::arbiter::v1:
     }
 }
 
+/// ValidateFence's answer.
+pub fn fence(
+    a: &crate::engine::fence::FenceAnswer,
+) -> arbiter_proto::arbiter::v1::ValidateFenceResponse {
+    use crate::engine::fence::FenceState as E;
+    use arbiter_proto::arbiter::v1::FenceState as W;
+    let state = match a.state {
+        E::Live => W::Live,
+        E::Superseded => W::Superseded,
+        E::Released => W::Released,
+        E::Expired => W::Expired,
+        E::Unknown => W::Unknown,
+    };
+    arbiter_proto::arbiter::v1::ValidateFenceResponse {
+        state: state as i32,
+        task_uid: a.task.clone().unwrap_or_default(),
+        action_id: a.action.clone().unwrap_or_default(),
+        deadline: a.deadline.map(timestamp),
+        ended: a.when.map(timestamp),
+        live_token: a.live_token.unwrap_or(0),
+        detail: a.detail.clone(),
+    }
+}
+
+/// One line of arbiter.v1's ListTasks.
+pub fn task_summary(view: &TaskView) -> arbiter_proto::arbiter::v1::TaskSummary {
+    let performed = view.actions().filter(|a| a.is_performed()).count();
+    let pending = view.actions().count() - performed;
+    let n = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+    arbiter_proto::arbiter::v1::TaskSummary {
+        task_uid: view.uid.clone(),
+        owner: view.owner.clone(),
+        description: view.description.clone(),
+        availability_mode: mode(view.mode) as i32,
+        priority: view.priority,
+        performed: n(performed),
+        pending: n(pending),
+        create_time: Some(timestamp(view.create_time)),
+        last_refresh_time: Some(timestamp(view.last_refresh_time)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

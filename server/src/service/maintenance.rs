@@ -9,6 +9,7 @@ use super::envelope::{bare, operation};
 use super::error::ServiceError;
 use super::{Context, decode, encode};
 use crate::engine::EngineError;
+use crate::engine::audit::{self as trail, AuditEntry, AuditKind};
 use crate::identity::Caller;
 use arbiter_proto::ydb::maintenance::v1::maintenance_service_server::MaintenanceService;
 use arbiter_proto::ydb::maintenance::{
@@ -72,9 +73,23 @@ impl Maintenance {
         )?;
         let req = decode::task_request(req, &caller.user, self.ctx.limits)?;
         let dry_run = req.dry_run;
+        let entry = AuditEntry {
+            task: req.uid.clone(),
+            detail: trail::describe_request(&req),
+            ..audit.entry(AuditKind::TaskCreated, Some(&caller))
+        };
         let (view, _) = self
             .ctx
-            .command(move |s, now| Ok(s.create(req, now)?))
+            .audited(move |s, now| {
+                let nodes = trail::request_nodes(s, &req);
+                let o = s.create(req, now)?;
+                let entries = if dry_run {
+                    Vec::new()
+                } else {
+                    vec![AuditEntry { nodes, ..entry }]
+                };
+                Ok((o, entries))
+            })
             .await?;
         if !dry_run {
             tracing::info!(task = %view.uid, owner = %view.owner, mode = view.mode.name(),
@@ -145,13 +160,19 @@ impl Maintenance {
         let checked = caller.clone();
         let user = caller.user.clone();
         let log_uid = uid.clone();
+        let entry = AuditEntry {
+            task: uid.clone(),
+            ..audit.entry(AuditKind::TaskDropped, Some(&caller))
+        };
         let dropped = self
             .ctx
-            .command(move |s, now| {
+            .audited(move |s, now| {
                 if let Some(owner) = s.task_owner(&uid) {
                     checked.require_owner(&uid, owner)?;
                 }
-                Ok(s.drop_task(&uid, now)?)
+                let nodes = s.audit_nodes_of(&uid);
+                let o = s.drop_task(&uid, now)?;
+                Ok((o, vec![AuditEntry { nodes, ..entry }]))
             })
             .await;
         audit.check(Some(&caller), dropped)?;
@@ -171,9 +192,10 @@ impl Maintenance {
         let groups: Vec<String> = req.action_uids.iter().map(|u| u.group_id.clone()).collect();
         let user = caller.user.clone();
         let logged = uids.clone();
+        let entry = audit.entry(AuditKind::ActionCompleted, Some(&caller));
         let completed = self
             .ctx
-            .command(move |s, now| {
+            .audited(move |s, now| {
                 for ((task, action), group) in uids.iter().zip(&groups) {
                     if let Some(owner) = s.task_owner(task) {
                         checked.require_owner(task, owner)?;
@@ -185,7 +207,8 @@ impl Maintenance {
                         return Err(EngineError::ActionNotFound.into());
                     }
                 }
-                Ok(s.complete(&uids, now)?)
+                let entries = completed_entries(s, &uids, &entry);
+                Ok((s.complete(&uids, now)?, entries))
             })
             .await;
         audit.check(Some(&caller), completed)?;
@@ -225,7 +248,16 @@ impl MaintenanceService for Maintenance {
     ) -> Result<Response<MaintenanceTaskResponse>, Status> {
         let audit = Audit::of("CreateMaintenanceTask", &request);
         let (meta, _, req) = request.into_parts();
-        let op = operation(self.create(&audit, &meta, req).await);
+        let uid = req
+            .task_options
+            .as_ref()
+            .map(|o| o.task_uid.clone())
+            .unwrap_or_default();
+        let result = self.create(&audit, &meta, req).await;
+        if let Err(e) = &result {
+            self.ctx.refused(&audit, &meta, &uid, &[], e);
+        }
+        let op = operation(result);
         Ok(Response::new(MaintenanceTaskResponse {
             operation: Some(op),
         }))
@@ -237,7 +269,12 @@ impl MaintenanceService for Maintenance {
     ) -> Result<Response<MaintenanceTaskResponse>, Status> {
         let audit = Audit::of("RefreshMaintenanceTask", &request);
         let (meta, _, req) = request.into_parts();
-        let op = operation(self.refresh(&audit, &meta, req.task_uid).await);
+        let uid = req.task_uid.clone();
+        let result = self.refresh(&audit, &meta, req.task_uid).await;
+        if let Err(e) = &result {
+            self.ctx.refused(&audit, &meta, &uid, &[], e);
+        }
+        let op = operation(result);
         Ok(Response::new(MaintenanceTaskResponse {
             operation: Some(op),
         }))
@@ -273,7 +310,12 @@ impl MaintenanceService for Maintenance {
     ) -> Result<Response<ManageMaintenanceTaskResponse>, Status> {
         let audit = Audit::of("DropMaintenanceTask", &request);
         let (meta, _, req) = request.into_parts();
-        let op = bare(self.drop_task(&audit, &meta, req.task_uid).await);
+        let uid = req.task_uid.clone();
+        let result = self.drop_task(&audit, &meta, req.task_uid).await;
+        if let Err(e) = &result {
+            self.ctx.refused(&audit, &meta, &uid, &[], e);
+        }
+        let op = bare(result);
         Ok(Response::new(ManageMaintenanceTaskResponse {
             operation: Some(op),
         }))
@@ -285,9 +327,52 @@ impl MaintenanceService for Maintenance {
     ) -> Result<Response<ManageActionResponse>, Status> {
         let audit = Audit::of("CompleteAction", &request);
         let (meta, _, req) = request.into_parts();
-        let op = operation(self.complete(&audit, &meta, req).await);
+        let uid = req
+            .action_uids
+            .first()
+            .map(|u| u.task_uid.clone())
+            .unwrap_or_default();
+        let result = self.complete(&audit, &meta, req).await;
+        if let Err(e) = &result {
+            self.ctx.refused(&audit, &meta, &uid, &[], e);
+        }
+        let op = operation(result);
         Ok(Response::new(ManageActionResponse {
             operation: Some(op),
         }))
     }
+}
+
+/// One `action_completed` entry per task of `uids`, naming its actions (taken before they
+/// are completed, so that their scopes and states are still there).
+fn completed_entries(
+    s: &crate::engine::State,
+    uids: &[(String, String)],
+    entry: &AuditEntry,
+) -> Vec<AuditEntry> {
+    let mut by_task: std::collections::BTreeMap<&str, (Vec<String>, Vec<u32>)> =
+        std::collections::BTreeMap::new();
+    for (task, action) in uids {
+        let (names, nodes) = by_task.entry(task).or_default();
+        match s.audit_action(task, action) {
+            Some((name, n)) => {
+                names.push(name);
+                nodes.extend(n);
+            }
+            None => names.push(action.clone()),
+        }
+    }
+    by_task
+        .into_iter()
+        .map(|(task, (names, mut nodes))| {
+            nodes.sort_unstable();
+            nodes.dedup();
+            AuditEntry {
+                task: task.to_owned(),
+                nodes,
+                detail: format!("completed {}", names.join(", ")),
+                ..entry.clone()
+            }
+        })
+        .collect()
 }

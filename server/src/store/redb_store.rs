@@ -28,6 +28,7 @@
 use super::contain::contain;
 use super::seal::{self, Found, Seal, SealFile, StoreId};
 use super::{Distrust, Store, StoreError};
+use crate::engine::audit::AuditEntry;
 use crate::engine::record::{Counters, NodeRuntime};
 use crate::engine::task::Task;
 use crate::engine::{Change, Snapshot};
@@ -49,6 +50,8 @@ pub const SEAL_FILE: &str = "store.id";
 const TASKS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("tasks");
 const NODES: TableDefinition<'_, u32, &[u8]> = TableDefinition::new("nodes");
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+/// The audit trail, by sequence number.
+const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit");
 const COUNTERS_KEY: &str = "counters";
 /// The store's identity: 16 random bytes.
 const STORE_ID_KEY: &str = "store_id";
@@ -278,6 +281,13 @@ fn read_snapshot(path: &Path, tx: &ReadTransaction) -> Result<Snapshot, StoreErr
         && let Some(v) = meta.get(COUNTERS_KEY).map_err(err)?
     {
         snap.counters = decode::<Counters>(COUNTERS_KEY, v.value())?;
+    }
+    if let Some(audit) = read_table(path, tx, AUDIT)? {
+        for row in audit.iter().map_err(err)? {
+            let (k, v) = row.map_err(err)?;
+            let e: AuditEntry = decode(&format!("audit {}", k.value()), v.value())?;
+            snap.audit.insert(k.value(), e);
+        }
     }
     Ok(snap)
 }
@@ -519,6 +529,7 @@ impl RedbStore {
             let mut tasks = tx.open_table(TASKS).map_err(backend)?;
             let mut nodes = tx.open_table(NODES).map_err(backend)?;
             let mut meta = tx.open_table(META).map_err(backend)?;
+            let mut audit = tx.open_table(AUDIT).map_err(backend)?;
             let last = match meta.get(SEQ_KEY).map_err(backend)? {
                 Some(v) => decode_seq(v.value())?,
                 None => 0,
@@ -543,6 +554,12 @@ impl RedbStore {
                     Change::PutCounters(counters) => {
                         meta.insert(COUNTERS_KEY, encode(counters)?.as_slice())
                             .map_err(backend)?;
+                    }
+                    Change::PutAudit(e) => {
+                        audit.insert(e.seq, encode(e)?.as_slice()).map_err(backend)?;
+                    }
+                    Change::DropAuditUpTo(seq) => {
+                        audit.retain_in(..=*seq, |_, _| false).map_err(backend)?;
                     }
                 }
             }

@@ -3,6 +3,7 @@
 //! (`None` for stores that do not outlive the process).
 
 use super::Store;
+use crate::engine::audit::{AuditEntry, AuditKind};
 use crate::engine::record::{Counters, NodeRuntime};
 use crate::engine::task::{Action, ActionGroup, ActionStatus, Items, Mode, Reason, Scope, Task};
 use crate::engine::{Change, Snapshot, Timestamp};
@@ -90,6 +91,55 @@ pub fn run_all(f: &dyn Factory) {
     empty_commit_changes_nothing(f);
     survives_reopen(f);
     reopening_sees_every_commit(f);
+    audit_entries_are_kept_dropped_and_reopened(f);
+}
+
+fn audit(seq: u64) -> AuditEntry {
+    AuditEntry {
+        seq,
+        time: Timestamp(1000 + seq),
+        user: "alice".into(),
+        role: "operator".into(),
+        peer: "127.0.0.1:5000".into(),
+        task: format!("t{seq}"),
+        nodes: vec![1, 2],
+        detail: "node 1 (a-1): fencing token 3, until 2026-01-01T00:05:00Z, mode force".into(),
+        fencing_token: seq,
+        force: seq % 2 == 0,
+        ..AuditEntry::new(AuditKind::LockGranted)
+    }
+}
+
+/// The audit trail rides the same commits: entries are appended with other changes, a
+/// retention drop removes a range (only that range), and everything survives a reopen.
+fn audit_entries_are_kept_dropped_and_reopened(f: &dyn Factory) {
+    let s = f.create("audit");
+    let mut all = batch();
+    all.extend((1..=5).map(|seq| Change::PutAudit(audit(seq))));
+    s.commit(&all).expect("commit");
+    assert_eq!(s.load().expect("load"), model(&all), "audit: appended");
+    let later = vec![
+        Change::PutAudit(audit(6)),
+        Change::DropAuditUpTo(3),
+        Change::PutAudit(audit(7)),
+        // Dropping what is already gone is not an error.
+        Change::DropAuditUpTo(2),
+    ];
+    s.commit(&later).expect("commit");
+    all.extend(later);
+    let expected = model(&all);
+    assert_eq!(
+        expected.audit.keys().copied().collect::<Vec<_>>(),
+        vec![4, 5, 6, 7]
+    );
+    assert_eq!(s.load().expect("load"), expected, "audit: dropped");
+    drop(s);
+    if let Some(s) = f.reopen("audit") {
+        assert_eq!(s.load().expect("load"), expected, "audit: reopened");
+        s.commit(&[Change::PutAudit(audit(8))]).expect("commit");
+        all.push(Change::PutAudit(audit(8)));
+        assert_eq!(s.load().expect("load"), model(&all), "audit: after reopen");
+    }
 }
 
 fn empty_store_loads_empty(f: &dyn Factory) {

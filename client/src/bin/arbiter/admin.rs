@@ -25,14 +25,17 @@ pub(crate) async fn reload_inventory(ctx: &Ctx) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Prints the user the server sees behind the ticket (in open mode, the ticket itself).
+/// Prints the user the server sees behind the ticket (in open mode, the ticket itself) and
+/// the role (viewer, operator or admin: arbiter.v1 WhoAmI; YDB's WhoAmI has no roles).
 pub(crate) async fn whoami(ctx: &Ctx) -> Result<(), Failure> {
     let r = ctx.client.who_am_i().await?;
+    let role = ctx.client.caller_role().await?.role;
     match ctx.format {
         Format::Table => emit(&format!(
             "user {}\n{}",
             r.user,
             fields(&[
+                ("role", role.clone()),
                 (
                     "groups",
                     if r.groups.is_empty() {
@@ -47,6 +50,7 @@ pub(crate) async fn whoami(ctx: &Ctx) -> Result<(), Failure> {
         )),
         Format::Json => emit_json(&json!({
             "user": r.user,
+            "role": role,
             "groups": r.groups,
             "is_administration_allowed": r.is_administration_allowed,
             "is_monitoring_allowed": r.is_monitoring_allowed,

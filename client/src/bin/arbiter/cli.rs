@@ -115,6 +115,60 @@ pub(crate) enum Command {
     },
     /// Restart nodes one batch at a time, each only when the arbiter grants its lock.
     RollingRestart(RollingArgs),
+    /// The audit trail: who created, was granted, completed, dropped, set, reloaded or was
+    /// refused what, when and why (oldest first).
+    Audit(AuditArgs),
+    /// Fencing tokens: check that a token is still the live lock before a destructive step.
+    #[command(subcommand)]
+    Fence(FenceCommand),
+}
+
+/// `arbiter fence ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum FenceCommand {
+    /// Whether TOKEN is the live lock on the node (or on its disk PDISK) now; prints the answer
+    /// (LIVE, SUPERSEDED, RELEASED, EXPIRED or UNKNOWN). Exits 0 only for LIVE, 1 otherwise.
+    Check {
+        /// The node id.
+        #[arg(long, value_name = "ID")]
+        node: u32,
+        /// A disk of the node (its pdisk id); without it, the whole node.
+        #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u32).range(1..))]
+        pdisk: Option<u32>,
+        /// The fencing token the lock was granted with (`--token` stays the auth ticket).
+        #[arg(long, value_name = "N")]
+        fencing_token: u64,
+    },
+}
+
+/// `arbiter audit`.
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    /// Only entries about this task.
+    #[arg(long, value_name = "UID")]
+    pub(crate) task: Option<String>,
+    /// Only entries about this node.
+    #[arg(long, value_name = "ID")]
+    pub(crate) node: Option<u32>,
+    /// Only entries by this user ("arbiter" for what time did). (`--user` is the global
+    /// option that logs in.)
+    #[arg(long, value_name = "USER")]
+    pub(crate) by: Option<String>,
+    /// Only entries of this kind: task_created, lock_granted, action_completed, task_dropped,
+    /// lock_expired, node_state_set, heartbeat_timeout, inventory_reloaded, refused,
+    /// login_failed, refusals_suppressed.
+    #[arg(long, value_name = "KIND")]
+    pub(crate) kind: Option<String>,
+    /// Only entries at or after this time: RFC 3339 (2026-01-01T00:00:00Z) or a duration ago
+    /// (10m, 2h, 7d).
+    #[arg(long, value_parser = crate::audit::parse_since, value_name = "TIME|DURATION")]
+    pub(crate) since: Option<crate::audit::Since>,
+    /// Keep printing new entries as they come (one line each), until Ctrl-C.
+    #[arg(long)]
+    pub(crate) follow: bool,
+    /// With --follow: how often to ask for new entries (100ms to 1m).
+    #[arg(long, default_value = "1s", value_parser = crate::audit::parse_poll, value_name = "DURATION")]
+    pub(crate) poll: Duration,
 }
 
 /// `arbiter tasks`.
@@ -333,6 +387,58 @@ mod tests {
         );
         for bad in ["3", "3:", ":2", "a:b", "3:x"] {
             assert!(parse_pdisk(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn fence_check_takes_the_fencing_token_and_keeps_token_for_the_ticket() {
+        let cli = Cli::try_parse_from([
+            "arbiter",
+            "--token",
+            "alice",
+            "fence",
+            "check",
+            "--node",
+            "3",
+            "--fencing-token",
+            "17",
+        ])
+        .expect("parses");
+        assert_eq!(cli.token.as_deref(), Some("alice"));
+        match cli.command {
+            Command::Fence(FenceCommand::Check {
+                node,
+                pdisk,
+                fencing_token,
+            }) => {
+                assert_eq!((node, pdisk, fencing_token), (3, None, 17));
+            }
+            other => panic!("not fence check: {other:?}"),
+        }
+        for bad in [
+            vec!["arbiter", "fence", "check", "--node", "3"],
+            vec![
+                "arbiter",
+                "fence",
+                "check",
+                "--node",
+                "3",
+                "--fencing-token",
+                "x",
+            ],
+            vec![
+                "arbiter",
+                "fence",
+                "check",
+                "--node",
+                "3",
+                "--fencing-token",
+                "1",
+                "--pdisk",
+                "0",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?}");
         }
     }
 

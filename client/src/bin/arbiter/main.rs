@@ -8,16 +8,19 @@
 //! Exit codes: 0 done, 1 the command failed (`error: ...` on stderr, with the server's own text
 //! when it refused), 2 a usage error (clap's). The heartbeat agent (`node heartbeat --every`)
 //! runs until SIGINT or SIGTERM (exit 0) and fails (exit 1) only on a refusal no retry cures.
+//! `fence check` exits 0 only when the token is the live lock (`fence`), 1 otherwise.
 //!
 //! Modules: `cli` the flags; `output` tables, JSON and time formats; `task_view` how a task
 //! prints; one module per group of commands (`nodes`, `tasks`, `task`, `create`, `complete`,
 //! `admin`); `error` the error line.
 
 mod admin;
+mod audit;
 mod cli;
 mod complete;
 mod create;
 mod error;
+mod fence;
 mod nodes;
 mod output;
 mod task;
@@ -127,9 +130,14 @@ async fn run(cli: Cli, password: Option<String>) -> Result<(), Failure> {
         Command::Inventory(InventoryCommand::Reload) => admin::reload_inventory(&ctx).await,
         Command::Whoami => admin::whoami(&ctx).await,
         Command::Instances => admin::instances(&ctx).await,
+        Command::Fence(c) => fence::run(&ctx, &c).await,
         Command::Backup { out } => admin::backup(&ctx, &out).await,
-        Command::RollingRestart(args) => arbiter_client::rolling::run(ctx.client, args)
-            .await
-            .map_err(|e| Failure(format!("rolling restart stopped: {e}"))),
+        Command::Audit(args) => audit::run(&ctx, &args).await,
+        Command::RollingRestart(mut args) => {
+            args.json = ctx.format == Format::Json;
+            arbiter_client::rolling::run(ctx.client, args)
+                .await
+                .map_err(|e| Failure(format!("rolling restart stopped: {e}")))
+        }
     }
 }

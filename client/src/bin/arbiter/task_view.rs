@@ -98,7 +98,7 @@ impl<'a> TaskView<'a> {
             format!("{performed} performed, {pending} pending"),
         ));
         let mut table = Table::new(&[
-            "GROUP", "ACTION", "SCOPE", "STATUS", "DEADLINE", "REASON", "DETAILS",
+            "GROUP", "ACTION", "SCOPE", "STATUS", "DEADLINE", "TOKEN", "REASON", "DETAILS",
         ]);
         for row in self.actions() {
             table.row(vec![
@@ -107,6 +107,8 @@ impl<'a> TaskView<'a> {
                 row.scope_text(),
                 output::action_status(row.state.status),
                 rfc3339(row.state.deadline.as_ref()),
+                row.fencing_token()
+                    .map_or_else(|| "-".to_owned(), |t| t.to_string()),
                 output::action_reason(row.state.reason),
                 or_dash(&row.state.details),
             ]);
@@ -178,6 +180,11 @@ impl Row<'_> {
             .as_ref()
             .map(|u| u.action_id.clone())
             .unwrap_or_default()
+    }
+
+    /// The fencing token of a performed action (Arbiter's field 10001 of YDB's ActionState).
+    pub(crate) fn fencing_token(&self) -> Option<u64> {
+        (self.is_performed() && self.state.fencing_token != 0).then_some(self.state.fencing_token)
     }
 
     /// Whether the action holds its lock now.
@@ -262,6 +269,7 @@ impl Row<'_> {
             "status": output::action_status(self.state.status),
             "reason": output::action_reason(self.state.reason),
             "deadline": rfc3339_json(self.state.deadline.as_ref()),
+            "fencing_token": self.fencing_token(),
             "details": self.state.details,
         })
     }
