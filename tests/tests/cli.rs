@@ -241,8 +241,8 @@ fn a_task_round_trip_create_show_refresh_complete_drop() {
     );
     let table = ok(&server, &["tasks"]);
     assert_eq!(
-        row(&table, "kernel-1")[1..5],
-        ["STRONG", "0", "1", "1"],
+        row(&table, "kernel-1")[1..6],
+        ["anonymous", "STRONG", "0", "1", "1"],
         "{table}"
     );
 
@@ -631,7 +631,8 @@ fn tokens_and_logins_decide_what_the_cli_may_do() {
         ServerProcess::start_with(example_inventory(), &["--auth".as_ref(), auth.as_os_str()]);
 
     fails(&server, &["nodes"], "UNAUTHENTICATED");
-    fails(&server, &["tasks"], "UNAUTHORIZED");
+    // `tasks` reads arbiter.v1 ListTasks (for the owners): a gRPC status, as `nodes`.
+    fails(&server, &["tasks"], "UNAUTHENTICATED");
 
     let vic = ["--token", "vic-token-00000000000003"];
     assert_eq!(

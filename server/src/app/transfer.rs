@@ -166,6 +166,11 @@ fn replace(from: &Snapshot, to: &Snapshot) -> Vec<Change> {
             .map(|(id, rt)| Change::PutNode(*id, rt.clone())),
     );
     changes.push(Change::PutCounters(to.counters));
+    // The audit trail: the file's entries replace the store's.
+    if let Some(last) = from.audit.keys().next_back() {
+        changes.push(Change::DropAuditUpTo(*last));
+    }
+    changes.extend(to.audit.values().cloned().map(Change::PutAudit));
     changes
 }
 

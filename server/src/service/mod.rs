@@ -7,7 +7,7 @@
 //! - [`arbiter_v1`]: Arbiter's own API (node state by hand).
 //! - [`decode`], [`encode`]: wire <-> engine; [`envelope`]: YDB's Operation; [`error`]: the one
 //!   mapping from refusals to status codes.
-//! - [`audit_trail`]: `arbiter.v1.ListAudit`.
+//! - [`audit_trail`] answers `arbiter.v1.ListAudit`.
 //! - [`plan`]: `arbiter.v1.PlanRollout`, a rolling restart simulated on a copy of the state.
 //! - [`audit`]: the log lines of refusals (identity, permissions, reloads) and of reloads, and
 //!   who made an audit-trail entry ([`Context::audited`], [`Context::refused`]).

@@ -105,7 +105,7 @@ fn audit(seq: u64) -> AuditEntry {
         nodes: vec![1, 2],
         detail: "node 1 (a-1): fencing token 3, until 2026-01-01T00:05:00Z, mode force".into(),
         fencing_token: seq,
-        force: seq % 2 == 0,
+        force: seq.is_multiple_of(2),
         ..AuditEntry::new(AuditKind::LockGranted)
     }
 }
