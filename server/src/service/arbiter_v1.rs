@@ -73,7 +73,12 @@ impl ArbiterApi {
     ) -> Result<Caller, Status> {
         // Only mutating calls need an operator: a refusal goes to the audit trail.
         let caller = self.caller(audit, meta).inspect_err(|_| {
-            let e = self.ctx.identity.resolve(meta).err().map(ServiceError::from);
+            let e = self
+                .ctx
+                .identity
+                .resolve(meta)
+                .err()
+                .map(ServiceError::from);
             if let Some(e) = e {
                 self.ctx.refused(audit, meta, "", &[], &e);
             }
@@ -153,10 +158,7 @@ impl ArbiterService for ArbiterApi {
             ))));
         }
         let reason = req.reason.clone();
-        let entry = audit.entry(
-            crate::engine::audit::AuditKind::NodeStateSet,
-            Some(&caller),
-        );
+        let entry = audit.entry(crate::engine::audit::AuditKind::NodeStateSet, Some(&caller));
         let (changed, _) = self
             .ctx
             .audited(move |s, now| {

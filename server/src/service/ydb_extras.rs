@@ -159,12 +159,11 @@ impl AuthService for YdbExtras {
             }
             Err(why) => {
                 audit.login_failed(&user, why);
-                self.ctx
-                    .record_refusal(crate::engine::audit::AuditEntry {
-                        user: user.clone(),
-                        detail: format!("Login refused: {why}"),
-                        ..audit.entry(crate::engine::audit::AuditKind::LoginFailed, None)
-                    });
+                self.ctx.record_refusal(crate::engine::audit::AuditEntry {
+                    user: user.clone(),
+                    detail: format!("Login refused: {why}"),
+                    ..audit.entry(crate::engine::audit::AuditKind::LoginFailed, None)
+                });
                 Err(ServiceError::from(AuthError::from(why)))
             }
         };

@@ -556,7 +556,9 @@ impl RedbStore {
                             .map_err(backend)?;
                     }
                     Change::PutAudit(e) => {
-                        audit.insert(e.seq, encode(e)?.as_slice()).map_err(backend)?;
+                        audit
+                            .insert(e.seq, encode(e)?.as_slice())
+                            .map_err(backend)?;
                     }
                     Change::DropAuditUpTo(seq) => {
                         audit.retain_in(..=*seq, |_, _| false).map_err(backend)?;
