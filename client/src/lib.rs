@@ -181,6 +181,33 @@ impl Client {
         Ok(r.into_inner().file)
     }
 
+    /// Freezes a scope or lifts its freeze (arbiter.v1 SetFreeze).
+    pub async fn set_freeze(
+        &self,
+        req: arbiter_proto::arbiter::v1::SetFreezeRequest,
+    ) -> Result<arbiter_proto::arbiter::v1::SetFreezeResponse, ClientError> {
+        let r = self.arbiter().set_freeze(self.request(req)).await?;
+        Ok(r.into_inner())
+    }
+
+    /// The freezes in force and read-only mode (arbiter.v1 ListFreezes).
+    pub async fn list_freezes(
+        &self,
+    ) -> Result<arbiter_proto::arbiter::v1::ListFreezesResponse, ClientError> {
+        let req = arbiter_proto::arbiter::v1::ListFreezesRequest {};
+        let r = self.arbiter().list_freezes(self.request(req)).await?;
+        Ok(r.into_inner())
+    }
+
+    /// Turns read-only mode on or off (arbiter.v1 SetReadOnly).
+    pub async fn set_read_only(
+        &self,
+        req: arbiter_proto::arbiter::v1::SetReadOnlyRequest,
+    ) -> Result<arbiter_proto::arbiter::v1::SetReadOnlyResponse, ClientError> {
+        let r = self.arbiter().set_read_only(self.request(req)).await?;
+        Ok(r.into_inner())
+    }
+
     /// Whether a fencing token is the live lock on a node (`pdisk_id` 0) or one of its disks
     /// now, or what became of it (arbiter.v1 ValidateFence).
     pub async fn validate_fence(

@@ -3,6 +3,7 @@
 //! the live state, so every scenario also tests persistence.
 
 use arbiter_server::engine::cluster::PDiskKey;
+use arbiter_server::engine::freeze::{FreezeScope, Lifter};
 use arbiter_server::engine::inventory::{self, Format};
 use arbiter_server::engine::{
     ActionView, EngineError, ErrorKind, HealthConfig, Heartbeat, LockRequest, Mode, NodeState,
@@ -114,6 +115,30 @@ struct Step {
     fence_task: Option<String>,
     /// `fence`: when it ended (or the superseding lock was granted), this long before now.
     fence_ago: Option<String>,
+    /// `freeze`: `cluster`, `tenant:<name>` or `dc:<name>`.
+    scope: Option<String>,
+    /// `freeze`, `read_only`: who asks (default "user").
+    user: Option<String>,
+    /// `freeze` on: how long it lasts (absent: until lifted).
+    #[serde(rename = "for")]
+    for_: Option<String>,
+    /// `freeze`, `read_only` off: lift what someone else set (with `admin` for a freeze).
+    force: Option<bool>,
+    admin: Option<bool>,
+    /// `freezes`: the scopes frozen now.
+    frozen: Option<Vec<String>>,
+}
+
+fn freeze_scope(s: &str) -> Result<FreezeScope, String> {
+    if s == "cluster" {
+        Ok(FreezeScope::Cluster)
+    } else if let Some(t) = s.strip_prefix("tenant:") {
+        Ok(FreezeScope::Tenant(t.to_owned()))
+    } else if let Some(d) = s.strip_prefix("dc:") {
+        Ok(FreezeScope::DataCenter(d.to_owned()))
+    } else {
+        Err(format!("bad freeze scope '{s}'"))
+    }
 }
 
 fn generate(g: &ClusterGen) -> Result<String, String> {
@@ -458,6 +483,67 @@ impl Runner {
                 self.fence(s)?;
                 Ok(None)
             }
+            "freeze" | "read_only" => {
+                let user = s.user.as_deref().unwrap_or("user");
+                let reason = s.reason.as_deref().unwrap_or("");
+                let lifter = Lifter {
+                    user,
+                    admin: s.admin.unwrap_or(false),
+                    force: s.force.unwrap_or(false),
+                };
+                let on = match s.state.as_deref() {
+                    Some("on") => true,
+                    Some("off") => false,
+                    other => {
+                        return Err(format!("{} state must be on or off, not {other:?}", s.op));
+                    }
+                };
+                let changes = if s.op == "read_only" {
+                    if on {
+                        self.state
+                            .read_only_on(user, reason, self.now)
+                            .map(|o| o.changes)
+                    } else {
+                        self.state.read_only_off(lifter).map(|o| o.changes)
+                    }
+                } else {
+                    let scope = freeze_scope(s.scope.as_deref().ok_or("freeze needs scope")?)?;
+                    if on {
+                        let until = s
+                            .for_
+                            .as_deref()
+                            .map(dur)
+                            .transpose()?
+                            .map(|d| self.now.plus(d));
+                        self.state
+                            .freeze_on(scope, user, reason, until, self.now)
+                            .map(|o| o.changes)
+                    } else {
+                        self.state
+                            .freeze_off(&scope, lifter, self.now)
+                            .map(|o| o.changes)
+                    }
+                };
+                changes.map(|c| {
+                    self.record(&c);
+                    None
+                })
+            }
+            "freezes" => {
+                let mut got: Vec<String> = self
+                    .state
+                    .freezes(self.now)
+                    .iter()
+                    .map(|f| f.scope.key())
+                    .collect();
+                let mut want = s.frozen.clone().ok_or("freezes needs frozen")?;
+                got.sort();
+                want.sort();
+                if got != want {
+                    return Err(format!("freezes: expected {want:?}, got {got:?}"));
+                }
+                Ok(None)
+            }
             other => return Err(format!("unknown step '{other}'")),
         };
         if let Ok(Some(view)) = &result {
@@ -556,6 +642,7 @@ impl Runner {
                 let got = match e.kind() {
                     ErrorKind::BadRequest => "bad_request",
                     ErrorKind::Unsupported => "unsupported",
+                    ErrorKind::Unavailable => "unavailable",
                 };
                 if got != kind {
                     return Err(format!("expected error {kind}, got {got}: {e}"));

@@ -73,11 +73,15 @@ pub enum AuditKind {
     LoginFailed,
     /// Refusals (and failed logins) beyond the window's bound: how many, in `detail`.
     RefusalsSuppressed,
+    /// A scope was frozen or its freeze lifted (by hand or by its end).
+    FreezeSet,
+    /// Read-only mode was turned on or off.
+    ReadOnlySet,
 }
 
 impl AuditKind {
     /// Every kind, in declaration order.
-    pub const ALL: [AuditKind; 11] = [
+    pub const ALL: [AuditKind; 13] = [
         AuditKind::TaskCreated,
         AuditKind::LockGranted,
         AuditKind::ActionCompleted,
@@ -89,6 +93,8 @@ impl AuditKind {
         AuditKind::Refused,
         AuditKind::LoginFailed,
         AuditKind::RefusalsSuppressed,
+        AuditKind::FreezeSet,
+        AuditKind::ReadOnlySet,
     ];
 
     /// The wire and command-line name (`lock_granted`).
@@ -105,6 +111,8 @@ impl AuditKind {
             AuditKind::Refused => "refused",
             AuditKind::LoginFailed => "login_failed",
             AuditKind::RefusalsSuppressed => "refusals_suppressed",
+            AuditKind::FreezeSet => "freeze_set",
+            AuditKind::ReadOnlySet => "read_only_set",
         }
     }
 
@@ -538,6 +546,13 @@ impl State {
                 nodes: vec![*node],
                 detail: format!("node {node} down: {why}"),
                 ..AuditEntry::new(AuditKind::HeartbeatTimeout)
+            });
+        }
+        for scope in &ticked.unfrozen {
+            entries.push(AuditEntry {
+                user: ARBITER_USER.into(),
+                detail: format!("{scope} unfrozen: the freeze's time was up"),
+                ..AuditEntry::new(AuditKind::FreezeSet)
             });
         }
         entries

@@ -229,6 +229,10 @@ pub struct Cluster {
     pub(crate) ring_of: HashMap<NodeId, usize>,
     /// node -> indexes into `sys_tablets`.
     pub(crate) tablets_of: HashMap<NodeId, Vec<usize>>,
+    /// Maintenance windows, in inventory order.
+    pub(crate) windows: Vec<crate::engine::windows::Window>,
+    /// node -> indexes into `windows` (nodes without windows are absent).
+    pub(crate) windows_of: HashMap<NodeId, Vec<usize>>,
 }
 
 impl Cluster {
@@ -239,6 +243,7 @@ impl Cluster {
         self.vdisks_on.clear();
         self.ring_of.clear();
         self.tablets_of.clear();
+        self.index_windows();
         for node in self.nodes.values() {
             self.hosts
                 .entry(node.host.clone())

@@ -9,6 +9,8 @@ pub enum ErrorKind {
     BadRequest,
     /// The request is well-formed but asks for something this arbiter does not do.
     Unsupported,
+    /// The arbiter takes no changes now (read-only mode); a retry later may succeed.
+    Unavailable,
 }
 
 /// A refused command. Messages follow YDB's texts where clients may match on them.
@@ -91,6 +93,15 @@ pub enum EngineError {
     /// The task can never be granted as requested.
     #[error("{0}")]
     Impossible(String),
+    /// A freeze (or read-only mode) is on already: the text names who, since when and why.
+    #[error("{0}")]
+    AlreadyFrozen(String),
+    /// Lifting a freeze (or read-only mode) someone else set needs more (admin, --force).
+    #[error("{0}")]
+    FreezeRefused(String),
+    /// Read-only mode is on: the text names why, who and since when.
+    #[error("{0}; retry when it is turned off")]
+    ReadOnly(String),
 }
 
 impl EngineError {
@@ -98,6 +109,7 @@ impl EngineError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             EngineError::MixedGroups | EngineError::MultipleOwners => ErrorKind::Unsupported,
+            EngineError::ReadOnly(_) => ErrorKind::Unavailable,
             _ => ErrorKind::BadRequest,
         }
     }

@@ -70,6 +70,8 @@ pub struct Ticked {
     pub settled: Vec<NodeId>,
     /// State-storage replicas that stopped counting as recently started.
     pub ring_settled: Vec<NodeId>,
+    /// Freezes whose time was up.
+    pub unfrozen: Vec<crate::engine::freeze::FreezeScope>,
 }
 
 impl Ticked {
@@ -79,6 +81,7 @@ impl Ticked {
             && self.timed_out.is_empty()
             && self.settled.is_empty()
             && self.ring_settled.is_empty()
+            && self.unfrozen.is_empty()
     }
 }
 
@@ -118,6 +121,7 @@ impl State {
             expired: expired.value,
             ..Ticked::default()
         };
+        ticked.unfrozen = self.end_freezes(now, &mut changes);
         while let Some(&(due, id)) = self.heartbeat_due.first() {
             if due > now {
                 break;
@@ -234,6 +238,7 @@ impl State {
         reason: &str,
         now: Timestamp,
     ) -> Result<Outcome<bool>, EngineError> {
+        self.ensure_writable()?;
         if self.cluster.node(id).is_none() {
             return Err(EngineError::UnknownNode(id));
         }

@@ -20,13 +20,17 @@
 //! - [`reload`]: swapping the inventory without stranding a live lock.
 //! - [`report`]: the views that queries and commands answer with.
 //! - [`plan`]: a whole rolling restart simulated on a copy of the state (PlanRollout).
+//! - [`windows`]: maintenance windows (time zone, days, daily hours, holidays) and the
+//!   deadline cut at a window's end.
 //! - [`audit`]: the audit trail's entries, their bounds (refusals, retention) and queries.
+//! - [`freeze`]: change freezes (cluster, tenant, data center) and read-only mode.
 
 pub mod audit;
 mod check;
 pub mod cluster;
 pub mod error;
 pub mod fence;
+pub mod freeze;
 pub mod inventory;
 pub mod liveness;
 pub mod plan;
@@ -37,6 +41,7 @@ mod rules;
 pub mod state;
 pub mod task;
 pub mod time;
+pub mod windows;
 
 pub use cluster::{Cluster, NodeId, PDiskKey};
 pub use error::{EngineError, ErrorKind};

@@ -83,6 +83,9 @@ impl State {
     ) -> Result<RolloutPlan, EngineError> {
         let mut st = self.clone();
         st.freeze_for_plan();
+        // The simulation runs the real commands: read-only mode would refuse them all (the
+        // freezes still hold back grants in their scopes).
+        st.freezes.read_only = None;
         let mut uid = PLAN_UID.to_owned();
         let mut n = 0u32;
         while st.tasks.contains_key(&uid) {

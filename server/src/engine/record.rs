@@ -73,6 +73,12 @@ pub enum Change {
     PutAudit(AuditEntry),
     /// Drop every audit entry up to and including this sequence number (retention).
     DropAuditUpTo(u64),
+    /// Insert or replace the freeze of a scope.
+    PutFreeze(crate::engine::freeze::Freeze),
+    /// Lift the freeze of a scope.
+    DeleteFreeze(crate::engine::freeze::FreezeScope),
+    /// Turn read-only mode on (`Some`) or off.
+    PutReadOnly(Option<crate::engine::freeze::ReadOnly>),
 }
 
 /// Everything the engine's state is rebuilt from: the store's contents.
@@ -87,6 +93,12 @@ pub struct Snapshot {
     /// The audit trail by sequence number (absent in stores from before it).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub audit: BTreeMap<u64, AuditEntry>,
+    /// Freezes by scope key (absent in stores from before them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub freezes: BTreeMap<String, crate::engine::freeze::Freeze>,
+    /// Read-only mode, when on (absent in stores from before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<crate::engine::freeze::ReadOnly>,
 }
 
 impl Snapshot {
@@ -112,6 +124,13 @@ impl Snapshot {
             Change::DropAuditUpTo(seq) => {
                 self.audit = self.audit.split_off(&seq.saturating_add(1));
             }
+            Change::PutFreeze(f) => {
+                self.freezes.insert(f.scope.key(), f.clone());
+            }
+            Change::DeleteFreeze(scope) => {
+                self.freezes.remove(&scope.key());
+            }
+            Change::PutReadOnly(r) => self.read_only = r.clone(),
         }
     }
 }

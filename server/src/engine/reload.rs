@@ -26,6 +26,7 @@ impl State {
     /// Replaces the inventory, keeping tasks, locks, node records and liveness. Refused, with
     /// nothing changed, when a live lock would be stranded.
     pub fn reload(&mut self, cluster: Arc<Cluster>) -> Result<Outcome<Reloaded>, EngineError> {
+        self.ensure_writable()?;
         let mut next = State::restore(cluster, self.snapshot());
         for task in self.tasks.values() {
             for a in task.actions() {

@@ -112,6 +112,8 @@ pub struct State {
     pub(crate) retry_hints: HashMap<String, Timestamp>,
     /// The audit trail (persisted) and its refusal bound (soft state).
     pub(crate) audit: crate::engine::audit::AuditLog,
+    /// Freezes and read-only mode (persisted).
+    pub(crate) freezes: crate::engine::freeze::Freezes,
 }
 
 impl State {
@@ -143,6 +145,7 @@ impl State {
             liveness_armed: false,
             retry_hints: HashMap::new(),
             audit: crate::engine::audit::AuditLog::restore(snapshot.audit),
+            freezes: crate::engine::freeze::Freezes::restore(snapshot.freezes, snapshot.read_only),
         };
         for (id, rt) in snapshot.nodes {
             if state.cluster.node(id).is_some() {
@@ -189,6 +192,8 @@ impl State {
             nodes: self.runtime.iter().map(|(k, v)| (*k, v.clone())).collect(),
             counters: self.counters,
             audit: self.audit.entries.clone(),
+            freezes: self.freezes.active.clone(),
+            read_only: self.freezes.read_only.clone(),
         }
     }
 
@@ -270,6 +275,7 @@ impl State {
             self.heartbeat_due.first().map(|(d, _)| *d),
             self.settle_due.first().map(|(d, _)| *d),
             self.ring_settle_due.first().map(|(d, _)| *d),
+            self.next_freeze_end(),
         ]
         .into_iter()
         .flatten()
@@ -353,6 +359,7 @@ impl State {
         req: TaskRequest,
         now: Timestamp,
     ) -> Result<Outcome<TaskView>, EngineError> {
+        self.ensure_writable()?;
         self.validate(&req)?;
         let composite = req.groups.len() == 1 && req.groups[0].len() > 1;
         let mut next_action = self.counters.last_action_id;
@@ -427,6 +434,7 @@ impl State {
 
     /// Re-checks a task's pending actions.
     pub fn refresh(&mut self, uid: &str, now: Timestamp) -> Result<Outcome<TaskView>, EngineError> {
+        self.ensure_writable()?;
         self.check_again(uid, now, true)
     }
 
@@ -485,6 +493,7 @@ impl State {
         uids: &[(String, String)],
         now: Timestamp,
     ) -> Result<Outcome<()>, EngineError> {
+        self.ensure_writable()?;
         if uids.is_empty() {
             return Err(EngineError::NoActionUids);
         }
@@ -516,6 +525,7 @@ impl State {
 
     /// Removes a task, releasing its locks at once.
     pub fn drop_task(&mut self, uid: &str, now: Timestamp) -> Result<Outcome<()>, EngineError> {
+        self.ensure_writable()?;
         let task = self.tasks.remove(uid).ok_or(EngineError::TaskNotFound)?;
         self.index_pending(&task, false);
         let mut changes = vec![Change::DeleteTask(uid.to_owned())];
@@ -743,7 +753,11 @@ impl State {
         let default = self.cluster.defaults().lock_duration;
         for (gi, ai) in &verdict.granted {
             let action = &mut task.groups[*gi].actions[*ai];
-            let deadline = now.plus(action.duration.unwrap_or(default));
+            let mut deadline = now.plus(action.duration.unwrap_or(default));
+            if let Ok(items) = self.resolve(&action.scope) {
+                // A window that cuts ends the lock with it.
+                deadline = self.cluster.window_cut(items.nodes(), now, deadline);
+            }
             self.counters.last_fencing_token += 1;
             action.status = ActionStatus::Performed {
                 granted_at: now,

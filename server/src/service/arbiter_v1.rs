@@ -4,6 +4,7 @@
 //! - SetNodeState: an operator (or a node without an agent) says a node is down or back up.
 //! - ListNodes: every node with what Arbiter knows of it, including why it is unavailable.
 //! - ReloadInventory: re-read the inventory file (also on SIGHUP).
+//! - SetFreeze, ListFreezes, SetReadOnly: change freezes and read-only mode (`super::freeze`).
 //! - WatchMaintenanceTask: the task's state now and after every change. While its owner (or an
 //!   admin) watches, the writer re-checks the task whenever anything changes, so grants arrive
 //!   without polling.
@@ -265,6 +266,41 @@ impl ArbiterService for ArbiterApi {
             .await
             .map_err(|e| e.to_grpc())?;
         Ok(Response::new(ListTasksResponse { tasks }))
+    }
+
+    async fn set_freeze(
+        &self,
+        request: Request<arbiter_proto::arbiter::v1::SetFreezeRequest>,
+    ) -> Result<Response<arbiter_proto::arbiter::v1::SetFreezeResponse>, Status> {
+        let audit = Audit::of("SetFreeze", &request);
+        let (meta, _, req) = request.into_parts();
+        let caller = self.operator(&audit, &meta, "set freezes")?;
+        super::freeze::set_freeze(&self.ctx, &audit, &meta, caller, req)
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_freezes(
+        &self,
+        request: Request<arbiter_proto::arbiter::v1::ListFreezesRequest>,
+    ) -> Result<Response<arbiter_proto::arbiter::v1::ListFreezesResponse>, Status> {
+        let audit = Audit::of("ListFreezes", &request);
+        self.caller(&audit, request.metadata())?;
+        super::freeze::list_freezes(&self.ctx)
+            .await
+            .map(Response::new)
+    }
+
+    async fn set_read_only(
+        &self,
+        request: Request<arbiter_proto::arbiter::v1::SetReadOnlyRequest>,
+    ) -> Result<Response<arbiter_proto::arbiter::v1::SetReadOnlyResponse>, Status> {
+        let audit = Audit::of("SetReadOnly", &request);
+        let (meta, _, req) = request.into_parts();
+        let caller = self.operator(&audit, &meta, "set read-only mode")?;
+        super::freeze::set_read_only(&self.ctx, &audit, &meta, caller, req)
+            .await
+            .map(Response::new)
     }
 
     async fn who_am_i(

@@ -39,6 +39,8 @@ impl ServiceError {
             ServiceError::Engine(e) => match e.kind() {
                 ErrorKind::BadRequest => StatusCode::BadRequest,
                 ErrorKind::Unsupported => StatusCode::Unsupported,
+                // Read-only mode: nothing was applied, and a retry later may succeed.
+                ErrorKind::Unavailable => StatusCode::Unavailable,
             },
             ServiceError::BadRequest(_) => StatusCode::BadRequest,
             ServiceError::Unsupported(_) => StatusCode::Unsupported,

@@ -8,6 +8,7 @@
 //! - [`decode`], [`encode`]: wire <-> engine; [`envelope`]: YDB's Operation; [`error`]: the one
 //!   mapping from refusals to status codes.
 //! - [`audit_trail`] answers `arbiter.v1.ListAudit`.
+//! - [`freeze`]: `arbiter.v1` SetFreeze, ListFreezes and SetReadOnly.
 //! - [`plan`]: `arbiter.v1.PlanRollout`, a rolling restart simulated on a copy of the state.
 //! - [`audit`]: the log lines of refusals (identity, permissions, reloads) and of reloads, and
 //!   who made an audit-trail entry ([`Context::audited`], [`Context::refused`]).
@@ -19,6 +20,7 @@ pub mod decode;
 pub mod encode;
 pub mod envelope;
 pub mod error;
+pub mod freeze;
 pub mod maintenance;
 pub mod plan;
 pub mod ydb_extras;

@@ -52,6 +52,10 @@ const NODES: TableDefinition<'_, u32, &[u8]> = TableDefinition::new("nodes");
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 /// The audit trail, by sequence number.
 const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit");
+/// Freezes, by scope key (`FreezeScope::key`).
+const FREEZES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("freezes");
+/// The `meta` key of read-only mode, present while it is on.
+const READ_ONLY_KEY: &str = "read_only";
 const COUNTERS_KEY: &str = "counters";
 /// The store's identity: 16 random bytes.
 const STORE_ID_KEY: &str = "store_id";
@@ -281,6 +285,19 @@ fn read_snapshot(path: &Path, tx: &ReadTransaction) -> Result<Snapshot, StoreErr
         && let Some(v) = meta.get(COUNTERS_KEY).map_err(err)?
     {
         snap.counters = decode::<Counters>(COUNTERS_KEY, v.value())?;
+    }
+    if let Some(meta) = read_table(path, tx, META)?
+        && let Some(v) = meta.get(READ_ONLY_KEY).map_err(err)?
+    {
+        snap.read_only = Some(decode(READ_ONLY_KEY, v.value())?);
+    }
+    if let Some(freezes) = read_table(path, tx, FREEZES)? {
+        for row in freezes.iter().map_err(err)? {
+            let (k, v) = row.map_err(err)?;
+            let f: crate::engine::freeze::Freeze =
+                decode(&format!("freeze {}", k.value()), v.value())?;
+            snap.freezes.insert(k.value().to_owned(), f);
+        }
     }
     if let Some(audit) = read_table(path, tx, AUDIT)? {
         for row in audit.iter().map_err(err)? {
@@ -530,6 +547,7 @@ impl RedbStore {
             let mut nodes = tx.open_table(NODES).map_err(backend)?;
             let mut meta = tx.open_table(META).map_err(backend)?;
             let mut audit = tx.open_table(AUDIT).map_err(backend)?;
+            let mut freezes = tx.open_table(FREEZES).map_err(backend)?;
             let last = match meta.get(SEQ_KEY).map_err(backend)? {
                 Some(v) => decode_seq(v.value())?,
                 None => 0,
@@ -562,6 +580,21 @@ impl RedbStore {
                     }
                     Change::DropAuditUpTo(seq) => {
                         audit.retain_in(..=*seq, |_, _| false).map_err(backend)?;
+                    }
+                    Change::PutFreeze(f) => {
+                        freezes
+                            .insert(f.scope.key().as_str(), encode(f)?.as_slice())
+                            .map_err(backend)?;
+                    }
+                    Change::DeleteFreeze(scope) => {
+                        freezes.remove(scope.key().as_str()).map_err(backend)?;
+                    }
+                    Change::PutReadOnly(Some(r)) => {
+                        meta.insert(READ_ONLY_KEY, encode(r)?.as_slice())
+                            .map_err(backend)?;
+                    }
+                    Change::PutReadOnly(None) => {
+                        meta.remove(READ_ONLY_KEY).map_err(backend)?;
                     }
                 }
             }

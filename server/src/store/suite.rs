@@ -92,6 +92,49 @@ pub fn run_all(f: &dyn Factory) {
     survives_reopen(f);
     reopening_sees_every_commit(f);
     audit_entries_are_kept_dropped_and_reopened(f);
+    freezes_and_read_only_are_kept_lifted_and_reopened(f);
+}
+
+fn freezes_and_read_only_are_kept_lifted_and_reopened(f: &dyn Factory) {
+    use crate::engine::freeze::{Freeze, FreezeScope, ReadOnly};
+    let freeze = |scope: FreezeScope, until: Option<Timestamp>| Freeze {
+        scope,
+        by: "alice".into(),
+        reason: "incident 4711".into(),
+        since: Timestamp(1000),
+        until,
+    };
+    let s = f.create("freezes");
+    let mut all = vec![
+        Change::PutFreeze(freeze(FreezeScope::Cluster, None)),
+        Change::PutFreeze(freeze(
+            FreezeScope::DataCenter("dc-1".into()),
+            Some(Timestamp(9000)),
+        )),
+        Change::PutFreeze(freeze(FreezeScope::Tenant("/Root/db".into()), None)),
+        Change::PutReadOnly(Some(ReadOnly {
+            by: "root".into(),
+            reason: "migration".into(),
+            since: Timestamp(2000),
+        })),
+        Change::DeleteFreeze(FreezeScope::Cluster),
+    ];
+    s.commit(&all).expect("commit");
+    let expected = model(&all);
+    assert_eq!(expected.freezes.len(), 2);
+    assert!(expected.read_only.is_some());
+    assert_eq!(s.load().expect("load"), expected, "freezes: committed");
+    drop(s);
+    if let Some(s) = f.reopen("freezes") {
+        assert_eq!(s.load().expect("load"), expected, "freezes: reopened");
+        let later = vec![
+            Change::PutReadOnly(None),
+            Change::DeleteFreeze(FreezeScope::DataCenter("dc-1".into())),
+        ];
+        s.commit(&later).expect("commit");
+        all.extend(later);
+        assert_eq!(s.load().expect("load"), model(&all), "freezes: lifted");
+    }
 }
 
 fn audit(seq: u64) -> AuditEntry {

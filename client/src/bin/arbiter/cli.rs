@@ -121,6 +121,74 @@ pub(crate) enum Command {
     /// Fencing tokens: check that a token is still the live lock before a destructive step.
     #[command(subcommand)]
     Fence(FenceCommand),
+    /// Change freezes: no new grants in the cluster, a tenant or a data center (releases still
+    /// work; new tasks wait).
+    #[command(subcommand)]
+    Freeze(FreezeCommand),
+    /// Read-only mode of the arbiter itself (admins): every change is refused, reads and
+    /// heartbeats keep working.
+    #[command(subcommand)]
+    ReadOnly(ReadOnlyCommand),
+}
+
+/// What a freeze covers: exactly one of these.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("scope").args(["cluster", "tenant", "dc"]).required(true)))]
+pub(crate) struct FreezeScopeArgs {
+    /// The whole cluster.
+    #[arg(long)]
+    pub(crate) cluster: bool,
+    /// The nodes of this tenant.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) tenant: Option<String>,
+    /// The nodes of this data center.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) dc: Option<String>,
+}
+
+/// `arbiter freeze ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum FreezeCommand {
+    /// Freeze a scope: nothing in it is newly granted until `off` (or until --for is up).
+    On {
+        #[command(flatten)]
+        scope: FreezeScopeArgs,
+        /// Why (required): pending tasks show it.
+        #[arg(long)]
+        reason: String,
+        /// Lift it by itself after this long (e.g. 2h); without it, until `off`.
+        #[arg(long = "for", value_parser = positive_duration, value_name = "DURATION")]
+        for_: Option<Duration>,
+    },
+    /// Lift a freeze: yours, or (admins, with --force) someone else's.
+    Off {
+        #[command(flatten)]
+        scope: FreezeScopeArgs,
+        /// Lift a freeze someone else set (admins).
+        #[arg(long)]
+        force: bool,
+    },
+    /// The freezes in force (and read-only mode, if on).
+    Status,
+}
+
+/// `arbiter read-only ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ReadOnlyCommand {
+    /// Turn read-only mode on.
+    On {
+        /// Why (required): every refused call names it.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Turn read-only mode off (--force: someone else turned it on).
+    Off {
+        /// Turn off what someone else turned on.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Whether read-only mode is on, since when, by whom and why.
+    Status,
 }
 
 /// `arbiter fence ...`.
@@ -156,7 +224,7 @@ pub(crate) struct AuditArgs {
     pub(crate) by: Option<String>,
     /// Only entries of this kind: task_created, lock_granted, action_completed, task_dropped,
     /// lock_expired, node_state_set, heartbeat_timeout, inventory_reloaded, refused,
-    /// login_failed, refusals_suppressed.
+    /// login_failed, refusals_suppressed, freeze_set, read_only_set.
     #[arg(long, value_name = "KIND")]
     pub(crate) kind: Option<String>,
     /// Only entries at or after this time: RFC 3339 (2026-01-01T00:00:00Z) or a duration ago

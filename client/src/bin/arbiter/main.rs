@@ -2,7 +2,7 @@
 //!
 //! Nodes (`nodes`, `node up|down|heartbeat`), tasks (`tasks`, `task
 //! show|create|refresh|complete|drop|watch`), `inventory reload`, `whoami` and
-//! `rolling-restart`. Tables for people by default; `--output json` prints one JSON document
+//! `rolling-restart`, `freeze on|off|status`, `read-only on|off|status`. Tables for people by default; `--output json` prints one JSON document
 //! (a stream of one-line objects for `task watch` and the heartbeat agent) for scripts.
 //!
 //! Exit codes: 0 done, 1 the command failed (`error: ...` on stderr, with the server's own text
@@ -21,6 +21,7 @@ mod complete;
 mod create;
 mod error;
 mod fence;
+mod freeze;
 mod nodes;
 mod output;
 mod task;
@@ -131,6 +132,8 @@ async fn run(cli: Cli, password: Option<String>) -> Result<(), Failure> {
         Command::Whoami => admin::whoami(&ctx).await,
         Command::Instances => admin::instances(&ctx).await,
         Command::Fence(c) => fence::run(&ctx, &c).await,
+        Command::Freeze(c) => freeze::freeze(&ctx, &c).await,
+        Command::ReadOnly(c) => freeze::read_only(&ctx, &c).await,
         Command::Backup { out } => admin::backup(&ctx, &out).await,
         Command::Audit(args) => audit::run(&ctx, &args).await,
         Command::RollingRestart(mut args) => {

@@ -41,9 +41,13 @@ impl Verdict {
         let default = st.cluster.defaults().lock_duration;
         for (gi, ai) in &self.granted {
             let a = &mut task.groups[*gi].actions[*ai];
+            let mut deadline = now.plus(a.duration.unwrap_or(default));
+            if let Ok(items) = st.resolve(&a.scope) {
+                deadline = st.cluster.window_cut(items.nodes(), now, deadline);
+            }
             a.status = ActionStatus::Performed {
                 granted_at: now,
-                deadline: now.plus(a.duration.unwrap_or(default)),
+                deadline,
                 fencing_token: 0,
             };
         }
@@ -238,6 +242,8 @@ impl<'s> CheckCtx<'s> {
             details: e.to_string(),
             retry_at: self.default_retry(),
         })?;
+        self.check_frozen(&items)?;
+        self.check_windows(&items)?;
         match &items {
             Items::Nodes(nodes) => {
                 for n in nodes {
@@ -288,6 +294,44 @@ impl<'s> CheckCtx<'s> {
             }
         }
         Ok(items)
+    }
+
+    /// A freeze (or read-only mode) over any of the items holds the action back, force mode
+    /// included; it retries when the freeze ends, if it has an end.
+    fn check_frozen(&self, items: &Items) -> Result<(), Failure> {
+        let nodes = match items {
+            Items::Nodes(nodes) => nodes.as_slice(),
+            Items::PDisk(k) => std::slice::from_ref(&k.node),
+        };
+        for n in nodes {
+            if let Some((details, until)) = self.st.frozen_for(*n, self.now) {
+                return Err(Failure {
+                    permanent: false,
+                    reason: Reason::Generic,
+                    details,
+                    retry_at: until.unwrap_or_else(|| self.default_retry()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A node with maintenance windows is granted only inside one of them (force mode and down
+    /// nodes included); the action retries when the soonest window opens.
+    fn check_windows(&self, items: &Items) -> Result<(), Failure> {
+        for n in items.nodes() {
+            if let crate::engine::windows::Gate::Closed { details, opens } =
+                self.st.cluster.window_gate(n, self.now)
+            {
+                return Err(Failure {
+                    permanent: false,
+                    reason: Reason::Generic,
+                    details,
+                    retry_at: opens.unwrap_or_else(|| self.default_retry()),
+                });
+            }
+        }
+        Ok(())
     }
 
     // ----- the overlay -------------------------------------------------------------------

@@ -6,6 +6,7 @@
 
 mod json;
 mod reader;
+mod windows;
 
 pub use reader::Problem;
 
@@ -203,6 +204,8 @@ fn load(doc: &Value, probs: &mut Problems) -> Cluster {
             cluster.sys_tablets.push(t);
         }
     }
+    let windows = top.opt_array("windows", probs);
+    cluster.windows = windows::load_windows(windows, &cluster, probs);
     top.finish(probs);
     cluster
 }
