@@ -15,12 +15,11 @@
 //! If a commit fails, the batch's callers get an error and the state is rebuilt from the store,
 //! so memory never runs ahead of the disk.
 
+use crate::engine::audit::AuditKind;
 use crate::engine::liveness::Ticked;
-use crate::engine::task::{Action, ActionStatus, Task};
 use crate::engine::{Change, State, Timestamp};
 use crate::store::Store;
 use crate::watches::{Subscription, TaskUpdate, Watches};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -255,6 +254,7 @@ impl Loop {
         // In the same commit as the grants: every grant has its entry, and retention bounds the
         // trail as part of the batch.
         let grants = self.core.state.audit_grants(&changes, tokens_before, now);
+        let first_grant = changes.len();
         changes.extend(grants);
         changes.extend(self.core.state.audit_retain(now));
         let committed = if changes.is_empty() {
@@ -265,7 +265,7 @@ impl Loop {
         match committed {
             Ok(()) => {
                 log_ticked(&ticked.value);
-                log_grants(&changes, tokens_before);
+                log_grants(&changes[first_grant..]);
                 // Watchers first: a caller that opened a watch finds it current on its reply.
                 self.publish(&changes);
                 for reply in replies {
@@ -350,38 +350,15 @@ impl Loop {
     }
 }
 
-/// One log line per lock that a committed batch granted: every grant carries a fencing token
-/// above the last one before the batch, and is logged once, from the task's last record in the
-/// batch, however many commands of the batch touched the task.
-fn log_grants(changes: &[Change], tokens_before: u64) {
-    let mut last: BTreeMap<&str, &Task> = BTreeMap::new();
-    for c in changes {
-        match c {
-            Change::PutTask(t) => {
-                last.insert(t.uid.as_str(), t);
-            }
-            Change::DeleteTask(uid) => {
-                last.remove(uid.as_str());
-            }
-            _ => {}
-        }
-    }
-    let mut grants: Vec<(u64, &Task, &Action)> = Vec::new();
-    for task in last.values() {
-        for a in task.actions() {
-            if let ActionStatus::Performed { fencing_token, .. } = a.status
-                && fencing_token > tokens_before
-            {
-                grants.push((fencing_token, task, a));
-            }
-        }
-    }
-    grants.sort_by_key(|(token, _, _)| *token);
-    for (fencing_token, task, a) in grants {
-        if let ActionStatus::Performed { deadline, .. } = a.status {
-            tracing::info!(task = %task.uid, owner = %task.owner, action = %a.id, scope = %a.scope,
-                mode = task.mode.name(), outcome = "granted", fencing_token, deadline = %deadline,
-                "lock granted");
+/// One log line per lock that a committed batch granted, from the batch's grant entries of the
+/// audit trail (one per grant, in token order: see `State::audit_grants`).
+fn log_grants(entries: &[Change]) {
+    for c in entries {
+        if let Change::PutAudit(e) = c
+            && e.kind == AuditKind::LockGranted
+        {
+            tracing::info!(task = %e.task, owner = %e.user, nodes = ?e.nodes, outcome = "granted",
+                fencing_token = e.fencing_token, force = e.force, grant = %e.detail, "lock granted");
         }
     }
 }

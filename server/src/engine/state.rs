@@ -756,7 +756,9 @@ impl State {
             let mut deadline = now.plus(action.duration.unwrap_or(default));
             if let Ok(items) = self.resolve(&action.scope) {
                 // A window that cuts ends the lock with it.
-                deadline = self.cluster.window_cut(items.nodes(), now, deadline);
+                deadline = self
+                    .cluster
+                    .window_cut(items.nodes().iter().copied(), now, deadline);
             }
             self.counters.last_fencing_token += 1;
             action.status = ActionStatus::Performed {

@@ -151,6 +151,16 @@ pub enum Items {
     PDisk(PDiskKey),
 }
 
+impl Items {
+    /// The nodes the items are on (a disk: its node).
+    pub(crate) fn nodes(&self) -> &[NodeId] {
+        match self {
+            Items::Nodes(ns) => ns,
+            Items::PDisk(k) => std::slice::from_ref(&k.node),
+        }
+    }
+}
+
 /// One action the engine keeps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Action {

@@ -291,16 +291,6 @@ impl Window {
     }
 }
 
-impl crate::engine::task::Items {
-    /// The nodes the items are on (a disk: its node).
-    pub(crate) fn nodes(&self) -> Vec<NodeId> {
-        match self {
-            crate::engine::task::Items::Nodes(ns) => ns.clone(),
-            crate::engine::task::Items::PDisk(k) => vec![k.node],
-        }
-    }
-}
-
 impl Cluster {
     /// Rebuilds node -> windows from each window's scope.
     pub(crate) fn index_windows(&mut self) {

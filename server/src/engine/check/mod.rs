@@ -43,7 +43,9 @@ impl Verdict {
             let a = &mut task.groups[*gi].actions[*ai];
             let mut deadline = now.plus(a.duration.unwrap_or(default));
             if let Ok(items) = st.resolve(&a.scope) {
-                deadline = st.cluster.window_cut(items.nodes(), now, deadline);
+                deadline = st
+                    .cluster
+                    .window_cut(items.nodes().iter().copied(), now, deadline);
             }
             a.status = ActionStatus::Performed {
                 granted_at: now,
@@ -299,11 +301,7 @@ impl<'s> CheckCtx<'s> {
     /// A freeze (or read-only mode) over any of the items holds the action back, force mode
     /// included; it retries when the freeze ends, if it has an end.
     fn check_frozen(&self, items: &Items) -> Result<(), Failure> {
-        let nodes = match items {
-            Items::Nodes(nodes) => nodes.as_slice(),
-            Items::PDisk(k) => std::slice::from_ref(&k.node),
-        };
-        for n in nodes {
+        for n in items.nodes() {
             if let Some((details, until)) = self.st.frozen_for(*n, self.now) {
                 return Err(Failure {
                     permanent: false,
@@ -321,7 +319,7 @@ impl<'s> CheckCtx<'s> {
     fn check_windows(&self, items: &Items) -> Result<(), Failure> {
         for n in items.nodes() {
             if let crate::engine::windows::Gate::Closed { details, opens } =
-                self.st.cluster.window_gate(n, self.now)
+                self.st.cluster.window_gate(*n, self.now)
             {
                 return Err(Failure {
                     permanent: false,
