@@ -44,6 +44,7 @@ fn create_request() -> m::CreateMaintenanceTaskRequest {
             availability_mode: m::AvailabilityMode::Strong.into(),
             dry_run: false,
             priority: -80,
+            override_holds: false,
         }),
         action_groups: vec![lock_node(1, 543), lock_node(2, 543), lock_node(3, 543)],
     }
@@ -169,6 +170,7 @@ fn results_pack_into_any_with_ydb_type_urls() {
                 }),
                 details: String::new(),
                 fencing_token: 7,
+                hold: String::new(),
             }],
         }],
         retry_after: None,

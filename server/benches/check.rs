@@ -172,6 +172,7 @@ fn request(uid: &str, mode: Mode, priority: i32, dry_run: bool, nodes: &[NodeId]
         mode,
         priority,
         dry_run,
+        override_holds: false,
         groups: nodes
             .iter()
             .map(|n| {

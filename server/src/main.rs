@@ -41,8 +41,13 @@ fn main() -> ExitCode {
         let done = runtime.block_on(async {
             match command {
                 Command::Export { out } => app::transfer::export(&config, &out).await,
-                Command::Import { input, force } | Command::Restore { input, force } => {
-                    app::transfer::import(&config, &input, force).await
+                Command::Import { input, force } => {
+                    let surgery = app::transfer::Surgery::Import;
+                    app::transfer::import(&config, &input, force, surgery).await
+                }
+                Command::Restore { input, force } => {
+                    let surgery = app::transfer::Surgery::Restore;
+                    app::transfer::import(&config, &input, force, surgery).await
                 }
             }
         });

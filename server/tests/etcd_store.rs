@@ -201,6 +201,7 @@ fn task(uid: &str, actions: usize, pad: usize) -> Task {
         }],
         create_time: Timestamp(1),
         last_refresh_time: Timestamp(1),
+        override_holds: false,
     }
 }
 

@@ -27,6 +27,7 @@ fn example_inventories_load_and_grant_a_first_lock() {
             mode: Mode::Strong,
             priority: 0,
             dry_run: false,
+            override_holds: false,
             groups: vec![vec![LockRequest {
                 scope: Scope::Node(first),
                 duration: None,

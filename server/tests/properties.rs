@@ -17,6 +17,7 @@
 //!   were up; only a node known down (the inventory, an operator) is lockable unchecked.
 
 use arbiter_server::engine::cluster::PDiskKey;
+use arbiter_server::engine::freeze::{FreezeScope, Lifter};
 use arbiter_server::engine::inventory::{self, Format};
 use arbiter_server::engine::{
     HealthConfig, Heartbeat, LockRequest, Mode, Scope, Snapshot, State, TaskRequest, TaskView,
@@ -56,6 +57,64 @@ struct GroupSpec {
     members: Vec<(u32, u32)>,
 }
 
+/// Which nodes a maintenance window covers.
+#[derive(Debug, Clone)]
+enum WinScope {
+    All,
+    Tenant,
+    Dc(u32),
+    Nodes(Vec<u32>),
+}
+
+/// A maintenance window in zone UTC, so that the oracle computes it on the millisecond clock.
+#[derive(Debug, Clone)]
+struct WindowSpec {
+    /// Minutes after midnight UTC.
+    start: u32,
+    /// Minutes after midnight UTC (up to 1440); at or before `start`: the next day.
+    end: u32,
+    /// Open days, Monday first (`None`: every day).
+    days: Option<[bool; 7]>,
+    cut: bool,
+    scope: WinScope,
+}
+
+const DAY_MS: u64 = 86_400_000;
+const MINUTE_MS: u64 = 60_000;
+
+impl WindowSpec {
+    fn covers(&self, n: &NodeSpec) -> bool {
+        match &self.scope {
+            WinScope::All => true,
+            WinScope::Tenant => n.tenant,
+            WinScope::Dc(d) => n.dc == *d,
+            WinScope::Nodes(ns) => ns.contains(&n.id),
+        }
+    }
+
+    /// The end of the occurrence open at `t` (milliseconds since the epoch), if one is. An
+    /// occurrence opens on a listed UTC day at `start` and closes at `end` that day, or the next
+    /// day when it wraps. The generated windows never chain (no 00:00-24:00).
+    fn open_until(&self, t: u64) -> Option<u64> {
+        let today = t / DAY_MS;
+        (today.saturating_sub(1)..=today).find_map(|d| {
+            // 1970-01-01 was a Thursday (3 with Monday as 0).
+            let listed = self.days.is_none_or(|days| days[((d + 3) % 7) as usize]);
+            let open = d * DAY_MS + u64::from(self.start) * MINUTE_MS;
+            let close_day = if self.end <= self.start { d + 1 } else { d };
+            let close = close_day * DAY_MS + u64::from(self.end) * MINUTE_MS;
+            (listed && open <= t && t < close).then_some(close)
+        })
+    }
+}
+
+/// A rate budget: at most `count` node-grants in any `every_secs`.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    count: u32,
+    every_secs: u64,
+}
+
 #[derive(Debug, Clone)]
 struct Spec {
     nodes: Vec<NodeSpec>,
@@ -65,21 +124,36 @@ struct Spec {
     tenant_ratio: u32,
     rings: Vec<Vec<u32>>,
     tablet: Vec<u32>,
+    windows: Vec<WindowSpec>,
+    /// `[limits] max_grants`.
+    budget: Option<Budget>,
+    /// `[tenants."/t"] max_grants`.
+    tenant_budget: Option<Budget>,
 }
 
 impl Spec {
     fn to_toml(&self) -> String {
         let mut s = String::new();
+        let budget = |b: &Option<Budget>| match b {
+            Some(b) => format!(
+                "max_grants = {{ count = {}, every = \"{}s\" }}\n",
+                b.count, b.every_secs
+            ),
+            None => String::new(),
+        };
         writeln!(
             s,
-            "[limits]\nmax_unavailable_nodes = {}\nmax_unavailable_ratio = {}",
-            self.abs, self.ratio
+            "[limits]\nmax_unavailable_nodes = {}\nmax_unavailable_ratio = {}\n{}",
+            self.abs,
+            self.ratio,
+            budget(&self.budget)
         )
         .ok();
         writeln!(
             s,
-            "[tenants.\"/t\"]\nmax_unavailable_ratio = {}",
-            self.tenant_ratio
+            "[tenants.\"/t\"]\nmax_unavailable_ratio = {}\n{}",
+            self.tenant_ratio,
+            budget(&self.tenant_budget)
         )
         .ok();
         for n in &self.nodes {
@@ -149,6 +223,40 @@ impl Spec {
             )
             .ok();
         }
+        for (i, w) in self.windows.iter().enumerate() {
+            let hhmm = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
+            writeln!(
+                s,
+                "[[windows]]\nname = \"w{i}\"\nzone = \"UTC\"\nstart = \"{}\"\nend = \"{}\"",
+                hhmm(w.start),
+                hhmm(w.end)
+            )
+            .ok();
+            if let Some(days) = w.days {
+                let names = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+                let listed: Vec<String> = (0..7)
+                    .filter(|d| days[*d])
+                    .map(|d| format!("\"{}\"", names[d]))
+                    .collect();
+                writeln!(s, "days = [{}]", listed.join(", ")).ok();
+            }
+            if !w.cut {
+                writeln!(s, "cut = false").ok();
+            }
+            match &w.scope {
+                WinScope::All => {}
+                WinScope::Tenant => {
+                    writeln!(s, "tenant = \"/t\"").ok();
+                }
+                WinScope::Dc(d) => {
+                    writeln!(s, "data_center = \"dc{d}\"").ok();
+                }
+                WinScope::Nodes(ns) => {
+                    let l: Vec<String> = ns.iter().map(u32::to_string).collect();
+                    writeln!(s, "nodes = [{}]", l.join(", ")).ok();
+                }
+            }
+        }
         s
     }
 
@@ -168,9 +276,82 @@ fn members(pool: &[u32], offset: usize, k: usize, spec_nodes: &[NodeSpec]) -> Ve
         .collect()
 }
 
+/// A window's daily times (start, end), in minutes: the clock starts at 00:00 on a Thursday and
+/// advances by seconds to hours, so these open and close during a case.
+const WINDOW_TIMES: [(u32, u32); 8] = [
+    (0, 45),
+    (10, 240),
+    (1430, 60),
+    (1439, 4),
+    (0, 180),
+    (30, 1440),
+    (1320, 120),
+    (60, 1200),
+];
+
+fn windows_of(n: u32, seed: u64) -> Vec<WindowSpec> {
+    let mut rng = seed;
+    let mut next = move |m: u64| {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (rng >> 33) % m
+    };
+    let count = [0, 0, 1, 1, 1, 2][next(6) as usize];
+    (0..count)
+        .map(|_| {
+            let (start, end) = WINDOW_TIMES[next(WINDOW_TIMES.len() as u64) as usize];
+            let days = match next(10) {
+                // Wednesday only: of a window that wraps, only Thursday's early hours.
+                0 => Some([false, false, true, false, false, false, false]),
+                1 => Some([false, false, false, true, true, false, false]),
+                2 => Some([true, true, true, false, true, true, true]),
+                _ => None,
+            };
+            let scope = match next(6) {
+                0 => WinScope::All,
+                1 => WinScope::Tenant,
+                2 | 3 => WinScope::Dc(next(3) as u32),
+                _ => {
+                    let k = 2 + next(4);
+                    let set: BTreeSet<u32> =
+                        (0..k).map(|_| 1 + next(u64::from(n)) as u32).collect();
+                    WinScope::Nodes(set.into_iter().collect())
+                }
+            };
+            WindowSpec {
+                start,
+                end,
+                days,
+                cut: next(2) == 0,
+                scope,
+            }
+        })
+        .collect()
+}
+
+fn budget_strategy(
+    counts: std::ops::RangeInclusive<u32>,
+    secs: std::ops::Range<u64>,
+) -> impl Strategy<Value = Option<Budget>> {
+    prop_oneof![
+        2 => Just(None),
+        1 => (counts, secs).prop_map(|(count, every_secs)| Some(Budget { count, every_secs })),
+    ]
+}
+
 fn spec_strategy() -> impl Strategy<Value = Spec> {
-    (9u32..=20, any::<u64>(), 0usize..3, 0usize..4, 0usize..3).prop_map(
-        |(n, seed, lim, rings, tab)| {
+    (
+        9u32..=20,
+        any::<u64>(),
+        0usize..3,
+        0usize..4,
+        0usize..3,
+        any::<u64>(),
+        budget_strategy(2..=6, 60..1200),
+        budget_strategy(1..=3, 60..600),
+    )
+        .prop_map(|(n, seed, lim, rings, tab, wseed, budget, tenant_budget)| {
             let mut rng = seed;
             let mut next = move |m: u64| {
                 rng = rng
@@ -237,9 +418,11 @@ fn spec_strategy() -> impl Strategy<Value = Spec> {
                 tenant_ratio: [0, 50][lim % 2],
                 rings: ring_nodes,
                 tablet,
+                windows: windows_of(n, wseed),
+                budget,
+                tenant_budget,
             }
-        },
-    )
+        })
 }
 
 // ----- operations --------------------------------------------------------------------------
@@ -259,20 +442,74 @@ enum Op {
     Node(u32, bool),
     Heartbeat(u32),
     Restart,
+    /// Freeze scope `scope` (see [`freeze_scope`]) as user `by`, for `secs` or until lifted.
+    FreezeOn {
+        scope: u8,
+        by: u8,
+        secs: Option<u64>,
+    },
+    /// Lift the freeze of `scope` (5 and above: the `scope - 5`th of those frozen now, if any)
+    /// as lifter `who` (see [`lifter`]).
+    FreezeOff {
+        scope: u8,
+        who: u8,
+    },
+}
+
+/// The freeze scopes the ops use: 0 the cluster, 1 tenant "/t", 2..=4 data centers dc0..dc2.
+fn freeze_scope(i: u8) -> FreezeScope {
+    match i % 5 {
+        0 => FreezeScope::Cluster,
+        1 => FreezeScope::Tenant("/t".into()),
+        d => FreezeScope::DataCenter(format!("dc{}", d - 2)),
+    }
+}
+
+fn freezes_node(i: u8, n: &NodeSpec) -> bool {
+    match i % 5 {
+        0 => true,
+        1 => n.tenant,
+        d => n.dc == u32::from(d - 2),
+    }
+}
+
+const FREEZERS: [&str; 2] = ["alice", "bob"];
+
+/// 0: alice, 1: bob (neither an admin), 2: root (an admin) without force, 3: root with force.
+fn lifter(who: u8) -> Lifter<'static> {
+    match who % 4 {
+        w @ (0 | 1) => Lifter {
+            user: FREEZERS[usize::from(w)],
+            admin: false,
+            force: false,
+        },
+        w => Lifter {
+            user: "root",
+            admin: true,
+            force: w == 3,
+        },
+    }
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0u8..4, prop::sample::select(vec![-10, 0, 0, 10]), any::<bool>(),
+        5 => (0u8..4, prop::sample::select(vec![-10, 0, 0, 10]), any::<bool>(),
               prop::collection::vec((0u8..6, 1u32..=20), 1..4))
             .prop_map(|(mode, priority, composite, targets)| Op::Create { mode, priority, composite, targets }),
         4 => any::<usize>().prop_map(Op::Refresh),
         2 => (any::<usize>(), any::<usize>()).prop_map(|(t, a)| Op::Complete(t, a)),
         1 => any::<usize>().prop_map(Op::Drop),
         2 => (1u64..400).prop_map(Op::Advance),
+        // Across window boundaries.
+        1 => (600u64..14_400).prop_map(Op::Advance),
         2 => (1u32..=20, any::<bool>()).prop_map(|(n, up)| Op::Node(n, up)),
         2 => (1u32..=20).prop_map(Op::Heartbeat),
         1 => Just(Op::Restart),
+        1 => (prop::sample::select(vec![0u8, 1, 1, 2, 3, 4]), prop::sample::select(vec![0u8, 0, 0, 1]),
+              prop::option::weighted(0.8, 1u64..300))
+            .prop_map(|(scope, by, secs)| Op::FreezeOn { scope, by, secs }),
+        2 => (0u8..12, prop::sample::select(vec![0u8, 0, 0, 1, 2, 3]))
+            .prop_map(|(scope, who)| Op::FreezeOff { scope, who }),
     ]
 }
 
@@ -401,8 +638,8 @@ fn tablets_ok(spec: &Spec, mode: Mode, u: &Unavail) -> bool {
 }
 
 struct Live {
-    /// action id -> (task mode, scope, token)
-    performed: BTreeMap<String, (Mode, Scope, u64)>,
+    /// action id -> (task mode, scope, token, deadline)
+    performed: BTreeMap<String, (Mode, Scope, u64, Timestamp)>,
 }
 
 fn live(state: &State) -> Live {
@@ -410,8 +647,8 @@ fn live(state: &State) -> Live {
     for uid in state.task_uids(None) {
         let t: TaskView = state.task(&uid).expect("listed task exists");
         for a in t.actions() {
-            if let Some(tok) = a.fencing_token() {
-                performed.insert(a.id.clone(), (t.mode, a.scope.clone(), tok));
+            if let (Some(tok), Some(deadline)) = (a.fencing_token(), a.deadline()) {
+                performed.insert(a.id.clone(), (t.mode, a.scope.clone(), tok, deadline));
             }
         }
     }
@@ -429,7 +666,7 @@ fn performed_ids(view: &TaskView) -> Vec<String> {
 fn check_exclusive(spec: &Spec, l: &Live) -> Result<(), String> {
     let mut nodes = BTreeMap::new();
     let mut disks = BTreeMap::new();
-    for (id, (_, scope, _)) in &l.performed {
+    for (id, (_, scope, _, _)) in &l.performed {
         match took(spec, scope) {
             Took::Nodes(ns) => {
                 for n in ns {
@@ -536,6 +773,11 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
     let mut silence = Silence::default();
     let mut max_token = 0u64;
     let mut seq = 0;
+    // The oracle's freezes: scope (see `freeze_scope`) -> (who froze it, its end).
+    let mut freezes: BTreeMap<u8, (u8, Option<Timestamp>)> = BTreeMap::new();
+    let holds = |until: &Option<Timestamp>, now: Timestamp| until.is_none_or(|u| u > now);
+    // Every node-grant so far, for the rate budgets: (when, node).
+    let mut node_grants: Vec<(Timestamp, u32)> = Vec::new();
     for op in ops {
         let before_live = live(&state);
         let before_snapshot = state.snapshot();
@@ -550,6 +792,8 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
             .copied()
             .collect();
         let mut granted_in_order: Vec<String> = Vec::new();
+        // The task a create or refresh checked at `now`, as the engine answered.
+        let mut checked: Option<TaskView> = None;
         let result = match op {
             Op::Create {
                 mode,
@@ -566,9 +810,15 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
                         4 => Scope::Host(spec.node(n).host.clone()),
                         _ => Scope::PDisk(PDiskKey { node: n, pdisk: 1 }),
                     };
+                    // Node locks of kind 3 are long, to outlast the window they are granted in.
+                    let secs = if *kind == 3 {
+                        90 * 60
+                    } else {
+                        60 * u64::from(n % 5 + 1)
+                    };
                     LockRequest {
                         scope,
-                        duration: Some(Duration::from_secs(60 * u64::from(n % 5 + 1))),
+                        duration: Some(Duration::from_secs(secs)),
                     }
                 };
                 let groups = if *composite && targets.len() > 1 {
@@ -583,6 +833,7 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
                     mode,
                     priority: *priority,
                     dry_run: false,
+                    override_holds: false,
                     groups,
                 };
                 let twin_out = twin.create(req.clone(), now);
@@ -590,6 +841,7 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
                 prop_assert_eq!(&twin_out, &out, "create is not deterministic");
                 out.map(|o| {
                     granted_in_order = performed_ids(&o.value);
+                    checked = Some(o.value);
                     o.changes
                 })
             }
@@ -604,6 +856,7 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
                 prop_assert_eq!(&twin_out, &out, "refresh is not deterministic");
                 out.map(|o| {
                     granted_in_order = performed_ids(&o.value);
+                    checked = Some(o.value);
                     o.changes
                 })
             }
@@ -616,18 +869,23 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
                 let view = state.task(uid).expect("listed");
                 let ids: Vec<String> = view.actions().map(|x| x.id.clone()).collect();
                 let pick = ids[a % ids.len()].clone();
-                state
+                let r = state
                     .complete(&[(uid.clone(), pick)], now)
-                    .map(|o| o.changes)
+                    .map(|o| o.changes);
+                // Releases work whatever holds: freezes, closed windows, budgets.
+                prop_assert!(r.is_ok(), "complete refused: {:?}", r);
+                r
             }
             Op::Drop(t) => {
                 let uids = state.task_uids(None);
                 if uids.is_empty() {
                     continue;
                 }
-                state
+                let r = state
                     .drop_task(&uids[t % uids.len()], now)
-                    .map(|o| o.changes)
+                    .map(|o| o.changes);
+                prop_assert!(r.is_ok(), "drop refused: {:?}", r);
+                r
             }
             Op::Advance(s) => {
                 now = now.plus(Duration::from_secs(*s));
@@ -661,6 +919,61 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
                 silence.restart();
                 Ok(Vec::new())
             }
+            Op::FreezeOn { scope, by, secs } => {
+                let i = scope % 5;
+                let until = secs.map(|x| now.plus(Duration::from_secs(x)));
+                let r = state
+                    .freeze_on(
+                        freeze_scope(i),
+                        FREEZERS[usize::from(*by % 2)],
+                        "prop",
+                        until,
+                        now,
+                    )
+                    .map(|o| o.changes);
+                let expected = !freezes.get(&i).is_some_and(|(_, u)| holds(u, now));
+                prop_assert_eq!(
+                    r.is_ok(),
+                    expected,
+                    "freeze on {:?}: {:?}",
+                    freeze_scope(i),
+                    r
+                );
+                if r.is_ok() {
+                    freezes.insert(i, (*by % 2, until));
+                }
+                r
+            }
+            Op::FreezeOff { scope, who } => {
+                let held: Vec<u8> = freezes
+                    .iter()
+                    .filter(|(_, (_, u))| holds(u, now))
+                    .map(|(i, _)| *i)
+                    .collect();
+                let i = match *scope {
+                    s if s >= 5 && !held.is_empty() => held[usize::from(s - 5) % held.len()],
+                    s => s % 5,
+                };
+                let l = lifter(*who);
+                let r = state
+                    .freeze_off(&freeze_scope(i), l, now)
+                    .map(|o| o.changes);
+                let expected = freezes.get(&i).is_some_and(|(by, u)| {
+                    holds(u, now) && (FREEZERS[usize::from(*by)] == l.user || (l.admin && l.force))
+                });
+                prop_assert_eq!(
+                    r.is_ok(),
+                    expected,
+                    "freeze off {:?} by {:?}: {:?}",
+                    freeze_scope(i),
+                    l,
+                    r
+                );
+                if r.is_ok() {
+                    freezes.remove(&i);
+                }
+                r
+            }
         };
         match result {
             Err(e) => prop_assert_eq!(
@@ -684,8 +997,39 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
 
         let after = live(&state);
         check_exclusive(spec, &after).map_err(TestCaseError::fail)?;
+        // Expiry works whatever holds: time has run out for no live lock.
+        for (id, (_, _, _, deadline)) in &after.performed {
+            prop_assert!(
+                *deadline > now,
+                "{} is live past its deadline {}",
+                id,
+                deadline
+            );
+        }
+        // The engine's freezes are the oracle's (a restart keeps them, expiry ends them).
+        let engine_freezes: BTreeSet<(String, Option<Timestamp>)> = state
+            .freezes(now)
+            .into_iter()
+            .map(|f| (f.scope.key(), f.until))
+            .collect();
+        let oracle_freezes: BTreeSet<(String, Option<Timestamp>)> = freezes
+            .iter()
+            .filter(|(_, (_, u))| holds(u, now))
+            .map(|(i, (_, u))| (freeze_scope(*i).key(), *u))
+            .collect();
+        prop_assert_eq!(
+            engine_freezes,
+            oracle_freezes,
+            "freezes differ after {:?}",
+            op
+        );
+        let frozen = |n: &NodeSpec| {
+            freezes
+                .iter()
+                .any(|(i, (_, u))| holds(u, now) && freezes_node(*i, n))
+        };
         // Released locks start a restart wait.
-        for (id, (_, scope, _)) in &before_live.performed {
+        for (id, (_, scope, _, _)) in &before_live.performed {
             if after.performed.contains_key(id) {
                 continue;
             }
@@ -700,6 +1044,12 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
         let confirmed = &confirmed_before;
 
         // New grants, in the order the engine made them.
+        // The requested lengths of the checked task's actions (grants happen only there).
+        let durations: BTreeMap<&str, Option<Duration>> = checked
+            .iter()
+            .flat_map(|v| v.actions())
+            .map(|a| (a.id.as_str(), a.duration))
+            .collect();
         let new: Vec<&String> = granted_in_order
             .iter()
             .filter(|id| !before_live.performed.contains_key(*id))
@@ -708,7 +1058,7 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
         // Unavailable before the step: unavailable nodes and the locks that were live before it
         // and still are (a completion or expiry in this step only frees capacity).
         let mut locks = Unavail::default();
-        for (id, (_, scope, _)) in &after.performed {
+        for (id, (_, scope, _, _)) in &after.performed {
             if before_live.performed.contains_key(id) {
                 locks.add(&took(spec, scope));
             }
@@ -722,7 +1072,7 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
             u
         };
         for id in new {
-            let (mode, scope, token) = after.performed[id].clone();
+            let (mode, scope, token, deadline) = after.performed[id].clone();
             prop_assert!(
                 token > max_token,
                 "token {} of {} not above {}",
@@ -737,6 +1087,63 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
                 Took::Disk(n, _) => vec![*n],
             };
             let touched_up = own.iter().any(|n| !confirmed.contains(n));
+            let duration = durations.get(id.as_str()).copied().flatten();
+            prop_assert!(duration.is_some(), "grant {} has no requested duration", id);
+            let mut cut_to = now.plus(duration.unwrap_or_default()).as_millis();
+            for n in &own {
+                let node = spec.node(*n);
+                // Freezes: nothing is granted in a frozen scope, force mode included.
+                prop_assert!(
+                    !frozen(node),
+                    "grant {} ({:?}) touches frozen node {}",
+                    id,
+                    scope,
+                    n
+                );
+                // Windows: a node with windows is granted only while one of them is open; when
+                // every open one cuts, the lock ends no later than the latest of their ends.
+                let windows: Vec<&WindowSpec> =
+                    spec.windows.iter().filter(|w| w.covers(node)).collect();
+                if windows.is_empty() {
+                    continue;
+                }
+                let open: Vec<(bool, u64)> = windows
+                    .iter()
+                    .filter_map(|w| w.open_until(now.as_millis()).map(|end| (w.cut, end)))
+                    .collect();
+                prop_assert!(
+                    !open.is_empty(),
+                    "grant {} ({:?}) on node {} outside its windows at {}",
+                    id,
+                    scope,
+                    n,
+                    now
+                );
+                if open.iter().all(|(cut, _)| *cut) {
+                    let end = open.iter().map(|(_, e)| *e).max().unwrap_or(u64::MAX);
+                    prop_assert!(
+                        deadline.as_millis() <= end,
+                        "grant {} ({:?}) on node {} ends at {}, after its window closes at {}",
+                        id,
+                        scope,
+                        n,
+                        deadline,
+                        Timestamp(end)
+                    );
+                    cut_to = cut_to.min(end);
+                }
+            }
+            // Nothing else shortens a lock: its requested length, or the end of its windows.
+            prop_assert_eq!(
+                deadline.as_millis(),
+                cut_to,
+                "grant {} ({:?}): deadline {} is not min(now + duration, window end) {}",
+                id,
+                &scope,
+                deadline,
+                Timestamp(cut_to)
+            );
+            node_grants.extend(own.iter().map(|n| (now, *n)));
             // As if up: the grant's own nodes that are unavailable but not known down (silent,
             // restarting) do not count as already unavailable for this grant.
             let soft: BTreeSet<u32> = soft_before
@@ -793,6 +1200,72 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
         for t in step_tokens {
             max_token = max_token.max(t);
         }
+        // What holds a checked action back is what the oracle sees: a freeze it names holds
+        // now and covers one of the action's nodes; a node it says is outside its maintenance
+        // windows is one of the action's, has windows, and none is open now.
+        for a in checked.iter().flat_map(|v| v.actions()) {
+            let d = a.details();
+            let nodes: Vec<u32> = match took(spec, &a.scope) {
+                Took::Nodes(ns) => ns,
+                Took::Disk(n, _) => vec![n],
+            };
+            if d.contains(" is frozen by ") {
+                let i = (0u8..5)
+                    .find(|i| d.starts_with(&format!("{} is frozen by ", freeze_scope(*i))));
+                prop_assert!(i.is_some(), "{}: unknown freeze in {:?}", a.id, d);
+                let i = i.unwrap_or_default();
+                prop_assert!(
+                    freezes.get(&i).is_some_and(|(_, u)| holds(u, now))
+                        && nodes.iter().any(|n| freezes_node(i, spec.node(*n))),
+                    "{} ({:?}) held back by a freeze that does not hold on it: {:?}",
+                    a.id,
+                    a.scope,
+                    d
+                );
+            }
+            if let Some(rest) = d.strip_prefix("node ")
+                && let Some((n, _)) = rest.split_once(" is outside maintenance window ")
+            {
+                let n: u32 = n.parse().unwrap_or(0);
+                let windows: Vec<&WindowSpec> = spec
+                    .windows
+                    .iter()
+                    .filter(|w| nodes.contains(&n) && w.covers(spec.node(n)))
+                    .collect();
+                prop_assert!(
+                    !windows.is_empty()
+                        && windows
+                            .iter()
+                            .all(|w| w.open_until(now.as_millis()).is_none()),
+                    "{} ({:?}) held back by a window that is open at {}: {:?}",
+                    a.id,
+                    a.scope,
+                    now,
+                    d
+                );
+            }
+        }
+        // Rate budgets: node-grants in the last `every`, over the cluster and over the tenant.
+        let within = |b: &Option<Budget>, counts: &dyn Fn(u32) -> bool| {
+            b.is_none_or(|b| {
+                let every = Duration::from_secs(b.every_secs);
+                let n = node_grants
+                    .iter()
+                    .filter(|(at, n)| at.plus(every) > now && counts(*n))
+                    .count();
+                n <= b.count as usize
+            })
+        };
+        prop_assert!(
+            within(&spec.budget, &|_| true),
+            "cluster budget {:?} exceeded",
+            spec.budget
+        );
+        prop_assert!(
+            within(&spec.tenant_budget, &|n| spec.node(n).tenant),
+            "tenant budget {:?} exceeded",
+            spec.tenant_budget
+        );
     }
     Ok(())
 }

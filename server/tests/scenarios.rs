@@ -127,6 +127,8 @@ struct Step {
     admin: Option<bool>,
     /// `freezes`: the scopes frozen now.
     frozen: Option<Vec<String>>,
+    /// `create`: an admin's override of freezes, windows and budgets.
+    override_holds: Option<bool>,
 }
 
 fn freeze_scope(s: &str) -> Result<FreezeScope, String> {
@@ -243,6 +245,9 @@ fn reason_name(r: Reason) -> &'static str {
         Reason::DisabledNodesLimitReached => "nodes_limit",
         Reason::TenantDisabledNodesLimitReached => "tenant_limit",
         Reason::SysTabletsNodeLimitReached => "sys_tablets",
+        Reason::Frozen => "frozen",
+        Reason::OutsideWindow => "window",
+        Reason::RateBudget => "budget",
     }
 }
 
@@ -327,6 +332,7 @@ impl Runner {
                     mode: mode(s.mode.as_deref())?,
                     priority: s.priority.unwrap_or(0),
                     dry_run: s.dry_run.unwrap_or(false),
+                    override_holds: s.override_holds.unwrap_or(false),
                     groups: gs,
                 };
                 let dry = req.dry_run;

@@ -827,6 +827,7 @@ pub fn task(
             availability_mode: mode as i32,
             dry_run: false,
             priority: 0,
+            override_holds: false,
         }),
         action_groups: groups
             .into_iter()

@@ -41,6 +41,7 @@ pub(crate) fn create_request(
             availability_mode: args.mode.wire() as i32,
             dry_run,
             priority: args.priority,
+            override_holds: false,
         }),
         action_groups: targets
             .iter()
@@ -159,6 +160,7 @@ mod tests {
             }),
             details: details.into(),
             fencing_token: 0,
+            hold: String::new(),
         }
     }
 

@@ -270,6 +270,7 @@ pub async fn join(
             let mut state = State::restore(cluster, replica.snapshot.clone());
             state.set_health(health);
             state.set_audit(audit);
+            super::transfer::warn_if_read_only(&state);
             let store = EtcdStore::leading(
                 etcd.clone(),
                 keys.clone(),

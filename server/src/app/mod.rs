@@ -422,6 +422,7 @@ fn start_solo(
         auth = identity.is_enforcing(),
         "state restored"
     );
+    transfer::warn_if_read_only(&state);
     let (writer, thread) =
         Writer::start(state, Box::new(store)).map_err(|source| AppError::Io {
             what: "cannot start the writer thread".into(),

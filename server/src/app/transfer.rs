@@ -4,9 +4,17 @@
 //! The file is JSON: a header (format name, version, where it came from, when) and the state
 //! (the engine's [`Snapshot`]) with a BLAKE2b checksum over the state's bytes, so that a
 //! truncated, damaged or foreign file is refused before anything is written.
+//!
+//! `import` and `restore` put the file into the store in three commits ([`surgery_commits`]):
+//! read-only mode on, naming the surgery ("restore from FILE in progress", by
+//! `arbiter-server restore`); the data; read-only mode as the file has it (normally off). One
+//! that is interrupted (killed, a power cut) leaves a store that a server opens read-only,
+//! naming it, until an admin runs `arbiter read-only off --force` or the surgery is run again
+//! (a store marked so is overwritten without `--force`: nothing but the surgery wrote to it).
 
 use super::{AppError, ha, open_store};
 use crate::config::{Config, StoreKind};
+use crate::engine::freeze::ReadOnly;
 use crate::engine::{Change, Snapshot};
 use crate::store::etcd::EtcdStore;
 use crate::store::etcd::layout::{self, Keys};
@@ -171,6 +179,13 @@ fn replace(from: &Snapshot, to: &Snapshot) -> Vec<Change> {
         changes.push(Change::DropAuditUpTo(*last));
     }
     changes.extend(to.audit.values().cloned().map(Change::PutAudit));
+    // The freezes: the file's replace the store's.
+    for (key, f) in &from.freezes {
+        if !to.freezes.contains_key(key) {
+            changes.push(Change::DeleteFreeze(f.scope.clone()));
+        }
+    }
+    changes.extend(to.freezes.values().cloned().map(Change::PutFreeze));
     changes
 }
 
@@ -178,11 +193,134 @@ fn is_empty(s: &Snapshot) -> bool {
     *s == Snapshot::default()
 }
 
-/// `import --in FILE [--force]`.
-pub async fn import(config: &Config, input: &Path, force: bool) -> Result<String, AppError> {
+/// Which surgery puts a file into a store: the name of the command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surgery {
+    /// `arbiter-server import`.
+    Import,
+    /// `arbiter-server restore`.
+    Restore,
+}
+
+impl Surgery {
+    /// `restore`, `import`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Surgery::Import => "import",
+            Surgery::Restore => "restore",
+        }
+    }
+
+    /// Who turns read-only mode on while it runs: `arbiter-server restore`.
+    pub fn by(self) -> String {
+        format!("arbiter-server {}", self.name())
+    }
+
+    /// The read-only record it writes first.
+    fn marker(self, input: &Path, now: crate::engine::Timestamp) -> ReadOnly {
+        ReadOnly {
+            by: self.by(),
+            reason: format!("{} from {} in progress", self.name(), input.display()),
+            since: now,
+        }
+    }
+}
+
+/// Whether a read-only record is one a restore or an import writes first (and replaces when
+/// done): when a store holds it, that surgery was interrupted.
+pub fn is_surgery(r: &ReadOnly) -> bool {
+    [Surgery::Import, Surgery::Restore]
+        .iter()
+        .any(|s| r.by == s.by())
+}
+
+/// The read-only record of an interrupted restore or import, if the store holds one.
+pub fn interrupted(held: &Snapshot) -> Option<&ReadOnly> {
+    held.read_only.as_ref().filter(|r| is_surgery(r))
+}
+
+/// Logs a warning when the state starts read-only: it refuses every change until turned off.
+pub fn warn_if_read_only(state: &crate::engine::State) {
+    let Some(r) = state.read_only() else {
+        return;
+    };
+    if is_surgery(r) {
+        tracing::warn!(
+            by = %r.by,
+            reason = %r.reason,
+            since = %r.since,
+            "the store is read-only: an interrupted {} left it so ({}); every change is refused \
+             until the {} is run again or an admin runs `arbiter read-only off --force`",
+            r.by.trim_start_matches("arbiter-server "),
+            r.text(),
+            r.by,
+        );
+    } else {
+        tracing::warn!(
+            by = %r.by,
+            reason = %r.reason,
+            since = %r.since,
+            "the store is read-only ({}); every change is refused until `arbiter read-only off`",
+            r.text(),
+        );
+    }
+}
+
+/// The commits that turn a store holding `held` into one holding `wanted`, in order: read-only
+/// mode on (`marker`), the data, and read-only mode as `wanted` has it. Each is one atomic
+/// commit, so a store is never seen half-written, and one left by an interruption after the
+/// first is read-only and names the surgery.
+pub fn surgery_commits(held: &Snapshot, wanted: &Snapshot, marker: ReadOnly) -> [Vec<Change>; 3] {
+    [
+        vec![Change::PutReadOnly(Some(marker))],
+        replace(held, wanted),
+        vec![Change::PutReadOnly(wanted.read_only.clone())],
+    ]
+}
+
+/// Runs [`surgery_commits`] on `store`, saying on stderr when read-only mode is on (so that an
+/// operator watching a long one knows the store is marked).
+fn run_surgery(
+    store: &dyn Store,
+    held: &Snapshot,
+    wanted: &Snapshot,
+    marker: ReadOnly,
+    target: &str,
+) -> Result<(), crate::store::StoreError> {
+    let [first, data, last] = surgery_commits(held, wanted, marker);
+    store.commit(&first)?;
+    eprintln!(
+        "read-only mode is on in {target} until the data is written ({} changes)",
+        data.len()
+    );
+    store.commit(&data)?;
+    store.commit(&last)
+}
+
+/// `import --in FILE [--force]` and `restore --in FILE [--force]`.
+pub async fn import(
+    config: &Config,
+    input: &Path,
+    force: bool,
+    surgery: Surgery,
+) -> Result<String, AppError> {
     let wanted = read_dump(input)?;
     let target = source_name(config);
-    let refuse_full = |held: &Snapshot| -> Result<(), AppError> {
+    let marker = surgery.marker(
+        input,
+        crate::engine::Timestamp(crate::cluster::instances::now_ms()),
+    );
+    let mut redone: Option<String> = None;
+    let mut refuse_full = |held: &Snapshot| -> Result<(), AppError> {
+        if let Some(r) = interrupted(held) {
+            // Left by an interrupted surgery: nothing else wrote to it since.
+            redone = Some(format!(
+                "; it replaced what an interrupted {} left ({})",
+                surgery.name(),
+                r.text()
+            ));
+            return Ok(());
+        }
         if !force && !is_empty(held) {
             return Err(AppError::Options(format!(
                 "{target} already holds {} tasks and {} node records: refusing to overwrite them \
@@ -203,7 +341,7 @@ pub async fn import(config: &Config, input: &Path, force: bool) -> Result<String
                 )
             })?;
             refuse_full(&held)?;
-            store.commit(&replace(&held, &wanted)).map_err(|e| {
+            run_surgery(&store, &held, &wanted, marker, &target).map_err(|e| {
                 io(
                     format!("cannot write the store in {}", config.data_dir.display()),
                     e,
@@ -221,7 +359,9 @@ pub async fn import(config: &Config, input: &Path, force: bool) -> Result<String
                     )
                 })?;
                 refuse_full(&replica.snapshot)?;
-                let changes = replace(&replica.snapshot, &wanted);
+                let held = replica.snapshot.clone();
+                let wanted = wanted.clone();
+                let target = target.clone();
                 let store = EtcdStore::leading(
                     etcd.clone(),
                     keys.clone(),
@@ -230,15 +370,17 @@ pub async fn import(config: &Config, input: &Path, force: bool) -> Result<String
                     tokio::runtime::Handle::current(),
                 );
                 // The store blocks on the runtime: commit from a thread of its own.
-                tokio::task::spawn_blocking(move || store.commit(&changes))
-                    .await
-                    .map_err(|e| io("the import thread failed".into(), e))?
-                    .map_err(|e| {
-                        io(
-                            format!("cannot write the state under {}", config.etcd_prefix),
-                            e,
-                        )
-                    })
+                tokio::task::spawn_blocking(move || {
+                    run_surgery(&store, &held, &wanted, marker, &target)
+                })
+                .await
+                .map_err(|e| io("the import thread failed".into(), e))?
+                .map_err(|e| {
+                    io(
+                        format!("cannot write the state under {}", config.etcd_prefix),
+                        e,
+                    )
+                })
             }
             .await;
             let _ = etcd
@@ -259,11 +401,20 @@ pub async fn import(config: &Config, input: &Path, force: bool) -> Result<String
             result?;
         }
     }
+    let read_only = match &wanted.read_only {
+        None => "read-only mode is off".to_owned(),
+        Some(r) => format!("read-only mode stays on as the file has it: {}", r.text()),
+    };
     Ok(format!(
-        "imported {} tasks, {} node records (last fencing token {}) into {target}",
+        "{} {} tasks, {} node records (last fencing token {}) into {target}; {read_only}{}",
+        match surgery {
+            Surgery::Import => "imported",
+            Surgery::Restore => "restored",
+        },
         wanted.tasks.len(),
         wanted.nodes.len(),
-        wanted.counters.last_fencing_token
+        wanted.counters.last_fencing_token,
+        redone.unwrap_or_default()
     ))
 }
 
@@ -303,4 +454,176 @@ async fn take_the_lead(
         ));
     }
     Ok((r.header.as_ref().map_or(0, |h| h.revision), lease))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Timestamp;
+    use crate::engine::freeze::{Freeze, FreezeScope};
+    use crate::engine::record::{Counters, NodeRuntime};
+    use crate::store::StoreError;
+    use crate::store::MemoryStore;
+    use std::sync::Mutex;
+
+    /// A memory store that records every commit and, when told, fails from the n-th on (a
+    /// process killed there: nothing of that commit or after it is stored).
+    #[derive(Default)]
+    struct Recording {
+        inner: MemoryStore,
+        commits: Mutex<Vec<Vec<Change>>>,
+        die_at: Option<usize>,
+    }
+
+    impl Store for Recording {
+        fn load(&self) -> Result<Snapshot, StoreError> {
+            self.inner.load()
+        }
+
+        fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
+            let mut commits = self.commits.lock().expect("lock");
+            if self.die_at.is_some_and(|n| commits.len() >= n) {
+                return Err(StoreError::Backend("killed".into()));
+            }
+            commits.push(changes.to_vec());
+            self.inner.commit(changes)
+        }
+    }
+
+    fn snapshot(nodes: &[u32], token: u64, frozen: bool) -> Snapshot {
+        let mut s = Snapshot {
+            counters: Counters {
+                last_fencing_token: token,
+                last_action_id: token,
+            },
+            ..Snapshot::default()
+        };
+        for n in nodes {
+            let rt = NodeRuntime {
+                down: true,
+                down_reason: format!("node {n}"),
+                ..NodeRuntime::default()
+            };
+            s.nodes.insert(*n, rt);
+        }
+        if frozen {
+            let f = Freeze {
+                scope: FreezeScope::Cluster,
+                by: "alice".into(),
+                reason: "change freeze".into(),
+                since: Timestamp(1_000),
+                until: None,
+            };
+            s.freezes.insert(f.scope.key(), f);
+        }
+        s
+    }
+
+    fn marker() -> ReadOnly {
+        Surgery::Restore.marker(Path::new("/backups/b.json"), Timestamp(5_000))
+    }
+
+    #[test]
+    fn a_restore_marks_the_store_read_only_first_and_unmarks_it_last() {
+        let store = Recording::default();
+        let held = snapshot(&[1, 2], 7, true);
+        store
+            .inner
+            .commit(&replace(&Snapshot::default(), &held))
+            .expect("seed");
+        let wanted = snapshot(&[2, 3], 42, false);
+        run_surgery(&store, &held, &wanted, marker(), "redb ./d").expect("restore");
+        let commits = store.commits.lock().expect("lock").clone();
+        assert_eq!(commits.len(), 3, "{commits:?}");
+        assert_eq!(commits[0], vec![Change::PutReadOnly(Some(marker()))]);
+        assert!(
+            commits[1]
+                .iter()
+                .all(|c| !matches!(c, Change::PutReadOnly(_))),
+            "the data commit leaves read-only mode alone"
+        );
+        assert_eq!(commits[2], vec![Change::PutReadOnly(None)]);
+        // The store now holds the file's state exactly: node 1 and the freeze are gone.
+        assert_eq!(store.load().expect("load"), wanted);
+        assert_eq!(marker().by, "arbiter-server restore");
+        assert_eq!(marker().reason, "restore from /backups/b.json in progress");
+    }
+
+    #[test]
+    fn the_last_commit_keeps_read_only_mode_when_the_file_has_it() {
+        let store = Recording::default();
+        let mut wanted = snapshot(&[1], 3, true);
+        let kept = ReadOnly {
+            by: "root".into(),
+            reason: "store migration".into(),
+            since: Timestamp(2_000),
+        };
+        wanted.read_only = Some(kept.clone());
+        let held = Snapshot::default();
+        run_surgery(&store, &held, &wanted, marker(), "redb ./d").expect("restore");
+        let commits = store.commits.lock().expect("lock").clone();
+        assert_eq!(commits[2], vec![Change::PutReadOnly(Some(kept))]);
+        let loaded = store.load().expect("load");
+        assert_eq!(loaded, wanted);
+        assert!(
+            interrupted(&loaded).is_none(),
+            "an admin's read-only mode is not surgery"
+        );
+    }
+
+    #[test]
+    fn an_interrupted_restore_leaves_a_store_that_starts_read_only() {
+        let held = snapshot(&[1], 7, false);
+        let wanted = snapshot(&[2, 3], 42, true);
+        // Killed before the data commit, and before the last one.
+        for die_at in [1, 2] {
+            let store = Recording {
+                die_at: Some(die_at),
+                ..Recording::default()
+            };
+            store
+                .inner
+                .commit(&replace(&Snapshot::default(), &held))
+                .expect("seed");
+            assert!(run_surgery(&store, &held, &wanted, marker(), "redb ./d").is_err());
+            let loaded = store.load().expect("load");
+            assert_eq!(
+                loaded.read_only,
+                Some(marker()),
+                "killed at commit {die_at}"
+            );
+            assert_eq!(interrupted(&loaded), Some(&marker()));
+            let expected_nodes = if die_at == 1 {
+                &held.nodes
+            } else {
+                &wanted.nodes
+            };
+            assert_eq!(&loaded.nodes, expected_nodes);
+            // A server started on it refuses every change, naming the restore.
+            let cluster = crate::engine::inventory::parse(
+                "[[nodes]]\nid = 1\nhost = \"n1\"\nport = 1\n",
+                crate::engine::inventory::Format::Toml,
+            )
+            .expect("inventory");
+            let state = crate::engine::State::restore(std::sync::Arc::new(cluster), loaded.clone());
+            let err = state.ensure_writable().expect_err("read-only");
+            assert!(
+                err.to_string()
+                    .contains("arbiter-server restore: 'restore from /backups/b.json in progress'"),
+                "{err}"
+            );
+            // Running it again finishes the job and unmarks the store.
+            let again = Recording::default();
+            again
+                .inner
+                .commit(&replace(&Snapshot::default(), &loaded))
+                .expect("copy");
+            again
+                .inner
+                .commit(&[Change::PutReadOnly(loaded.read_only.clone())])
+                .expect("copy");
+            run_surgery(&again, &loaded, &wanted, marker(), "redb ./d").expect("again");
+            assert_eq!(again.load().expect("load"), wanted);
+        }
+    }
 }

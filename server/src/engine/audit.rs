@@ -589,6 +589,9 @@ pub fn describe_request(req: &TaskRequest) -> String {
         text.push_str("; description: ");
         text.push_str(&req.description);
     }
+    if req.override_holds {
+        text.push_str("; OVERRIDES freezes, windows and rate budgets");
+    }
     text
 }
 

@@ -148,6 +148,8 @@ pub struct Limits {
     pub max_unavailable_nodes: u32,
     /// Percent of all nodes, rounded down (but one node is always allowed alone).
     pub max_unavailable_ratio: u32,
+    /// A rate budget on new grants (`None`: no pace).
+    pub max_grants: Option<crate::engine::budget::Budget>,
 }
 
 impl Default for Limits {
@@ -156,6 +158,26 @@ impl Default for Limits {
         Limits {
             max_unavailable_nodes: 0,
             max_unavailable_ratio: 13,
+            max_grants: None,
+        }
+    }
+}
+
+/// Fairness among the tasks of one priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fairness {
+    /// A pending task older than this reserves what it waits for against newer tasks of its
+    /// priority, as a higher-priority task would (`None`: no aging).
+    pub aging: Option<Duration>,
+}
+
+/// The default aging threshold.
+pub const DEFAULT_AGING: Duration = Duration::from_secs(600);
+
+impl Default for Fairness {
+    fn default() -> Self {
+        Fairness {
+            aging: Some(DEFAULT_AGING),
         }
     }
 }
@@ -217,6 +239,7 @@ pub struct Cluster {
     pub(crate) tenants: BTreeMap<String, Tenant>,
     pub(crate) limits: Limits,
     pub(crate) defaults: Defaults,
+    pub(crate) fairness: Fairness,
     pub(crate) state_storage: StateStorage,
     pub(crate) sys_tablets: Vec<SysTablet>,
     /// host -> its nodes, ascending.
@@ -355,6 +378,11 @@ impl Cluster {
     /// The default durations.
     pub fn defaults(&self) -> Defaults {
         self.defaults
+    }
+
+    /// The fairness rules.
+    pub fn fairness(&self) -> Fairness {
+        self.fairness
     }
 
     /// The state-storage configuration.

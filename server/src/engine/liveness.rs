@@ -72,6 +72,8 @@ pub struct Ticked {
     pub ring_settled: Vec<NodeId>,
     /// Freezes whose time was up.
     pub unfrozen: Vec<crate::engine::freeze::FreezeScope>,
+    /// A rule of time (a window opening, a budget slot freeing) may let a waiting task pass.
+    pub woke: bool,
 }
 
 impl Ticked {
@@ -82,6 +84,7 @@ impl Ticked {
             && self.settled.is_empty()
             && self.ring_settled.is_empty()
             && self.unfrozen.is_empty()
+            && !self.woke
     }
 }
 
@@ -160,6 +163,13 @@ impl State {
             if changed {
                 ticked.settled.push(id);
             }
+        }
+        while let Some(&due) = self.wakeups.first() {
+            if due > now {
+                break;
+            }
+            self.wakeups.remove(&due);
+            ticked.woke = true;
         }
         // Nothing to record: the ring rule reads `up_since` and the clock. But a waiting task
         // may pass now, and the server re-checks watched tasks when a tick is not quiet.

@@ -24,8 +24,11 @@
 //!   deadline cut at a window's end.
 //! - [`audit`]: the audit trail's entries, their bounds (refusals, retention) and queries.
 //! - [`freeze`]: change freezes (cluster, tenant, data center) and read-only mode.
+//! - [`budget`]: rate budgets on new grants (cluster, tenant) and the durable log they count.
+//! - `check::fairness`: aging within a priority (an old task reserves against newer ones).
 
 pub mod audit;
+pub mod budget;
 mod check;
 pub mod cluster;
 pub mod error;

@@ -101,6 +101,7 @@ impl State {
             mode: req.mode,
             priority: req.priority,
             dry_run: false,
+            override_holds: false,
             groups: req
                 .nodes
                 .iter()

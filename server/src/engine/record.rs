@@ -79,6 +79,8 @@ pub enum Change {
     DeleteFreeze(crate::engine::freeze::FreezeScope),
     /// Turn read-only mode on (`Some`) or off.
     PutReadOnly(Option<crate::engine::freeze::ReadOnly>),
+    /// Replace the log of recent grants the rate budgets count.
+    PutGrants(Vec<crate::engine::budget::Grant>),
 }
 
 /// Everything the engine's state is rebuilt from: the store's contents.
@@ -99,6 +101,9 @@ pub struct Snapshot {
     /// Read-only mode, when on (absent in stores from before it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_only: Option<crate::engine::freeze::ReadOnly>,
+    /// The recent grants the rate budgets count, oldest first (absent in stores from before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<crate::engine::budget::Grant>,
 }
 
 impl Snapshot {
@@ -131,6 +136,7 @@ impl Snapshot {
                 self.freezes.remove(&scope.key());
             }
             Change::PutReadOnly(r) => self.read_only = r.clone(),
+            Change::PutGrants(g) => self.grants = g.clone(),
         }
     }
 }
@@ -179,6 +185,7 @@ mod tests {
             }],
             create_time: Timestamp(1),
             last_refresh_time: Timestamp(2),
+            override_holds: false,
         };
         let changes = vec![
             Change::PutTask(task),

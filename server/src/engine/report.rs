@@ -73,6 +73,26 @@ pub struct NodeView {
     pub available: bool,
     /// The task holding a node-wide lock on it, and the lock's deadline.
     pub lock: Option<(String, Timestamp)>,
+    /// Its maintenance windows at the time asked about; `None` when no window covers it (and
+    /// from [`crate::engine::State::nodes`], which knows no time: see `State::nodes_at`).
+    pub window: Option<WindowStatus>,
+}
+
+/// A node's maintenance windows at one instant ([`crate::engine::Cluster::window_status`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowStatus {
+    /// The names of the windows that cover it, in inventory order.
+    pub names: Vec<String>,
+    /// Whether one of them is open.
+    pub open: bool,
+    /// When open: when it closes (the latest end among the open ones).
+    pub open_until: Option<Timestamp>,
+    /// When closed: the soonest opening (`None`: none within the two-year horizon).
+    pub next_open: Option<Timestamp>,
+    /// The IANA zone of the window that `open_until` or `next_open` comes from.
+    pub zone: String,
+    /// That instant in that zone, RFC 3339 with its offset (`2026-12-01T22:00:00+01:00`).
+    pub local: Option<String>,
 }
 
 /// One action as reported.
@@ -166,6 +186,8 @@ pub struct TaskView {
     pub last_refresh_time: Timestamp,
     /// Set when this call granted nothing and something waits: when to try again.
     pub retry_after: Option<Timestamp>,
+    /// Freezes, windows and budgets do not hold it back (an admin's override).
+    pub override_holds: bool,
 }
 
 impl TaskView {

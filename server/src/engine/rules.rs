@@ -143,6 +143,7 @@ mod tests {
         Limits {
             max_unavailable_nodes: n,
             max_unavailable_ratio: r,
+            max_grants: None,
         }
     }
 

@@ -114,6 +114,12 @@ pub struct State {
     pub(crate) audit: crate::engine::audit::AuditLog,
     /// Freezes and read-only mode (persisted).
     pub(crate) freezes: crate::engine::freeze::Freezes,
+    /// The recent grants the rate budgets count (persisted).
+    pub(crate) grants: crate::engine::budget::GrantLog,
+    /// Soft state: moments when a rule of time (a window opening, a budget slot freeing) may
+    /// let a waiting task pass; [`State::tick`] reports them so that watched tasks are
+    /// re-checked then.
+    pub(crate) wakeups: BTreeSet<Timestamp>,
 }
 
 impl State {
@@ -146,6 +152,8 @@ impl State {
             retry_hints: HashMap::new(),
             audit: crate::engine::audit::AuditLog::restore(snapshot.audit),
             freezes: crate::engine::freeze::Freezes::restore(snapshot.freezes, snapshot.read_only),
+            grants: crate::engine::budget::GrantLog::restore(snapshot.grants),
+            wakeups: BTreeSet::new(),
         };
         for (id, rt) in snapshot.nodes {
             if state.cluster.node(id).is_some() {
@@ -194,6 +202,7 @@ impl State {
             audit: self.audit.entries.clone(),
             freezes: self.freezes.active.clone(),
             read_only: self.freezes.read_only.clone(),
+            grants: self.grants.to_vec(),
         }
     }
 
@@ -276,6 +285,7 @@ impl State {
             self.settle_due.first().map(|(d, _)| *d),
             self.ring_settle_due.first().map(|(d, _)| *d),
             self.next_freeze_end(),
+            self.wakeups.first().copied(),
         ]
         .into_iter()
         .flatten()
@@ -327,6 +337,7 @@ impl State {
                 .node_locks
                 .get(&id)
                 .map(|l| (l.task.clone(), l.deadline)),
+            window: None, // needs the time: State::nodes_at (windows.rs) fills it in
         }
     }
 
@@ -348,6 +359,7 @@ impl State {
             create_time: task.create_time,
             last_refresh_time: task.last_refresh_time,
             retry_after,
+            override_holds: task.override_holds,
         }
     }
 
@@ -402,6 +414,7 @@ impl State {
             groups,
             create_time: now,
             last_refresh_time: now,
+            override_holds: req.override_holds,
         };
         let verdict = CheckCtx::run(self, &task, now);
         if verdict.granted.is_empty()
@@ -419,7 +432,7 @@ impl State {
         }
         self.counters.last_action_id = next_action;
         let mut changes = Vec::new();
-        let retry = self.apply_verdict(&mut task, verdict, now);
+        let retry = self.apply_verdict(&mut task, verdict, now, &mut changes);
         self.index_pending(&task, true);
         let view = self.view(&task, retry);
         self.set_retry_hint(&task.uid, retry);
@@ -461,24 +474,21 @@ impl State {
             task.last_refresh_time = now;
         }
         let mut retry = None;
+        let mut changes = Vec::new();
         if task.has_pending() {
             let verdict = CheckCtx::run(self, &task, now);
             self.index_pending(&task, false);
-            retry = self.apply_verdict(&mut task, verdict, now);
+            retry = self.apply_verdict(&mut task, verdict, now, &mut changes);
             self.index_pending(&task, true);
         }
         let view = self.view(&task, retry);
         if task.has_pending() {
             self.set_retry_hint(&task.uid, retry);
         }
-        let changes = if task == before {
-            Vec::new()
-        } else {
-            vec![
-                Change::PutTask(task.clone()),
-                Change::PutCounters(self.counters),
-            ]
-        };
+        if task != before {
+            changes.push(Change::PutTask(task.clone()));
+            changes.push(Change::PutCounters(self.counters));
+        }
         self.tasks.insert(task.uid.clone(), task);
         Ok(Outcome {
             value: view,
@@ -749,7 +759,13 @@ impl State {
         task: &mut Task,
         verdict: Verdict,
         now: Timestamp,
+        changes: &mut Vec<Change>,
     ) -> Option<Timestamp> {
+        if let Some(at) = verdict.wake_at
+            && self.wakeups.len() < MAX_TASKS
+        {
+            self.wakeups.insert(at);
+        }
         let default = self.cluster.defaults().lock_duration;
         for (gi, ai) in &verdict.granted {
             let action = &mut task.groups[*gi].actions[*ai];
@@ -768,6 +784,7 @@ impl State {
             };
             if let Ok(items) = self.resolve(&action.scope) {
                 self.take_locks(&task.uid, &action.id, &items, deadline);
+                self.count_grant(items.nodes(), now, changes);
                 action.covers = Some(items);
             }
         }
@@ -1046,6 +1063,7 @@ mod tests {
         };
         TaskRequest {
             dry_run,
+            override_holds: false,
             ..TaskRequest::of(uid, Mode::Strong, (0..groups).map(lock).collect())
         }
     }

@@ -86,6 +86,9 @@ pub struct TaskRequest {
     pub dry_run: bool,
     /// Ordered action groups.
     pub groups: Vec<Vec<LockRequest>>,
+    /// An admin's explicit override: freezes, maintenance windows and rate budgets do not
+    /// hold this task back (the failure model and the limits still do). Logged and audited.
+    pub override_holds: bool,
 }
 
 #[cfg(test)]
@@ -99,6 +102,7 @@ impl TaskRequest {
             mode,
             priority: 0,
             dry_run: false,
+            override_holds: false,
             groups,
         }
     }
@@ -119,6 +123,12 @@ pub enum Reason {
     TenantDisabledNodesLimitReached,
     /// A system tablet would lose too many nodes.
     SysTabletsNodeLimitReached,
+    /// A freeze, or the arbiter's read-only mode, holds it back (GENERIC on YDB's wire).
+    Frozen,
+    /// Outside every maintenance window of its nodes (GENERIC on YDB's wire).
+    OutsideWindow,
+    /// A rate budget is used up (GENERIC on YDB's wire).
+    RateBudget,
 }
 
 /// Where an action stands.
@@ -224,6 +234,9 @@ pub struct Task {
     pub create_time: Timestamp,
     /// When it was last refreshed (initially `create_time`).
     pub last_refresh_time: Timestamp,
+    /// Freezes, windows and budgets do not hold it back (an admin's explicit override).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub override_holds: bool,
 }
 
 impl Task {

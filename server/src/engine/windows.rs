@@ -11,6 +11,8 @@
 //! Everything is a function of (window, `now`): no clock is read.
 
 use crate::engine::cluster::{Cluster, NodeId};
+use crate::engine::report::{NodeView, WindowStatus};
+use crate::engine::state::State;
 use crate::engine::time::Timestamp;
 use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
@@ -332,6 +334,11 @@ impl Cluster {
             .filter_map(|i| self.windows.get(*i))
     }
 
+    /// Whether node `n` has windows and none is open at `now` (the gate, without its text).
+    pub(crate) fn window_closed(&self, n: NodeId, now: Timestamp) -> bool {
+        self.windows_of.contains_key(&n) && !self.windows_of(n).any(|w| w.is_open(now))
+    }
+
     /// Whether node `n` may be granted at `now` by its maintenance windows.
     pub(crate) fn window_gate(&self, n: NodeId, now: Timestamp) -> Gate {
         let mut soonest: Option<(&Window, Option<Timestamp>)> = None;
@@ -370,6 +377,61 @@ impl Cluster {
         Gate::Closed { details, opens }
     }
 
+    /// Node `n`'s maintenance windows at `now`: their names, whether one is open, and when the
+    /// open one closes (the latest end among the open ones) or, when none is open, the soonest
+    /// opening. `None` when no window covers the node.
+    pub fn window_status(&self, n: NodeId, now: Timestamp) -> Option<WindowStatus> {
+        let mut at = WindowsAt::new(self, now);
+        self.status_with(n, &mut at)
+    }
+
+    /// [`Cluster::window_status`] with each window's answer taken once from `at`.
+    fn status_with(&self, n: NodeId, at: &mut WindowsAt<'_>) -> Option<WindowStatus> {
+        let ids = self.windows_of.get(&n).filter(|ids| !ids.is_empty())?;
+        let mut names = Vec::with_capacity(ids.len());
+        // (instant, window) of the latest end among the open ones, and of the soonest opening.
+        let mut until: Option<(Option<Timestamp>, usize)> = None;
+        let mut next: Option<(Option<Timestamp>, usize)> = None;
+        for &i in ids {
+            let Some(w) = self.windows.get(i) else {
+                continue;
+            };
+            names.push(w.name.clone());
+            match at.get(i) {
+                Moment::Open(end) => {
+                    let later = match until {
+                        None => true,
+                        Some((best, _)) => end > best,
+                    };
+                    if later {
+                        until = Some((end, i));
+                    }
+                }
+                Moment::Closed(opens) => {
+                    let sooner = match next {
+                        None => true,
+                        Some((None, _)) => opens.is_some(),
+                        Some((Some(b), _)) => opens.is_some_and(|o| o < b),
+                    };
+                    if sooner {
+                        next = Some((opens, i));
+                    }
+                }
+            }
+        }
+        let open = until.is_some();
+        let (instant, i) = until.or(next)?;
+        let w = self.windows.get(i)?;
+        Some(WindowStatus {
+            names,
+            open,
+            open_until: if open { instant } else { None },
+            next_open: if open { None } else { instant },
+            zone: w.zone_name.clone(),
+            local: instant.map(|t| w.local_text(t)),
+        })
+    }
+
     /// A lock's deadline cut to the end of the windows its nodes are in: for each node, the
     /// latest end among its open windows, unless one of them does not cut (or the node has no
     /// windows); the earliest of those over the nodes.
@@ -398,6 +460,62 @@ impl Cluster {
             }
         }
         out
+    }
+}
+
+/// Where one window stands at an instant.
+#[derive(Debug, Clone, Copy)]
+enum Moment {
+    /// Open, until then (`None`: past jiff's range).
+    Open(Option<Timestamp>),
+    /// Closed; opens then (`None`: not within the horizon).
+    Closed(Option<Timestamp>),
+}
+
+/// Each window's [`Moment`] at one instant, computed when first asked for: a node list asks
+/// about the same few windows for every node.
+struct WindowsAt<'a> {
+    windows: &'a [Window],
+    now: Timestamp,
+    seen: Vec<Option<Moment>>,
+}
+
+impl<'a> WindowsAt<'a> {
+    fn new(cluster: &'a Cluster, now: Timestamp) -> WindowsAt<'a> {
+        WindowsAt {
+            windows: &cluster.windows,
+            now,
+            seen: vec![None; cluster.windows.len()],
+        }
+    }
+
+    fn get(&mut self, i: usize) -> Moment {
+        if let Some(Some(m)) = self.seen.get(i) {
+            return *m;
+        }
+        let m = match self.windows.get(i) {
+            Some(w) if w.is_open(self.now) => Moment::Open(w.open_until(self.now)),
+            Some(w) => Moment::Closed(w.next_open(self.now)),
+            None => Moment::Closed(None),
+        };
+        if let Some(slot) = self.seen.get_mut(i) {
+            *slot = Some(m);
+        }
+        m
+    }
+}
+
+impl State {
+    /// Every node with its state, ascending by id, and with its maintenance windows at `now`
+    /// ([`Cluster::window_status`]; each window is looked at once).
+    pub fn nodes_at(&self, now: Timestamp) -> Vec<NodeView> {
+        let cluster = self.cluster();
+        let mut at = WindowsAt::new(cluster, now);
+        let mut views = self.nodes();
+        for v in &mut views {
+            v.window = cluster.status_with(v.id, &mut at);
+        }
+        views
     }
 }
 
@@ -569,6 +687,93 @@ mod tests {
         assert_eq!(s.days_text(), "Sat,Sun");
         let m = window("UTC", &[0, 2, 3, 4], "08:00", "09:00", &[]);
         assert_eq!(m.days_text(), "Mon,Wed-Fri");
+    }
+
+    #[test]
+    fn window_status_of_a_node() {
+        use crate::engine::inventory::{Format, parse};
+        let text = r#"
+[[nodes]]
+id = 1
+host = "n1"
+port = 1
+
+[[nodes]]
+id = 2
+host = "n2"
+port = 1
+
+[[nodes]]
+id = 3
+host = "n3"
+port = 1
+
+[[windows]]
+name = "nights"
+zone = "Europe/Berlin"
+days = ["mon", "tue", "wed", "thu", "fri"]
+start = "22:00"
+end = "06:00"
+nodes = [1, 2]
+
+[[windows]]
+name = "mornings"
+zone = "UTC"
+start = "07:00"
+end = "09:00"
+nodes = [2]
+"#;
+        let c = parse(text, Format::Toml).expect("valid");
+        // 2026-12-01 is a Tuesday; 12:00Z is 13:00 in Berlin: both closed.
+        let noon = at("2026-12-01T12:00:00Z");
+        assert_eq!(c.window_status(3, noon), None, "no window covers node 3");
+        assert_eq!(c.window_status(99, noon), None, "no such node");
+        let s = c.window_status(1, noon).expect("node 1 has a window");
+        assert_eq!(s.names, vec!["nights".to_owned()]);
+        assert!(!s.open);
+        assert_eq!(s.open_until, None);
+        assert_eq!(s.next_open, Some(at("2026-12-01T21:00:00Z")));
+        assert_eq!(s.zone, "Europe/Berlin");
+        assert_eq!(s.local.as_deref(), Some("2026-12-01T22:00:00+01:00"));
+        // Node 2: the soonest of its two openings (Berlin at 21:00Z before UTC at 07:00Z).
+        let s = c.window_status(2, noon).expect("node 2 has windows");
+        assert_eq!(s.names, vec!["nights".to_owned(), "mornings".to_owned()]);
+        assert_eq!(s.next_open, Some(at("2026-12-01T21:00:00Z")));
+        // At 23:00Z Berlin's night is open until 05:00Z; the mornings are closed.
+        let night = at("2026-12-01T23:00:00Z");
+        let s = c.window_status(2, night).expect("node 2 has windows");
+        assert!(s.open);
+        assert_eq!(s.open_until, Some(at("2026-12-02T05:00:00Z")));
+        assert_eq!(s.next_open, None);
+        assert_eq!(s.local.as_deref(), Some("2026-12-02T06:00:00+01:00"));
+        // At 08:00Z only the mornings are open, until 09:00Z.
+        let s = c
+            .window_status(2, at("2026-12-02T08:00:00Z"))
+            .expect("node 2 has windows");
+        assert!(s.open);
+        assert_eq!(s.open_until, Some(at("2026-12-02T09:00:00Z")));
+        assert_eq!(s.zone, "UTC");
+        assert_eq!(s.local.as_deref(), Some("2026-12-02T09:00:00+00:00"));
+        // The state's node list carries the same, and nothing for node 3.
+        let state = State::new(std::sync::Arc::new(c.clone()));
+        let views = state.nodes_at(night);
+        assert_eq!(views.len(), 3);
+        assert_eq!(views[1].window, c.window_status(2, night));
+        assert_eq!(views[2].window, None);
+        assert!(state.nodes().iter().all(|v| v.window.is_none()));
+    }
+
+    #[test]
+    fn a_window_that_never_opens_again_is_closed_with_no_opening() {
+        let w = window("UTC", &[0], "08:00", "09:00", &[]);
+        let mut c = Cluster::default();
+        c.windows.push(w);
+        c.windows_of.insert(1, vec![0]);
+        let s = c
+            .window_status(1, Timestamp(253_402_300_799_999))
+            .expect("covered");
+        assert!(!s.open);
+        assert_eq!((s.open_until, s.next_open, s.local), (None, None, None));
     }
 
     #[test]

@@ -158,6 +158,19 @@ impl Caller {
         }
     }
 
+    /// Allows what only an admin may do.
+    pub fn require_admin(&self, action: &'static str) -> Result<(), AuthError> {
+        if self.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden {
+                user: self.user.clone(),
+                role: self.role,
+                action,
+            })
+        }
+    }
+
     /// Allows a task to be refreshed, completed or dropped: its owner, or an admin.
     pub fn require_owner(&self, task: &str, owner: &str) -> Result<(), AuthError> {
         self.require_operator("manage tasks")?;

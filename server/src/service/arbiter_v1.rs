@@ -15,7 +15,7 @@ use super::{Context, decode, encode};
 use crate::cluster::Role;
 use crate::engine::state::MAX_NAME_LEN;
 use crate::engine::{EngineError, Heartbeat, NodeState as EngineNodeState};
-use crate::identity::{AuthError, Caller, Role as UserRole};
+use crate::identity::Caller;
 use crate::watches::TaskUpdate;
 use arbiter_proto::arbiter::v1::arbiter_service_server::ArbiterService;
 use arbiter_proto::arbiter::v1::{
@@ -193,8 +193,8 @@ impl ArbiterService for ArbiterApi {
         self.caller(&audit, request.metadata())?;
         let nodes = self
             .ctx
-            .query(|s, _| {
-                Ok(s.nodes()
+            .query(|s, now| {
+                Ok(s.nodes_at(now)
                     .iter()
                     .filter_map(|v| {
                         let n = s.cluster().node(v.id)?;
@@ -222,6 +222,32 @@ impl ArbiterService for ArbiterApi {
                                 .unwrap_or_default(),
                             start_time: v.start_time.or(v.up_since).map(encode::timestamp),
                             condition: encode::condition(v.condition) as i32,
+                            windows: v
+                                .window
+                                .as_ref()
+                                .map(|w| w.names.clone())
+                                .unwrap_or_default(),
+                            window_open: v.window.as_ref().is_some_and(|w| w.open),
+                            window_open_until: v
+                                .window
+                                .as_ref()
+                                .and_then(|w| w.open_until)
+                                .map(encode::timestamp),
+                            window_next_open: v
+                                .window
+                                .as_ref()
+                                .and_then(|w| w.next_open)
+                                .map(encode::timestamp),
+                            window_zone: v
+                                .window
+                                .as_ref()
+                                .map(|w| w.zone.clone())
+                                .unwrap_or_default(),
+                            window_local: v
+                                .window
+                                .as_ref()
+                                .and_then(|w| w.local.clone())
+                                .unwrap_or_default(),
                         })
                     })
                     .collect())
@@ -343,12 +369,7 @@ impl ArbiterService for ArbiterApi {
     ) -> Result<Response<BackupResponse>, Status> {
         let audit = Audit::of("Backup", &request);
         let caller = self.caller(&audit, request.metadata())?;
-        if caller.role != UserRole::Admin {
-            let e = AuthError::Forbidden {
-                user: caller.user.clone(),
-                role: caller.role,
-                action: "take backups",
-            };
+        if let Err(e) = caller.require_admin("take backups") {
             audit.denied(Some(&caller), &e);
             return Err(ServiceError::from(e).to_grpc());
         }
@@ -430,12 +451,7 @@ impl ArbiterService for ArbiterApi {
     ) -> Result<Response<ReloadInventoryResponse>, Status> {
         let audit = Audit::of("ReloadInventory", &request);
         let caller = self.caller(&audit, request.metadata())?;
-        if caller.role != UserRole::Admin {
-            let e = AuthError::Forbidden {
-                user: caller.user.clone(),
-                role: caller.role,
-                action: "reload the inventory",
-            };
+        if let Err(e) = caller.require_admin("reload the inventory") {
             audit.denied(Some(&caller), &e);
             let e = ServiceError::from(e);
             self.ctx.refused(&audit, request.metadata(), "", &[], &e);

@@ -67,6 +67,7 @@ pub fn task_request(
         priority: options.priority,
         dry_run: options.dry_run,
         groups,
+        override_holds: options.override_holds,
     })
 }
 

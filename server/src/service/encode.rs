@@ -57,6 +57,7 @@ pub fn get_result(view: &TaskView) -> GetMaintenanceTaskResult {
             availability_mode: mode(view.mode) as i32,
             dry_run: false,
             priority: view.priority,
+            override_holds: view.override_holds,
         }),
         action_group_states: group_states(view),
         create_time: Some(timestamp(view.create_time)),
@@ -88,15 +89,19 @@ fn group_states(view: &TaskView) -> Vec<ActionGroupStates> {
 }
 
 fn action_state(task: &str, group: &str, a: &ActionView) -> ActionState {
-    let (status, reason, deadline) = match &a.status {
+    let (status, reason, deadline, held) = match &a.status {
         ActionStatus::Performed { deadline, .. } => (
             WireStatus::Performed,
             ActionReason::Ok,
             Some(timestamp(*deadline)),
+            "",
         ),
-        ActionStatus::Pending { reason, .. } => {
-            (WireStatus::Pending, pending_reason(*reason), None)
-        }
+        ActionStatus::Pending { reason, .. } => (
+            WireStatus::Pending,
+            pending_reason(*reason),
+            None,
+            hold(*reason),
+        ),
     };
     ActionState {
         action: Some(Action {
@@ -118,6 +123,7 @@ fn action_state(task: &str, group: &str, a: &ActionView) -> ActionState {
         deadline,
         details: a.details().to_owned(),
         fencing_token: a.fencing_token().unwrap_or(0),
+        hold: held.to_owned(),
     }
 }
 
@@ -131,6 +137,17 @@ fn pending_reason(r: Reason) -> ActionReason {
         Reason::DisabledNodesLimitReached => ActionReason::DisabledNodesLimitReached,
         Reason::TenantDisabledNodesLimitReached => ActionReason::TenantDisabledNodesLimitReached,
         Reason::SysTabletsNodeLimitReached => ActionReason::SysTabletsNodeLimitReached,
+        Reason::Frozen | Reason::OutsideWindow | Reason::RateBudget => ActionReason::Generic,
+    }
+}
+
+/// The hold of a pending action, named on Arbiter's extension field (empty: none).
+fn hold(r: Reason) -> &'static str {
+    match r {
+        Reason::Frozen => "FROZEN",
+        Reason::OutsideWindow => "OUTSIDE_WINDOW",
+        Reason::RateBudget => "RATE_BUDGET",
+        _ => "",
     }
 }
 
@@ -262,6 +279,7 @@ mod tests {
             mode: Mode::Strong,
             priority: 0,
             dry_run: false,
+            override_holds: false,
             groups: nodes
                 .iter()
                 .map(|&n| {

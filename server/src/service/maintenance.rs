@@ -72,6 +72,14 @@ impl Maintenance {
             caller.require_operator("create tasks").map_err(Into::into),
         )?;
         let req = decode::task_request(req, &caller.user, self.ctx.limits)?;
+        if req.override_holds {
+            audit.check(
+                Some(&caller),
+                caller
+                    .require_admin("override freezes, windows and rate budgets")
+                    .map_err(Into::into),
+            )?;
+        }
         let dry_run = req.dry_run;
         let entry = AuditEntry {
             task: req.uid.clone(),
@@ -94,6 +102,10 @@ impl Maintenance {
         if !dry_run {
             tracing::info!(task = %view.uid, owner = %view.owner, mode = view.mode.name(),
                 priority = view.priority, actions = view.actions().count(), "task created");
+            if view.override_holds {
+                tracing::warn!(task = %view.uid, user = %caller.user,
+                    "task overrides freezes, maintenance windows and rate budgets");
+            }
         }
         Ok(encode::task_result(&view))
     }

@@ -56,6 +56,8 @@ const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit");
 const FREEZES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("freezes");
 /// The `meta` key of read-only mode, present while it is on.
 const READ_ONLY_KEY: &str = "read_only";
+/// The log of recent grants the rate budgets count, in `meta`.
+const GRANTS_KEY: &str = "grants";
 const COUNTERS_KEY: &str = "counters";
 /// The store's identity: 16 random bytes.
 const STORE_ID_KEY: &str = "store_id";
@@ -290,6 +292,11 @@ fn read_snapshot(path: &Path, tx: &ReadTransaction) -> Result<Snapshot, StoreErr
         && let Some(v) = meta.get(READ_ONLY_KEY).map_err(err)?
     {
         snap.read_only = Some(decode(READ_ONLY_KEY, v.value())?);
+    }
+    if let Some(meta) = read_table(path, tx, META)?
+        && let Some(v) = meta.get(GRANTS_KEY).map_err(err)?
+    {
+        snap.grants = decode(GRANTS_KEY, v.value())?;
     }
     if let Some(freezes) = read_table(path, tx, FREEZES)? {
         for row in freezes.iter().map_err(err)? {
@@ -596,6 +603,13 @@ impl RedbStore {
                     Change::PutReadOnly(None) => {
                         meta.remove(READ_ONLY_KEY).map_err(backend)?;
                     }
+                    Change::PutGrants(g) if g.is_empty() => {
+                        meta.remove(GRANTS_KEY).map_err(backend)?;
+                    }
+                    Change::PutGrants(g) => {
+                        meta.insert(GRANTS_KEY, encode(g)?.as_slice())
+                            .map_err(backend)?;
+                    }
                 }
             }
             meta.insert(SEQ_KEY, seq.to_le_bytes().as_slice())
@@ -678,6 +692,7 @@ mod tests {
             }],
             create_time: Timestamp(1),
             last_refresh_time: Timestamp(1),
+            override_holds: false,
         }
     }
 

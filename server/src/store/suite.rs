@@ -53,6 +53,7 @@ fn task(uid: &str, token: u64) -> Task {
         }],
         create_time: Timestamp(5),
         last_refresh_time: Timestamp(6),
+        override_holds: false,
     }
 }
 
@@ -93,6 +94,34 @@ pub fn run_all(f: &dyn Factory) {
     reopening_sees_every_commit(f);
     audit_entries_are_kept_dropped_and_reopened(f);
     freezes_and_read_only_are_kept_lifted_and_reopened(f);
+    grant_log_is_replaced_emptied_and_reopened(f);
+}
+
+fn grant_log_is_replaced_emptied_and_reopened(f: &dyn Factory) {
+    use crate::engine::budget::Grant;
+    let g = |at: u64, node: u32| Grant {
+        at: Timestamp(at),
+        node,
+    };
+    let s = f.create("grants");
+    let mut all = vec![
+        Change::PutGrants(vec![g(1000, 1)]),
+        Change::PutGrants(vec![g(1000, 1), g(2000, 3), g(2000, 2)]),
+    ];
+    s.commit(&all).expect("commit");
+    let expected = model(&all);
+    assert_eq!(expected.grants.len(), 3);
+    assert_eq!(s.load().expect("load"), expected, "grants: committed");
+    drop(s);
+    if let Some(s) = f.reopen("grants") {
+        assert_eq!(s.load().expect("load"), expected, "grants: reopened");
+        let later = vec![Change::PutGrants(Vec::new())];
+        s.commit(&later).expect("commit");
+        all.extend(later);
+        let emptied = model(&all);
+        assert!(emptied.grants.is_empty());
+        assert_eq!(s.load().expect("load"), emptied, "grants: emptied");
+    }
 }
 
 fn freezes_and_read_only_are_kept_lifted_and_reopened(f: &dyn Factory) {

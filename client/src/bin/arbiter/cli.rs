@@ -320,6 +320,10 @@ pub(crate) struct CreateArgs {
     /// One group with every action: all granted together or none.
     #[arg(long)]
     pub(crate) composite: bool,
+    /// Admins only, for emergencies: freezes, maintenance windows and rate budgets do not hold
+    /// this task back (the failure model and the node limits still do). Logged and audited.
+    #[arg(long)]
+    pub(crate) override_holds: bool,
 }
 
 /// YDB's availability modes.

@@ -68,6 +68,7 @@ pub(crate) fn request(args: &CreateArgs) -> CreateMaintenanceTaskRequest {
             } as i32,
             dry_run: args.dry_run,
             priority: args.priority,
+            override_holds: args.override_holds,
         }),
         action_groups,
     }

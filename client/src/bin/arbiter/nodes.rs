@@ -30,6 +30,7 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<(), Failure> {
                 "AVAILABLE",
                 "LOCK",
                 "HEARTBEAT",
+                "WINDOW",
                 "DETAIL",
             ]);
             for n in &nodes {
@@ -47,6 +48,7 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<(), Failure> {
                     } else {
                         "-".to_owned()
                     },
+                    window_text(n),
                     or_dash(&n.detail),
                 ]);
             }
@@ -284,6 +286,28 @@ fn lock_text(n: &NodeStatus) -> String {
     }
 }
 
+/// `open until 2026-12-02 06:00 Europe/Berlin`, `opens 2026-12-01 22:00 Europe/Berlin`, or
+/// empty when no window covers the node.
+fn window_text(n: &NodeStatus) -> String {
+    if n.windows.is_empty() {
+        return String::new();
+    }
+    let when = local_minutes(&n.window_local).map(|t| format!("{t} {}", n.window_zone));
+    match (n.window_open, when) {
+        (true, Some(t)) => format!("open until {t}"),
+        (true, None) => "open".to_owned(),
+        (false, Some(t)) => format!("opens {t}"),
+        (false, None) => "closed, no opening within two years".to_owned(),
+    }
+}
+
+/// `2026-12-01T22:00:00+01:00` -> `2026-12-01 22:00` (the local date and time the server wrote).
+fn local_minutes(rfc3339: &str) -> Option<String> {
+    let date = rfc3339.get(..10)?;
+    let time = rfc3339.get(11..16)?;
+    (rfc3339.as_bytes().get(10) == Some(&b'T')).then(|| format!("{date} {time}"))
+}
+
 fn node_json(n: &NodeStatus) -> Value {
     json!({
         "node_id": n.node_id,
@@ -302,5 +326,11 @@ fn node_json(n: &NodeStatus) -> Value {
         "last_heartbeat": rfc3339_json(n.last_heartbeat.as_ref()),
         "version": n.version,
         "start_time": rfc3339_json(n.start_time.as_ref()),
+        "windows": n.windows,
+        "window_open": if n.windows.is_empty() { Value::Null } else { Value::Bool(n.window_open) },
+        "window_open_until": rfc3339_json(n.window_open_until.as_ref()),
+        "window_next_open": rfc3339_json(n.window_next_open.as_ref()),
+        "window_zone": if n.window_zone.is_empty() { Value::Null } else { Value::String(n.window_zone.clone()) },
+        "window_local": if n.window_local.is_empty() { Value::Null } else { Value::String(n.window_local.clone()) },
     })
 }

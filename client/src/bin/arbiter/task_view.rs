@@ -109,7 +109,12 @@ impl<'a> TaskView<'a> {
                 rfc3339(row.state.deadline.as_ref()),
                 row.fencing_token()
                     .map_or_else(|| "-".to_owned(), |t| t.to_string()),
-                output::action_reason(row.state.reason),
+                // A hold (a freeze, a window, a budget) says more than YDB's GENERIC.
+                if row.state.hold.is_empty() {
+                    output::action_reason(row.state.reason)
+                } else {
+                    row.state.hold.clone()
+                },
                 or_dash(&row.state.details),
             ]);
         }
@@ -268,6 +273,7 @@ impl Row<'_> {
             "duration_seconds": duration,
             "status": output::action_status(self.state.status),
             "reason": output::action_reason(self.state.reason),
+            "hold": if self.state.hold.is_empty() { Value::Null } else { Value::String(self.state.hold.clone()) },
             "deadline": rfc3339_json(self.state.deadline.as_ref()),
             "fencing_token": self.fencing_token(),
             "details": self.state.details,

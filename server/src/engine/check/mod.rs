@@ -15,8 +15,11 @@ use crate::engine::rules::{self, Level};
 use crate::engine::state::{Class, Count, Items, LockRef, State};
 use crate::engine::task::{ActionStatus, Mode, Reason, Task};
 use crate::engine::time::Timestamp;
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+mod budget;
+mod fairness;
 mod limits;
 
 /// An action's position in its task: (group index, action index).
@@ -33,6 +36,8 @@ pub(crate) struct Verdict {
     pub(crate) retry_after: Option<Timestamp>,
     /// The first failure that no retry can cure (the request itself is contradictory).
     pub(crate) impossible: Option<String>,
+    /// When a rule of time (a window opening, a budget slot freeing) may let an action pass.
+    pub(crate) wake_at: Option<Timestamp>,
 }
 
 impl Verdict {
@@ -73,12 +78,15 @@ struct Failure {
     retry_at: Timestamp,
 }
 
-/// A pending action of a higher-priority task (borrowed: reserving costs no allocation).
+/// A pending action of a higher-priority task, or of an older task of the same priority that
+/// has waited past the aging threshold (borrowed: reserving costs no allocation).
 #[derive(Debug, Clone, Copy)]
 struct Sched<'s> {
     task: &'s str,
     owner: &'s str,
     priority: i32,
+    /// Same priority, reserved by aging: since when it waits.
+    aged_since: Option<Timestamp>,
 }
 
 /// Who makes an item unavailable.
@@ -97,6 +105,12 @@ pub(crate) struct CheckCtx<'s> {
     temp_pdisks: HashSet<PDiskKey>,
     /// Nodes this check has taken, whole or by a disk.
     own_nodes: BTreeSet<NodeId>,
+    /// The nodes of each grant of this check, in order (a budget counts them).
+    own_grants: Vec<NodeId>,
+    /// The earliest moment a rule of time may let an action of this check pass.
+    wake: Cell<Option<Timestamp>>,
+    /// Whether any reservation comes from aging (its texts say so).
+    aged: bool,
     sched_nodes: HashMap<NodeId, Sched<'s>>,
     sched_pdisks: HashMap<PDiskKey, Sched<'s>>,
     sched_pdisk_nodes: HashMap<NodeId, PDiskKey>,
@@ -127,6 +141,9 @@ impl<'s> CheckCtx<'s> {
             temp_nodes: HashSet::new(),
             temp_pdisks: HashSet::new(),
             own_nodes: BTreeSet::new(),
+            own_grants: Vec::new(),
+            wake: Cell::new(None),
+            aged: false,
             sched_nodes: HashMap::new(),
             sched_pdisks: HashMap::new(),
             sched_pdisk_nodes: HashMap::new(),
@@ -146,10 +163,20 @@ impl<'s> CheckCtx<'s> {
         self.now.plus(self.st.cluster.defaults().retry_after)
     }
 
-    /// Marks the pending actions of strictly higher-priority tasks as scheduled locks.
+    /// Marks the pending actions of strictly higher-priority tasks, and of older tasks of the
+    /// same priority that have waited past the aging threshold, as scheduled locks.
     fn reserve_higher_priority(&mut self) {
         let st = self.st;
-        for (_, uids) in st.pending_by_priority.range(..self.task.priority) {
+        let aging = st.cluster.fairness().aging;
+        let upto = if aging.is_some() {
+            std::ops::Bound::Included(self.task.priority)
+        } else {
+            std::ops::Bound::Excluded(self.task.priority)
+        };
+        for (prio, uids) in st
+            .pending_by_priority
+            .range((std::ops::Bound::Unbounded, upto))
+        {
             for uid in uids {
                 if *uid == self.task.uid {
                     continue;
@@ -157,13 +184,33 @@ impl<'s> CheckCtx<'s> {
                 let Some(other) = st.tasks.get(uid) else {
                     continue;
                 };
+                let aged_since = if *prio == self.task.priority {
+                    if !fairness::goes_first(other, self.task, aging, self.now) {
+                        continue;
+                    }
+                    self.aged = true;
+                    Some(other.create_time)
+                } else {
+                    None
+                };
                 let sched = Sched {
                     task: &other.uid,
                     owner: &other.owner,
                     priority: other.priority,
+                    aged_since,
                 };
                 for a in other.actions().filter(|a| a.is_pending()) {
-                    match st.resolve(&a.scope) {
+                    let items = st.resolve(&a.scope);
+                    // What a freeze or a closed window holds back cannot be taken now, so it
+                    // reserves nothing: a task waiting hours for its window must not stop
+                    // everyone else's work elsewhere.
+                    if !other.override_holds
+                        && let Ok(items) = &items
+                        && items.nodes().iter().any(|n| self.held(*n))
+                    {
+                        continue;
+                    }
+                    match items {
                         Ok(Items::Nodes(nodes)) => {
                             for n in nodes {
                                 if !self.sched_nodes.contains_key(&n) {
@@ -208,6 +255,7 @@ impl<'s> CheckCtx<'s> {
                 match self.check_action(&a.scope) {
                     Ok(items) => {
                         self.temp_lock(&items);
+                        self.own_grants.extend_from_slice(items.nodes());
                         v.granted.push((gi, ai));
                     }
                     Err(f) => {
@@ -234,9 +282,23 @@ impl<'s> CheckCtx<'s> {
         if v.granted.is_empty() && !v.pending.is_empty() {
             v.retry_after = Some(retry.unwrap_or_else(|| self.default_retry()));
         }
+        v.wake_at = self.wake.get();
         v
     }
 
+    /// Whether a freeze or a closed maintenance window holds node `n` back now.
+    fn held(&self, n: NodeId) -> bool {
+        self.st.frozen_for(n, self.now).is_some() || self.st.cluster.window_closed(n, self.now)
+    }
+
+    /// Notes a moment when a rule of time may let an action pass.
+    fn wake_at(&self, at: Timestamp) {
+        let earliest = self.wake.get().map_or(at, |w| w.min(at));
+        self.wake.set(Some(earliest));
+    }
+
+    /// The rules of when (freezes, windows), then availability, then the rate budgets; an
+    /// admin's explicit override skips the rules of when and the budgets.
     fn check_action(&self, scope: &crate::engine::task::Scope) -> Result<Items, Failure> {
         let items = self.st.resolve(scope).map_err(|e| Failure {
             permanent: true,
@@ -244,9 +306,22 @@ impl<'s> CheckCtx<'s> {
             details: e.to_string(),
             retry_at: self.default_retry(),
         })?;
-        self.check_frozen(&items)?;
-        self.check_windows(&items)?;
-        match &items {
+        let holds = !self.task.override_holds;
+        if holds {
+            self.check_frozen(&items)?;
+            self.check_windows(&items)?;
+        }
+        self.check_available(&items)
+            .map_err(|f| self.note_aging(f))?;
+        if holds {
+            self.check_budgets(&items)?;
+        }
+        Ok(items)
+    }
+
+    /// Lock conflicts and the failure model.
+    fn check_available(&self, items: &Items) -> Result<(), Failure> {
+        match items {
             Items::Nodes(nodes) => {
                 for n in nodes {
                     self.node_conflict(*n)?;
@@ -259,7 +334,7 @@ impl<'s> CheckCtx<'s> {
                     .filter(|n| !self.st.is_confirmed_down(*n))
                     .collect();
                 if active.is_empty() || self.task.mode == Mode::Force {
-                    return Ok(items);
+                    return Ok(());
                 }
                 self.check_limits(&active)?;
                 let mut cands: BTreeMap<GroupId, Vec<usize>> = BTreeMap::new();
@@ -282,7 +357,7 @@ impl<'s> CheckCtx<'s> {
             Items::PDisk(k) => {
                 self.pdisk_conflict(*k)?;
                 if self.st.is_confirmed_down(k.node) || self.task.mode == Mode::Force {
-                    return Ok(items);
+                    return Ok(());
                 }
                 // The disk's node joins the limits unless a lock already counts it there.
                 if self.class(k.node) != Class::Locked {
@@ -295,7 +370,7 @@ impl<'s> CheckCtx<'s> {
                 self.check_groups(&cands)?;
             }
         }
-        Ok(items)
+        Ok(())
     }
 
     /// A freeze (or read-only mode) over any of the items holds the action back, force mode
@@ -305,7 +380,7 @@ impl<'s> CheckCtx<'s> {
             if let Some((details, until)) = self.st.frozen_for(*n, self.now) {
                 return Err(Failure {
                     permanent: false,
-                    reason: Reason::Generic,
+                    reason: Reason::Frozen,
                     details,
                     retry_at: until.unwrap_or_else(|| self.default_retry()),
                 });
@@ -321,9 +396,12 @@ impl<'s> CheckCtx<'s> {
             if let crate::engine::windows::Gate::Closed { details, opens } =
                 self.st.cluster.window_gate(*n, self.now)
             {
+                if let Some(at) = opens {
+                    self.wake_at(at);
+                }
                 return Err(Failure {
                     permanent: false,
-                    reason: Reason::Generic,
+                    reason: Reason::OutsideWindow,
                     details,
                     retry_at: opens.unwrap_or_else(|| self.default_retry()),
                 });
@@ -431,6 +509,9 @@ impl<'s> CheckCtx<'s> {
             Holder::Lock(l) => format!("task '{}' of {}", l.task, self.st.owner_of(&l.task)),
             Holder::Temp if self.preview => String::from("this task, at its next refresh"),
             Holder::Temp => String::from("this task"),
+            Holder::Sched(s) if s.aged_since.is_some() => {
+                format!("pending, older task '{}' of {}", s.task, s.owner)
+            }
             Holder::Sched(s) => {
                 format!("pending, higher-priority task '{}' of {}", s.task, s.owner)
             }
@@ -463,13 +544,22 @@ impl<'s> CheckCtx<'s> {
     }
 
     fn wanted_by(&self, what: String, s: &Sched<'_>) -> Failure {
-        Failure {
-            permanent: false,
-            reason: Reason::Generic,
-            details: format!(
+        let details = match s.aged_since {
+            Some(since) => format!(
+                "{what} is wanted by older task '{}' of {}, waiting since {since}: {}",
+                s.task,
+                s.owner,
+                fairness::rule_text(self.st.cluster.fairness().aging, self.task.priority)
+            ),
+            None => format!(
                 "{what} is wanted by higher-priority task '{}' of {} (priority {} vs {})",
                 s.task, s.owner, s.priority, self.task.priority
             ),
+        };
+        Failure {
+            permanent: false,
+            reason: Reason::Generic,
+            details,
             retry_at: self.default_retry(),
         }
     }

@@ -10,9 +10,10 @@ mod windows;
 
 pub use reader::Problem;
 
+use crate::engine::budget::{Budget, MAX_BUDGET_INTERVAL};
 use crate::engine::cluster::{
-    Cluster, Defaults, Erasure, Group, InitialState, Limits, Location, Node, NodeId, PDisk,
-    PDiskKey, StateStorage, SysTablet, Tenant, VDisk,
+    Cluster, Defaults, Erasure, Fairness, Group, InitialState, Limits, Location, Node, NodeId,
+    PDisk, PDiskKey, StateStorage, SysTablet, Tenant, VDisk,
 };
 use reader::{Problems, Table, as_u32, count, entry_path, index_path, key_path};
 use serde_json::Value;
@@ -108,6 +109,9 @@ fn load(doc: &Value, probs: &mut Problems) -> Cluster {
     }
     if let Some(v) = top.value("limits") {
         cluster.limits = load_limits(v, "limits".into(), probs);
+    }
+    if let Some(v) = top.value("fairness") {
+        cluster.fairness = load_fairness(v, probs);
     }
     let mut tenant_limits = BTreeMap::new();
     match top.value("tenants") {
@@ -259,8 +263,56 @@ fn load_limits(v: &Value, path: String, probs: &mut Problems) -> Limits {
         }
         l.max_unavailable_ratio = r;
     }
+    if let Some(v) = t.value("max_grants") {
+        l.max_grants = load_budget(v, key_path(&t.path, "max_grants"), probs);
+    }
     t.finish(probs);
     l
+}
+
+/// `max_grants = { count = 3, every = "10m" }`.
+fn load_budget(v: &Value, path: String, probs: &mut Problems) -> Option<Budget> {
+    let mut t = Table::new(v, path.clone(), probs);
+    let count = t.req_u32("count", probs);
+    if count == Some(0) {
+        probs.add(
+            key_path(&path, "count"),
+            "must be at least 1 (leave max_grants out for no budget)",
+        );
+    }
+    let present = t.value("every").is_some();
+    let every = t.opt_duration("every", probs);
+    match every {
+        None if !present && matches!(v, Value::Object(_)) => {
+            probs.add(key_path(&path, "every"), "missing required key");
+        }
+        Some(d) if d.is_zero() => probs.add(key_path(&path, "every"), "must be longer than zero"),
+        Some(d) if d > MAX_BUDGET_INTERVAL => probs.add(
+            key_path(&path, "every"),
+            format!(
+                "{} is longer than the longest budget interval, {}",
+                humantime::format_duration(d),
+                humantime::format_duration(MAX_BUDGET_INTERVAL)
+            ),
+        ),
+        _ => {}
+    }
+    t.finish(probs);
+    match (count, every) {
+        (Some(count), Some(every)) if count > 0 => Some(Budget { count, every }),
+        _ => None,
+    }
+}
+
+/// `[fairness] aging = "10m"` ("0s" turns aging off).
+fn load_fairness(v: &Value, probs: &mut Problems) -> Fairness {
+    let mut t = Table::new(v, "fairness".into(), probs);
+    let mut f = Fairness::default();
+    if let Some(d) = t.opt_duration("aging", probs) {
+        f.aging = (!d.is_zero()).then_some(d);
+    }
+    t.finish(probs);
+    f
 }
 
 fn check_name(value: &str, path: &str, what: &str, probs: &mut Problems) {
