@@ -285,15 +285,15 @@ impl Loop {
     }
 
     /// Something changed: re-check the pending actions of every task whose owner is watching,
-    /// more important tasks first.
+    /// more important tasks first, then older ones.
     fn recheck_driven(&mut self, now: Timestamp, changes: &mut Vec<Change>) {
         let state = &mut self.core.state;
-        let mut driven: Vec<(i32, String)> = self
+        let mut driven: Vec<((i32, Timestamp), String)> = self
             .core
             .watches
             .driven()
             .into_iter()
-            .filter_map(|uid| state.task_priority(&uid).map(|p| (p, uid)))
+            .filter_map(|uid| state.task_rank(&uid).map(|r| (r, uid)))
             .collect();
         driven.sort();
         for (_, uid) in driven {

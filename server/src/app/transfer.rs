@@ -462,8 +462,8 @@ mod tests {
     use crate::engine::Timestamp;
     use crate::engine::freeze::{Freeze, FreezeScope};
     use crate::engine::record::{Counters, NodeRuntime};
-    use crate::store::StoreError;
     use crate::store::MemoryStore;
+    use crate::store::StoreError;
     use std::sync::Mutex;
 
     /// A memory store that records every commit and, when told, fails from the n-th on (a

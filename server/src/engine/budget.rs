@@ -2,14 +2,16 @@
 //!
 //! A [`Budget`] is declared in the inventory for the whole cluster (`[limits] max_grants`) and
 //! for a tenant (`[tenants."/db"] max_grants`). Every newly granted lock counts the nodes it
-//! takes (a node lock one, a host lock each of its nodes, a disk lock its node), in every mode;
+//! takes (a node lock one, a host lock each of its nodes, a disk lock its node), in every mode,
+//! except nodes known to be down (by an operator or the inventory: their lock takes nothing
+//! down, so it is neither paced nor counted);
 //! a grant made at `t` counts while `now < t + every` (a rolling interval, not a fixed slot).
 //! The check refuses an action that would take a budget past its count; the pending details
 //! give the counts, the nodes that used it and when the next slot frees, which is also the
 //! action's retry time. An action that takes more nodes than the count at once can never pass
-//! and is refused as impossible. Unlike the node limits, budgets reserve nothing for pending
-//! higher-priority tasks (a task waiting hours for its window would otherwise stop every
-//! grant); the server re-checks watched tasks most important first when a slot frees.
+//! and is refused as impossible. As with the node limits, what pending higher-priority tasks
+//! (and aged tasks of the same priority) wait for counts as reserved, so a freed slot goes to
+//! them first; a task held back by a freeze or a closed window reserves nothing.
 //!
 //! The counts are durable: the [`GrantLog`] of recent grants is persisted whole
 //! (`Change::PutGrants`) whenever it changes, and only grants of nodes under a budget are kept,
@@ -115,6 +117,12 @@ impl State {
             return;
         }
         let mut changed = false;
+        // A node known down loses nothing by its lock: it is not paced and not counted.
+        let counted: Vec<NodeId> = nodes
+            .iter()
+            .copied()
+            .filter(|n| !self.is_confirmed_down(*n))
+            .collect();
         let cluster = &self.cluster;
         let before = self.grants.entries.len();
         self.grants.entries.retain(|g| {
@@ -123,7 +131,7 @@ impl State {
                 .is_some_and(|h| g.at.plus(h) > now)
         });
         changed |= self.grants.entries.len() != before;
-        for n in nodes {
+        for n in &counted {
             if cluster.budget_horizon(*n).is_some() {
                 self.grants.entries.push_back(Grant { at: now, node: *n });
                 changed = true;

@@ -14,7 +14,8 @@
 //!   time, and a state-storage replica keeps its ring "recently started" for the ring window,
 //!   exactly as the engine's own timers say;
 //! - when nothing is granted and nothing is in flight, time moves on to the next settle or ring
-//!   window end; when there is none either, what is still pending is never granted under the
+//!   window end, maintenance-window opening, freed rate-budget slot or freeze end (a window or
+//!   a budget paces the waves as it would the rollout); when there is none either, what is still pending is never granted under the
 //!   current state, and its pending details say why.
 //!
 //! The current state stays as it is for the whole plan: other tasks keep their locks (no expiry)
@@ -191,11 +192,17 @@ impl State {
         self.liveness_armed = true;
     }
 
-    /// The next end of a settle time or of a ring's "recently started" window.
+    /// The next end of a settle time or of a ring's "recently started" window, the next
+    /// opening of a maintenance window or freed budget slot the checks noted, or the end of a
+    /// freeze.
     fn next_plan_timer(&self) -> Option<Timestamp> {
         let settle = self.settle_due.first().map(|(t, _)| *t);
         let ring = self.ring_settle_due.first().map(|(t, _)| *t);
-        settle.into_iter().chain(ring).min()
+        let wake = self.wakeups.first().copied();
+        [settle, ring, wake, self.next_freeze_end()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The plan task's granted nodes that have not started, in group order, with action ids.
@@ -281,6 +288,23 @@ mod tests {
             v.groups[0].actions[0].deadline().is_some(),
             "node {node} locked"
         );
+    }
+
+    #[test]
+    fn a_closed_window_and_a_rate_budget_pace_the_waves_instead_of_blocking_them() {
+        // 02:00-03:00 UTC daily; the plan starts at 00:00 (a Thursday).
+        let window = "[[windows]]\nname = \"night\"\nzone = \"UTC\"\n\
+            days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\n\
+            start = \"02:00\"\nend = \"03:00\"\nnodes = [1, 2]\n";
+        let st = state(2, window);
+        let p = st.plan_rollout(&req(&[1, 2], 1), T0).expect("plan");
+        assert_eq!(p.waves, vec![vec![1], vec![2]], "{p:?}");
+        assert!(p.blocked.is_empty(), "waits for the window: {p:?}");
+
+        let st = state(3, "max_grants = { count = 1, every = \"10m\" }");
+        let p = st.plan_rollout(&req(&[1, 2, 3], 0), T0).expect("plan");
+        assert_eq!(p.waves, vec![vec![1], vec![2], vec![3]], "one per slot: {p:?}");
+        assert!(p.blocked.is_empty(), "{p:?}");
     }
 
     #[test]

@@ -242,9 +242,10 @@ impl State {
         self.tasks.get(uid).map(|t| t.owner.as_str())
     }
 
-    /// The priority of a task, without building its view.
-    pub fn task_priority(&self, uid: &str) -> Option<i32> {
-        self.tasks.get(uid).map(|t| t.priority)
+    /// The order in which the server re-checks tasks: more important first, then older first
+    /// (so a freed slot goes where the checks would reserve it).
+    pub fn task_rank(&self, uid: &str) -> Option<(i32, Timestamp)> {
+        self.tasks.get(uid).map(|t| (t.priority, t.create_time))
     }
 
     /// The id of the group that holds an action of a task.
@@ -771,10 +772,7 @@ impl State {
             let action = &mut task.groups[*gi].actions[*ai];
             let mut deadline = now.plus(action.duration.unwrap_or(default));
             if let Ok(items) = self.resolve(&action.scope) {
-                // A window that cuts ends the lock with it.
-                deadline = self
-                    .cluster
-                    .window_cut(items.nodes().iter().copied(), now, deadline);
+                deadline = self.window_cut(task.override_holds, &items, now, deadline);
             }
             self.counters.last_fencing_token += 1;
             action.status = ActionStatus::Performed {
@@ -796,6 +794,26 @@ impl State {
         } else {
             None
         }
+    }
+
+    /// A lock's deadline cut by the windows that gated it: an open window that cuts ends the
+    /// lock with it, unless the task overrides the windows; nodes known down were not gated.
+    pub(crate) fn window_cut(
+        &self,
+        override_holds: bool,
+        items: &Items,
+        now: Timestamp,
+        deadline: Timestamp,
+    ) -> Timestamp {
+        if override_holds {
+            return deadline;
+        }
+        let gated = items
+            .nodes()
+            .iter()
+            .copied()
+            .filter(|n| !self.is_confirmed_down(*n));
+        self.cluster.window_cut(gated, now, deadline)
     }
 
     /// Removes the actions of task `uid` that `remove` selects, releasing their locks; stores

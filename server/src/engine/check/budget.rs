@@ -5,6 +5,7 @@ use crate::engine::budget::{Budget, Grant};
 use crate::engine::cluster::NodeId;
 use crate::engine::state::Items;
 use crate::engine::task::Reason;
+use std::collections::BTreeSet;
 
 impl CheckCtx<'_> {
     /// Whether granting `items` keeps the cluster's budget and the budget of every tenant
@@ -41,7 +42,10 @@ impl CheckCtx<'_> {
         let in_scope = |n: NodeId| {
             tenant.is_none_or(|t| cluster.node(n).and_then(|x| x.tenant.as_deref()) == Some(t))
         };
-        let adding = nodes.iter().filter(|n| in_scope(**n)).count();
+        let adding = nodes
+            .iter()
+            .filter(|n| in_scope(**n) && !self.st.is_confirmed_down(**n))
+            .count();
         if adding == 0 {
             return Ok(());
         }
@@ -52,8 +56,20 @@ impl CheckCtx<'_> {
             .recent(self.now, b.every)
             .filter(|g| in_scope(g.node))
             .collect();
-        let own = self.own_grants.iter().filter(|n| in_scope(**n)).count();
-        let used = recent.len() + own;
+        let own = self
+            .own_grants
+            .iter()
+            .filter(|n| in_scope(**n) && !self.st.is_confirmed_down(**n))
+            .count();
+        // What more important (or aged) tasks wait for is theirs first, as with the limits.
+        let reserved: BTreeSet<NodeId> = self
+            .sched_nodes
+            .keys()
+            .chain(self.sched_pdisk_nodes.keys())
+            .copied()
+            .filter(|n| in_scope(*n) && !self.st.is_confirmed_down(*n) && !nodes.contains(n))
+            .collect();
+        let used = recent.len() + own + reserved.len();
         if used + adding <= count {
             return Ok(());
         }
@@ -101,6 +117,12 @@ impl CheckCtx<'_> {
         }
         if own > 0 {
             details.push_str(&format!(", {own} more by this task now"));
+        }
+        if !reserved.is_empty() {
+            details.push_str(&format!(
+                ", {} reserved for tasks that go first",
+                reserved.len()
+            ));
         }
         details.push_str(&format!("; the next slot frees at {frees}"));
         Err(Failure {

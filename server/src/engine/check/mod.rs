@@ -48,9 +48,7 @@ impl Verdict {
             let a = &mut task.groups[*gi].actions[*ai];
             let mut deadline = now.plus(a.duration.unwrap_or(default));
             if let Ok(items) = st.resolve(&a.scope) {
-                deadline = st
-                    .cluster
-                    .window_cut(items.nodes().iter().copied(), now, deadline);
+                deadline = st.window_cut(task.override_holds, &items, now, deadline);
             }
             a.status = ActionStatus::Performed {
                 granted_at: now,
@@ -307,13 +305,21 @@ impl<'s> CheckCtx<'s> {
             retry_at: self.default_retry(),
         })?;
         let holds = !self.task.override_holds;
+        // Windows and budgets pace disruption: a lock only of nodes known down takes nothing
+        // down, so only a freeze holds it back.
+        let disrupts = !items
+            .nodes()
+            .iter()
+            .all(|n| self.st.is_confirmed_down(*n));
         if holds {
             self.check_frozen(&items)?;
-            self.check_windows(&items)?;
+            if disrupts {
+                self.check_windows(&items)?;
+            }
         }
         self.check_available(&items)
             .map_err(|f| self.note_aging(f))?;
-        if holds {
+        if holds && disrupts {
             self.check_budgets(&items)?;
         }
         Ok(items)
@@ -389,10 +395,14 @@ impl<'s> CheckCtx<'s> {
         Ok(())
     }
 
-    /// A node with maintenance windows is granted only inside one of them (force mode and down
-    /// nodes included); the action retries when the soonest window opens.
+    /// A node with maintenance windows is granted only inside one of them (force mode
+    /// included; a node known down is not gated); the action retries when the soonest window
+    /// opens.
     fn check_windows(&self, items: &Items) -> Result<(), Failure> {
         for n in items.nodes() {
+            if self.st.is_confirmed_down(*n) {
+                continue;
+            }
             if let crate::engine::windows::Gate::Closed { details, opens } =
                 self.st.cluster.window_gate(*n, self.now)
             {
