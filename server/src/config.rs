@@ -26,6 +26,11 @@ pub struct Config {
     #[arg(long, env = "ARBITER_LISTEN", default_value = "127.0.0.1:2135")]
     pub listen: SocketAddr,
 
+    /// Address to serve HTTP on (metrics, dashboard, REST, FleetLock): IP:PORT (port 0 picks a
+    /// free one), or `off`.
+    #[arg(long, env = "ARBITER_HTTP_LISTEN", default_value = "off", value_parser = http_listen)]
+    pub http_listen: HttpListen,
+
     /// Directory for the durable store (created if missing).
     #[arg(long, env = "ARBITER_DATA_DIR", default_value = "./arbiter-data")]
     pub data_dir: PathBuf,
@@ -225,6 +230,24 @@ fn duration(s: &str) -> Result<Duration, String> {
         return Err("must be longer than zero".into());
     }
     at_most_longest(d)
+}
+
+/// `--http-listen`: an address, or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpListen {
+    /// No HTTP listener.
+    Off,
+    /// Serve HTTP here.
+    On(SocketAddr),
+}
+
+fn http_listen(s: &str) -> Result<HttpListen, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(HttpListen::Off);
+    }
+    s.parse()
+        .map(HttpListen::On)
+        .map_err(|e| format!("{e}: write IP:PORT (e.g. 127.0.0.1:8080) or off"))
 }
 
 fn lease(s: &str) -> Result<Duration, String> {

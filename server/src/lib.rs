@@ -11,6 +11,8 @@
 //! - [`watches`]: open task watches, and whether a task's owner is among them.
 //! - [`identity`]: tickets, the auth file, roles, Login sessions.
 //! - [`service`]: the gRPC services, thin shells around the writer.
+//! - [`http`]: the HTTP listener (probes, metrics, dashboard, REST, FleetLock), a thin shell
+//!   over the same service calls.
 //! - [`inventory_file`]: reading the inventory file, at start and on reload.
 //! - [`config`], [`app`]: the command line and the wiring the binary runs.
 
@@ -18,6 +20,7 @@ pub mod app;
 pub mod cluster;
 pub mod config;
 pub mod engine;
+pub mod http;
 pub mod identity;
 pub mod inventory_file;
 pub mod service;

@@ -89,6 +89,7 @@ def server_env() -> dict[str, str]:
 # ----- the server process -----------------------------------------------------------------------
 
 LISTEN_RE = re.compile(r"^listening on 127\.0\.0\.1:(\d+)$")
+HTTP_LISTEN_RE = re.compile(r"^http listening on 127\.0\.0\.1:(\d+)$")
 
 
 class Server:
@@ -111,6 +112,7 @@ class Server:
         self.data_dir = self.workdir / "data"
         self.proc: Optional[subprocess.Popen] = None
         self.port: Optional[int] = None
+        self.http_port: Optional[int] = None
         self.starts = 0
         self.log_paths: list[Path] = []
         self.owner_test: Optional[str] = None
@@ -136,20 +138,38 @@ class Server:
         self.proc = subprocess.Popen(self.argv(), stdout=subprocess.PIPE, stderr=log,
                                      stdin=subprocess.DEVNULL, env=server_env())
         log.close()
-        line = self._read_listen_line()
-        match = LISTEN_RE.match(line)
+        want_http = self._serves_http()
+        lines = self._read_listen_lines(2 if want_http else 1)
+        match = LISTEN_RE.match(lines[0])
         if not match:
             self.kill9()
-            raise AssertionError(f"unexpected first stdout line {line!r}\n{self.logs()}")
+            raise AssertionError(f"unexpected first stdout line {lines[0]!r}\n{self.logs()}")
         self.port = int(match.group(1))
+        if want_http:
+            http = HTTP_LISTEN_RE.match(lines[1])
+            if not http:
+                self.kill9()
+                raise AssertionError(f"unexpected second stdout line {lines[1]!r}\n{self.logs()}")
+            self.http_port = int(http.group(1))
         return self
 
-    def _read_listen_line(self) -> str:
+    def _serves_http(self) -> bool:
+        args = self.extra_args
+        return any(a == "--http-listen" and i + 1 < len(args) and args[i + 1] != "off"
+                   for i, a in enumerate(args))
+
+    @property
+    def http_url(self) -> str:
+        """The base URL of the HTTP listener (started with `--http-listen 127.0.0.1:0`)."""
+        assert self.http_port, "server not started with --http-listen"
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def _read_listen_lines(self, count: int) -> list[str]:
         assert self.proc and self.proc.stdout
         fd = self.proc.stdout.fileno()
         buf = b""
         deadline = time.monotonic() + START_TIMEOUT_S
-        while b"\n" not in buf:
+        while buf.count(b"\n") < count:
             left = deadline - time.monotonic()
             if left <= 0:
                 self.kill9()
@@ -165,7 +185,7 @@ class Server:
                     f"server exited with code {code} before listening; stdout {buf!r}\n"
                     f"{self.logs()}")
             buf += chunk
-        return buf.split(b"\n", 1)[0].decode()
+        return [line.decode() for line in buf.split(b"\n")[:count]]
 
     @property
     def running(self) -> bool:

@@ -362,6 +362,8 @@ pub struct ServerProcess {
     inventory: PathBuf,
     extra: Vec<OsString>,
     logs: Vec<PathBuf>,
+    /// The HTTP address it announced (with `--http-listen`).
+    http_addr: Option<SocketAddr>,
 }
 
 impl ServerProcess {
@@ -393,6 +395,7 @@ impl ServerProcess {
             inventory: inventory.as_ref().to_path_buf(),
             extra: extra.iter().map(|s| s.as_ref().to_os_string()).collect(),
             logs: Vec::new(),
+            http_addr: None,
         };
         server.spawn();
         server
@@ -406,6 +409,12 @@ impl ServerProcess {
     /// The address of the running server.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The HTTP address of the running server (started with `--http-listen`).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+            .expect("the server was started with --http-listen and announced its HTTP address")
     }
 
     /// A new connection to the server.
@@ -513,16 +522,38 @@ impl ServerProcess {
             .spawn()
             .expect("spawn arbiter-server");
         let stdout = child.stdout.take().expect("piped stdout");
+        // With `--http-listen ADDR`, the second line announces the HTTP address.
+        let http = self
+            .extra
+            .iter()
+            .position(|a| a == "--http-listen")
+            .and_then(|i| self.extra.get(i + 1))
+            .is_some_and(|v| v != "off");
         let (tx, rx) = mpsc::channel();
+        let (http_tx, http_rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
             let mut line = String::new();
             let first = reader.read_line(&mut line).map(|_| line);
             let _ = tx.send(first);
+            if http {
+                let mut second = String::new();
+                let _ = reader.read_line(&mut second);
+                let _ = http_tx.send(second);
+            }
             // Keep the pipe open and drained for as long as the process lives.
             let _ = std::io::copy(&mut reader, &mut std::io::sink());
         });
         let first = rx.recv_timeout(START_TIMEOUT);
+        self.http_addr = if http {
+            http_rx.recv_timeout(START_TIMEOUT).ok().and_then(|l| {
+                l.trim_end()
+                    .strip_prefix("http listening on ")
+                    .and_then(|a| a.parse::<SocketAddr>().ok())
+            })
+        } else {
+            None
+        };
         let addr = match &first {
             Ok(Ok(line)) => line
                 .trim_end()

@@ -6,7 +6,7 @@ pub mod transfer;
 
 use crate::cluster::forward::ForwardLayer;
 use crate::cluster::{Membership, Peer, Role};
-use crate::config::{Config, StoreKind};
+use crate::config::{Config, HttpListen, StoreKind};
 use crate::engine::{HealthConfig, State};
 use crate::identity::sessions::Sessions;
 use crate::identity::{Identity, auth_file};
@@ -195,7 +195,7 @@ fn accepting(e: &StoreError) -> &'static str {
 /// instance that always leads) or as one instance of several on etcd (`--store etcd`).
 pub async fn run(
     config: Config,
-    on_listening: impl FnOnce(SocketAddr),
+    on_listening: impl FnOnce(SocketAddr, Option<SocketAddr>),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
     let inventory = Arc::new(inventory_file(&config)?);
@@ -214,6 +214,23 @@ pub async fn run(
         what: "cannot read the bound address".into(),
         source,
     })?;
+    let http_listener =
+        match config.http_listen {
+            HttpListen::Off => None,
+            HttpListen::On(at) => Some(tokio::net::TcpListener::bind(at).await.map_err(
+                |source| AppError::Io {
+                    what: format!("cannot listen for HTTP on {at}"),
+                    source,
+                },
+            )?),
+        };
+    let http_addr = match &http_listener {
+        Some(l) => Some(l.local_addr().map_err(|source| AppError::Io {
+            what: "cannot read the bound HTTP address".into(),
+            source,
+        })?),
+        None => None,
+    };
     let advertise = config.advertise.clone().unwrap_or_else(|| addr.to_string());
     let me = Peer {
         id: config
@@ -306,10 +323,17 @@ pub async fn run(
         .add_service(reflection_v1alpha);
     // Installed before the address is announced, so an early SIGHUP reloads instead of killing.
     let reloader = tokio::spawn(reload_on_sighup(ctx.clone(), hangup_signal()));
+    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let http = http_listener.map(|l| {
+        let router = crate::http::router(crate::http::Api::new(ctx.clone()));
+        tokio::spawn(crate::http::serve(l, router, async move {
+            let _ = http_stop_rx.await;
+        }))
+    });
     drop(ctx);
 
-    on_listening(addr);
-    tracing::info!(%addr, "serving");
+    on_listening(addr, http_addr);
+    tracing::info!(%addr, http = ?http_addr, "serving");
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
@@ -323,6 +347,7 @@ pub async fn run(
         }
         // Watch streams end now, so that they do not hold the shutdown up.
         let _ = stopping_tx.send(true);
+        let _ = http_stop_tx.send(());
         let _ = stop_tx.send(());
     };
     // Small replies must not wait for Nagle's algorithm (40 ms stalls with delayed ACKs).
@@ -371,6 +396,14 @@ pub async fn run(
     // still queued is answered UNAVAILABLE, which clients retry. A leader on etcd then hands
     // its key over at once.
     reloader.abort();
+    if let Some(h) = http {
+        // Its in-flight requests had the same grace as the gRPC calls.
+        match tokio::time::timeout(std::time::Duration::from_secs(1), h).await {
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "the HTTP server failed"),
+            Ok(_) => {}
+            Err(_) => tracing::warn!("HTTP requests still running at shutdown; stopping anyway"),
+        }
+    }
     membership.stop_writer();
     let _ = leave_tx.send(true);
     if let Some(c) = campaign {
@@ -530,9 +563,13 @@ async fn reload_on_sighup(ctx: Context, hup: Hangup) {
     let _ = (ctx, hup);
 }
 
-/// Writes the line a supervisor or test reads to learn the address: `listening on ADDR`.
-pub fn announce(addr: SocketAddr) {
+/// Writes the lines a supervisor or test reads to learn the addresses: `listening on ADDR`
+/// first (the readiness signal), then `http listening on ADDR` when HTTP is served.
+pub fn announce(addr: SocketAddr, http: Option<SocketAddr>) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "listening on {addr}");
+    if let Some(h) = http {
+        let _ = writeln!(out, "http listening on {h}");
+    }
     let _ = out.flush();
 }

@@ -110,6 +110,16 @@ pub enum AuthError {
     },
 }
 
+impl AuthError {
+    /// Whether the caller is known and may not do this (as opposed to not being known at all).
+    pub fn is_forbidden(&self) -> bool {
+        matches!(
+            self,
+            AuthError::Forbidden { .. } | AuthError::NotOwner { .. }
+        )
+    }
+}
+
 /// Why a Login was refused, for the server's log only: the caller is told
 /// [`AuthError::BadCredentials`] whatever the reason, so that the reply does not tell which user
 /// names exist.

@@ -71,6 +71,14 @@ impl Audit {
         }
     }
 
+    /// A call over HTTP from `peer`.
+    pub fn http(call: &'static str, peer: std::net::SocketAddr) -> Audit {
+        Audit {
+            call,
+            peer: Some(peer),
+        }
+    }
+
     /// A reload asked for by SIGHUP.
     pub fn sighup() -> Audit {
         Audit {

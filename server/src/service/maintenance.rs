@@ -37,12 +37,12 @@ impl Maintenance {
     }
 
     /// Who is calling; a refusal is logged.
-    fn caller(&self, audit: &Audit, meta: &MetadataMap) -> Result<Caller, ServiceError> {
+    pub(crate) fn caller(&self, audit: &Audit, meta: &MetadataMap) -> Result<Caller, ServiceError> {
         let caller = self.ctx.identity.resolve(meta).map_err(ServiceError::from);
         audit.check(None, caller)
     }
 
-    async fn list_nodes(
+    pub(crate) async fn list_nodes(
         &self,
         audit: &Audit,
         meta: &MetadataMap,
@@ -60,7 +60,7 @@ impl Maintenance {
             .await
     }
 
-    async fn create(
+    pub(crate) async fn create(
         &self,
         audit: &Audit,
         meta: &MetadataMap,
@@ -110,7 +110,7 @@ impl Maintenance {
         Ok(encode::task_result(&view))
     }
 
-    async fn refresh(
+    pub(crate) async fn refresh(
         &self,
         audit: &Audit,
         meta: &MetadataMap,
@@ -131,7 +131,7 @@ impl Maintenance {
         Ok(encode::task_result(&view))
     }
 
-    async fn get(
+    pub(crate) async fn get(
         &self,
         audit: &Audit,
         meta: &MetadataMap,
@@ -148,7 +148,7 @@ impl Maintenance {
         Ok(encode::get_result(&view))
     }
 
-    async fn list(
+    pub(crate) async fn list(
         &self,
         audit: &Audit,
         meta: &MetadataMap,
@@ -162,7 +162,7 @@ impl Maintenance {
         Ok(ListMaintenanceTasksResult { tasks_uids })
     }
 
-    async fn drop_task(
+    pub(crate) async fn drop_task(
         &self,
         audit: &Audit,
         meta: &MetadataMap,
@@ -192,7 +192,7 @@ impl Maintenance {
         Ok(())
     }
 
-    async fn complete(
+    pub(crate) async fn complete(
         &self,
         audit: &Audit,
         meta: &MetadataMap,
