@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script).
 # Installs what the tests need (the Python venv with the YDB SDK, grpcio and grpcurl, pinned in
-# tests/python/requirements.txt; Debian's etcd-server, pinned by version), checks formatting and
+# tests/python/requirements.txt; Debian's etcd-server and chromium, pinned by version), checks formatting and
 # lints, builds the server binary, then runs every Rust test and the Python end-to-end suite
 # against the real binaries.
 set -euo pipefail
@@ -12,6 +12,9 @@ venv="$(bash scripts/python-env.sh)"
 
 echo "==> etcd (Debian's etcd-server ${ETCD_VERSION:=3.4.23}, for the high-availability tests)"
 bash scripts/etcd-env.sh "$ETCD_VERSION"
+
+echo "==> chromium (Debian's chromium and chromium-driver, for the dashboard's browser tests)"
+bash scripts/browser-env.sh ${CHROMIUM_VERSION:+"$CHROMIUM_VERSION"}
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

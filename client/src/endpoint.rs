@@ -1,9 +1,70 @@
-//! Endpoints as users write them: `host:port`, `http://host:port`, or YDB's `grpc://host:port`.
-//!
-//! TLS (`https://`, `grpcs://`) is recognised and refused with a clear message until the server
-//! and the client gain it; the parsing already keeps the distinction.
+//! Endpoints as users write them: `host:port`, `http://host:port`, or YDB's `grpc://host:port`;
+//! `https://host:port` or `grpcs://host:port` for TLS, with [`TlsOptions`]: the CA to trust
+//! (`--ca-file`; the system's roots without one) and a client certificate for mutual TLS.
 
 use crate::ClientError;
+use std::path::PathBuf;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+
+/// How a TLS endpoint is trusted and whom the client presents itself as.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// CA certificates (PEM) the server's certificate must chain to; `None`: the system's.
+    pub ca_file: Option<PathBuf>,
+    /// The client's certificate chain (PEM), for servers that require one (mutual TLS).
+    pub cert_file: Option<PathBuf>,
+    /// The private key of `cert_file` (PEM).
+    pub key_file: Option<PathBuf>,
+}
+
+impl TlsOptions {
+    /// Whether any option is set (they only mean something for a TLS endpoint).
+    pub fn is_set(&self) -> bool {
+        self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some()
+    }
+
+    /// tonic's TLS configuration for `endpoint`, the files read now.
+    pub(crate) fn client_config(&self, endpoint: &str) -> Result<ClientTlsConfig, ClientError> {
+        let bad = |reason: String| ClientError::Endpoint {
+            endpoint: endpoint.to_owned(),
+            reason,
+        };
+        let read = |flag: &str, path: &PathBuf| {
+            std::fs::read(path)
+                .map_err(|e| bad(format!("cannot read the {flag} {}: {e}", path.display())))
+        };
+        let mut config = ClientTlsConfig::new();
+        config = match &self.ca_file {
+            Some(path) => {
+                let pem = read("CA file", path)?;
+                if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(bad(format!(
+                        "the CA file {} holds no PEM certificate",
+                        path.display()
+                    )));
+                }
+                config.ca_certificate(Certificate::from_pem(pem))
+            }
+            None => config.with_native_roots(),
+        };
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => {
+                let identity = Identity::from_pem(
+                    read("client certificate file", cert)?,
+                    read("client key file", key)?,
+                );
+                config = config.identity(identity);
+            }
+            (None, None) => {}
+            _ => {
+                return Err(bad(
+                    "a client certificate needs both --cert-file and --key-file".into(),
+                ));
+            }
+        }
+        Ok(config)
+    }
+}
 
 /// A parsed endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +88,8 @@ impl Endpoint {
             Some(("https" | "grpcs", rest)) => (true, rest),
             Some((scheme, _)) => {
                 return Err(bad(&format!(
-                    "unknown scheme '{scheme}' (use grpc://, http://, or host:port)"
+                    "unknown scheme '{scheme}' (use grpc://, http://, host:port, or for TLS \
+                     grpcs:// or https://)"
                 )));
             }
         };

@@ -25,7 +25,7 @@ pub mod retry;
 pub mod rolling;
 
 pub use arbiter_proto as proto;
-pub use endpoint::Endpoint;
+pub use endpoint::{Endpoint, TlsOptions};
 pub use error::ClientError;
 
 use arbiter_proto::arbiter::v1::arbiter_service_client::ArbiterServiceClient;
@@ -59,22 +59,34 @@ const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// ...and how long the answer may take before the connection counts as dead.
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The tonic endpoint for `endpoint`, with the options every client uses.
-fn channel_endpoint(endpoint: &str) -> Result<tonic::transport::Endpoint, ClientError> {
+/// The tonic endpoint for `endpoint`, with the options every client uses; TLS for `https://`
+/// and `grpcs://` as `tls` says.
+fn channel_endpoint(
+    endpoint: &str,
+    tls: &TlsOptions,
+) -> Result<tonic::transport::Endpoint, ClientError> {
     let parsed = Endpoint::parse(endpoint)?;
-    if parsed.tls {
-        return Err(ClientError::Endpoint {
-            endpoint: endpoint.to_owned(),
-            reason: "TLS is not supported yet; use grpc:// or http://".into(),
-        });
+    let bad = |reason: String| ClientError::Endpoint {
+        endpoint: endpoint.to_owned(),
+        reason,
+    };
+    if !parsed.tls && tls.is_set() {
+        return Err(bad(
+            "--ca-file, --cert-file and --key-file are for TLS: write the endpoint as \
+             https://HOST:PORT or grpcs://HOST:PORT"
+                .into(),
+        ));
     }
-    Ok(Channel::from_shared(parsed.uri())
-        .map_err(|e| ClientError::Endpoint {
-            endpoint: endpoint.to_owned(),
-            reason: e.to_string(),
-        })?
+    let channel = Channel::from_shared(parsed.uri())
+        .map_err(|e| bad(e.to_string()))?
         .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true))
+        .tcp_nodelay(true);
+    if !parsed.tls {
+        return Ok(channel);
+    }
+    channel
+        .tls_config(tls.client_config(endpoint)?)
+        .map_err(|e| bad(format!("TLS: {e}")))
 }
 
 /// A connection to an Arbiter server. Cheap to clone; clones share the connection.
@@ -85,9 +97,19 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `endpoint` (`host:port`, `grpc://host:port`, `http://...`).
+    /// Connects to `endpoint` (`host:port`, `grpc://host:port`, `http://...`; `https://` or
+    /// `grpcs://` trusting the system's CA roots).
     pub async fn connect(endpoint: &str, ticket: Option<String>) -> Result<Client, ClientError> {
-        let channel = channel_endpoint(endpoint)?
+        Client::connect_tls(endpoint, ticket, &TlsOptions::default()).await
+    }
+
+    /// [`Client::connect`], with `tls` for an `https://` or `grpcs://` endpoint.
+    pub async fn connect_tls(
+        endpoint: &str,
+        ticket: Option<String>,
+        tls: &TlsOptions,
+    ) -> Result<Client, ClientError> {
+        let channel = channel_endpoint(endpoint, tls)?
             .connect()
             .await
             .map_err(|source| ClientError::Connect {
@@ -104,7 +126,16 @@ impl Client {
     /// that vanished without closing it (a host that rebooted) is noticed and replaced. For
     /// loops that must outlast the server (the node agent, [`heartbeat`]).
     pub fn connect_lazy(endpoint: &str, ticket: Option<String>) -> Result<Client, ClientError> {
-        let channel = channel_endpoint(endpoint)?
+        Client::connect_lazy_tls(endpoint, ticket, &TlsOptions::default())
+    }
+
+    /// [`Client::connect_lazy`], with `tls` for an `https://` or `grpcs://` endpoint.
+    pub fn connect_lazy_tls(
+        endpoint: &str,
+        ticket: Option<String>,
+        tls: &TlsOptions,
+    ) -> Result<Client, ClientError> {
+        let channel = channel_endpoint(endpoint, tls)?
             .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
             .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
             .keep_alive_while_idle(true)

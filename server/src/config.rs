@@ -31,6 +31,36 @@ pub struct Config {
     #[arg(long, env = "ARBITER_HTTP_LISTEN", default_value = "off", value_parser = http_listen)]
     pub http_listen: HttpListen,
 
+    /// TLS on the gRPC and HTTP listeners: the server's certificate chain (PEM, its own
+    /// certificate first), with --tls-key. Read again on SIGHUP: new connections get the new
+    /// certificate; one that does not load is refused and the old one kept.
+    #[arg(
+        long,
+        env = "ARBITER_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        env = "ARBITER_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Mutual TLS: CA certificates (PEM) that every client's certificate must chain to; a
+    /// client without one is refused in the handshake. Needs --tls-cert. Read again on SIGHUP.
+    #[arg(
+        long,
+        env = "ARBITER_TLS_CLIENT_CA",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_client_ca: Option<PathBuf>,
+
     /// Directory for the durable store (created if missing).
     #[arg(long, env = "ARBITER_DATA_DIR", default_value = "./arbiter-data")]
     pub data_dir: PathBuf,
@@ -339,6 +369,28 @@ mod tests {
             let args = ["arbiter-server", "--inventory", "x.toml", bad[0], bad[1]];
             assert!(Config::try_parse_from(args).is_err(), "{bad:?}");
         }
+        for bad in [
+            &["--tls-cert", "c.pem"][..],
+            &["--tls-key", "k.pem"],
+            &["--tls-client-ca", "ca.pem"],
+        ] {
+            let mut args = vec!["arbiter-server", "--inventory", "x.toml"];
+            args.extend_from_slice(bad);
+            assert!(Config::try_parse_from(args).is_err(), "{bad:?}");
+        }
+        let c = Config::try_parse_from([
+            "arbiter-server",
+            "--inventory",
+            "x.toml",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-client-ca",
+            "ca.pem",
+        ])
+        .expect("TLS flags together");
+        assert_eq!(c.tls_client_ca, Some(PathBuf::from("ca.pem")));
         for good in [
             ["--store", "etcd"],
             ["--leader-lease", "3s"],

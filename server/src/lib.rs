@@ -13,6 +13,8 @@
 //! - [`service`]: the gRPC services, thin shells around the writer.
 //! - [`http`]: the HTTP listener (probes, metrics, dashboard, REST, FleetLock), a thin shell
 //!   over the same service calls.
+//! - [`tls`]: TLS on both listeners (rustls, ring), reloaded on SIGHUP.
+//! - [`metrics`]: the Prometheus instruments and the scrape-time gauges of the state.
 //! - [`inventory_file`]: reading the inventory file, at start and on reload.
 //! - [`config`], [`app`]: the command line and the wiring the binary runs.
 
@@ -23,7 +25,9 @@ pub mod engine;
 pub mod http;
 pub mod identity;
 pub mod inventory_file;
+pub mod metrics;
 pub mod service;
 pub mod store;
+pub mod tls;
 pub mod watches;
 pub mod writer;

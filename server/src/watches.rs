@@ -97,6 +97,14 @@ impl Watches {
         self.by_task.retain(|_, e| e.updates.receiver_count() > 0);
     }
 
+    /// How many watch streams are open (every subscription not dropped yet).
+    pub fn open(&self) -> usize {
+        self.by_task
+            .values()
+            .map(|e| e.updates.receiver_count())
+            .sum()
+    }
+
     /// Whether no task is watched.
     pub fn is_empty(&self) -> bool {
         self.by_task.is_empty()

@@ -32,6 +32,11 @@ pub const QUEUE_CAPACITY: usize = 4096;
 /// The most jobs one batch (one commit) takes.
 pub const MAX_BATCH: usize = 512;
 
+/// Counts the committed batches that changed something, in this process: the dashboard's live
+/// view waits on it (`subscribe`) instead of polling.
+pub static COMMITS: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::Sender::new(0));
+
 /// Why a job did not run, or ran but could not be made durable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WriterError {
@@ -139,7 +144,9 @@ impl Writer {
         F: FnOnce(&mut Core, Timestamp) -> (T, Vec<Change>) + Send + 'static,
     {
         let (reply_tx, reply_rx) = oneshot::channel();
+        let queued = crate::metrics::global().queued();
         let job: Job = Box::new(move |core, now| {
+            drop(queued);
             let (value, changes) = f(core, now);
             let reply = Box::new(move |committed: Result<(), WriterError>| {
                 // The caller may have gone away (a cancelled RPC): nothing to tell then.
@@ -233,6 +240,7 @@ impl Loop {
 
     /// Runs one batch; false when the state could not be recovered and the writer must stop.
     fn batch(&mut self, jobs: Vec<Job>) -> bool {
+        let started = std::time::Instant::now();
         let now = self.now();
         let tokens_before = self.core.state.counters().last_fencing_token;
         let ticked = self.core.state.tick(now);
@@ -260,7 +268,7 @@ impl Loop {
         let committed = if changes.is_empty() {
             Ok(())
         } else {
-            self.store.commit(&changes)
+            crate::metrics::global().commit(|| self.store.commit(&changes))
         };
         match committed {
             Ok(()) => {
@@ -268,6 +276,13 @@ impl Loop {
                 log_grants(&changes[first_grant..]);
                 // Watchers first: a caller that opened a watch finds it current on its reply.
                 self.publish(&changes);
+                if !changes.is_empty() {
+                    COMMITS.send_modify(|n| *n = n.wrapping_add(1));
+                }
+                let granted = self.core.state.counters().last_fencing_token - tokens_before;
+                let open = self.core.watches.open();
+                let (state, jobs) = (&self.core.state, replies.len());
+                crate::metrics::global().batch_done(state, jobs, granted, open, started);
                 for reply in replies {
                     reply(Ok(()));
                 }

@@ -31,7 +31,10 @@
 //!   and a node they call outside its windows is the action's and has none open now;
 //! - rate budgets (`max_grants`, cluster and tenant): the node-grants made in the last `every`
 //!   (a node lock one, a host lock each of its nodes, a disk lock its node; every mode; a node
-//!   known down is not counted) never exceed `count`, restarts included.
+//!   known down is not counted) never exceed `count`, restarts included;
+//! - fairness: no grant takes a node or disk that an older task of the same priority waits
+//!   for once that task has been pending past the aging threshold (10m), unless a freeze or a
+//!   closed window holds that task back.
 
 use arbiter_server::engine::cluster::PDiskKey;
 use arbiter_server::engine::freeze::{FreezeScope, Lifter};
@@ -553,6 +556,18 @@ fn took(spec: &Spec, scope: &Scope) -> Took {
     }
 }
 
+/// Whether two locks take a common node or disk (a node lock takes its disks).
+fn overlaps(a: &Took, b: &Took) -> bool {
+    match (a, b) {
+        (Took::Nodes(x), Took::Nodes(y)) => x.iter().any(|n| y.contains(n)),
+        (Took::Nodes(x), Took::Disk(n, _)) | (Took::Disk(n, _), Took::Nodes(x)) => x.contains(n),
+        (Took::Disk(n, p), Took::Disk(m, q)) => n == m && p == q,
+    }
+}
+
+/// The aging threshold the generated inventories leave at its default.
+const AGING: Duration = Duration::from_secs(600);
+
 /// Everything unavailable, as the oracle counts it.
 #[derive(Clone, Default)]
 struct Unavail {
@@ -807,6 +822,44 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
             .union(&silence.silent)
             .filter(|n| !down.contains(n))
             .copied()
+            .collect();
+        // Fairness: what each task pending past the aging threshold waits for, unless a freeze or
+        // a closed window holds it back: (priority, created, uid, what the action takes).
+        let aged: Vec<(i32, Timestamp, String, Took)> = state
+            .task_uids(None)
+            .into_iter()
+            .filter_map(|uid| state.task(&uid))
+            .filter(|t| now.since(t.create_time) >= AGING)
+            .flat_map(|t| {
+                let pending: Vec<Scope> = t
+                    .actions()
+                    .filter(|a| !a.is_performed())
+                    .map(|a| a.scope.clone())
+                    .collect();
+                pending.into_iter().map(move |scope| {
+                    (t.priority, t.create_time, t.uid.clone(), took(spec, &scope))
+                })
+            })
+            .filter(|(_, _, _, want)| {
+                let nodes: Vec<u32> = match want {
+                    Took::Nodes(ns) => ns.clone(),
+                    Took::Disk(n, _) => vec![*n],
+                };
+                !nodes.iter().any(|n| {
+                    let node = spec.node(*n);
+                    let frozen = freezes
+                        .iter()
+                        .any(|(i, (_, u))| holds(u, now) && freezes_node(*i, node));
+                    let windows: Vec<&WindowSpec> =
+                        spec.windows.iter().filter(|w| w.covers(node)).collect();
+                    let closed = !down.contains(n)
+                        && !windows.is_empty()
+                        && windows
+                            .iter()
+                            .all(|w| w.open_until(now.as_millis()).is_none());
+                    frozen || closed
+                })
+            })
             .collect();
         let mut granted_in_order: Vec<String> = Vec::new();
         // The task a create or refresh checked at `now`, as the engine answered.
@@ -1104,6 +1157,22 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
                 Took::Disk(n, _) => vec![*n],
             };
             let touched_up = own.iter().any(|n| !confirmed.contains(n));
+            // Fairness: no grant takes what an older task of the same priority, pending past
+            // the aging threshold and not held back, waits for.
+            if let Some(v) = &checked {
+                for (prio, created, uid, want) in &aged {
+                    let older = (*created, uid.as_str()) < (v.create_time, v.uid.as_str());
+                    prop_assert!(
+                        !(*prio == v.priority && older && overlaps(&t, want)),
+                        "grant {} ({:?}) of task {} takes what older task {} (created {}) waits for since past the aging threshold",
+                        id,
+                        scope,
+                        v.uid,
+                        uid,
+                        created
+                    );
+                }
+            }
             let duration = durations.get(id.as_str()).copied().flatten();
             prop_assert!(duration.is_some(), "grant {} has no requested duration", id);
             let mut cut_to = now.plus(duration.unwrap_or_default()).as_millis();

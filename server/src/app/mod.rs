@@ -204,6 +204,8 @@ pub async fn run(
         settle: config.settle_time,
         ring_settle: config.ring_settle_time,
     };
+    // Every TLS file is read and checked before anything listens.
+    let tls = crate::tls::Tls::from_config(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| AppError::Io {
@@ -300,6 +302,8 @@ pub async fn run(
     let reflection_v1alpha = descriptors().build_v1alpha().map_err(reflection)?;
 
     let router = tonic::transport::Server::builder()
+        // Counts every call this instance answers (relayed ones too), by method and status.
+        .layer(crate::metrics::grpc::MetricsLayer)
         // A follower relays what it cannot decide to the leader.
         .layer(ForwardLayer::new(membership.clone(), LEADER_WAIT))
         .add_service(
@@ -322,11 +326,11 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
     // Installed before the address is announced, so an early SIGHUP reloads instead of killing.
-    let reloader = tokio::spawn(reload_on_sighup(ctx.clone(), hangup_signal()));
+    let reloader = tokio::spawn(reload_on_sighup(ctx.clone(), hangup_signal(), tls.clone()));
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let http = http_listener.map(|l| {
         let router = crate::http::router(crate::http::Api::new(ctx.clone()));
-        tokio::spawn(crate::http::serve(l, router, async move {
+        tokio::spawn(crate::http::serve(l, tls.clone(), router, async move {
             let _ = http_stop_rx.await;
         }))
     });
@@ -350,15 +354,22 @@ pub async fn run(
         let _ = http_stop_tx.send(());
         let _ = stop_tx.send(());
     };
-    // Small replies must not wait for Nagle's algorithm (40 ms stalls with delayed ACKs).
-    let incoming = TcpListenerStream::new(listener).map(|conn| {
-        conn.inspect(|s| {
-            if let Err(e) = s.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        })
-    });
-    let serve = router.serve_with_incoming_shutdown(incoming, signal);
+    type Serving =
+        std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
+    let serve: Serving = if let Some(tls) = &tls {
+        let incoming = crate::tls::grpc_incoming(listener, tls.clone());
+        Box::pin(router.serve_with_incoming_shutdown(incoming, signal))
+    } else {
+        // Small replies must not wait for Nagle's algorithm (40 ms stalls with delayed ACKs).
+        let incoming = TcpListenerStream::new(listener).map(|conn| {
+            conn.inspect(|s| {
+                if let Err(e) = s.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            })
+        });
+        Box::pin(router.serve_with_incoming_shutdown(incoming, signal))
+    };
     let shutdown_grace = config.shutdown_grace;
     let grace = async {
         let _ = stop_rx.await;
@@ -541,8 +552,8 @@ fn hangup_signal() -> Hangup {
     return tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
 }
 
-/// Reloads the inventory on every SIGHUP, as daemons do.
-async fn reload_on_sighup(ctx: Context, hup: Hangup) {
+/// Reloads the inventory (and the TLS files) on every SIGHUP, as daemons do.
+async fn reload_on_sighup(ctx: Context, hup: Hangup, tls: Option<Arc<crate::tls::Tls>>) {
     #[cfg(unix)]
     {
         let mut hup = match hup {
@@ -553,6 +564,9 @@ async fn reload_on_sighup(ctx: Context, hup: Hangup) {
             }
         };
         while hup.recv().await.is_some() {
+            if let Some(tls) = &tls {
+                tls.reload_logged();
+            }
             // Accepted or refused, the reload is logged there (call SIGHUP), like the RPC's.
             let _ = ctx
                 .reload_inventory(Audit::sighup(), Initiator::Signal)
@@ -560,7 +574,7 @@ async fn reload_on_sighup(ctx: Context, hup: Hangup) {
         }
     }
     #[cfg(not(unix))]
-    let _ = (ctx, hup);
+    let _ = (ctx, hup, tls);
 }
 
 /// Writes the lines a supervisor or test reads to learn the addresses: `listening on ADDR`

@@ -79,6 +79,9 @@ pub struct Node {
     pub initial_state: InitialState,
     /// The node's disks, in inventory order (the first is the default vdisk home).
     pub pdisks: Vec<PDisk>,
+    /// The id a FleetLock client names the node by (Zincati's app-specific machine id);
+    /// unique across nodes. Without one, FleetLock names the node by its host.
+    pub machine_id: Option<String>,
 }
 
 /// How a storage group survives lost members.
@@ -256,6 +259,56 @@ pub struct Cluster {
     pub(crate) windows: Vec<crate::engine::windows::Window>,
     /// node -> indexes into `windows` (nodes without windows are absent).
     pub(crate) windows_of: HashMap<NodeId, Vec<usize>>,
+    /// FleetLock's reboot groups by name (`[fleetlock.groups.NAME]`; without a `[fleetlock]`
+    /// table, one group "default" over every node).
+    pub(crate) fleetlock_groups: BTreeMap<String, FleetLockGroup>,
+}
+
+/// One FleetLock reboot group: a counting semaphore over some nodes, each slot a lock task on
+/// top of every normal check (see `crate::http::fleetlock`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetLockGroup {
+    /// The name clients send as `client_params.group` (`^[a-zA-Z0-9.-]+$`).
+    pub name: String,
+    /// How many nodes of the group may hold a reboot lock at once (at least 1).
+    pub slots: u32,
+    /// The nodes that may join it.
+    pub scope: crate::engine::windows::WindowScope,
+    /// How long a lock lasts when the node never reports steady-state.
+    pub lock_duration: Duration,
+    /// The availability mode of its lock tasks (never force).
+    pub mode: crate::engine::task::Mode,
+    /// With `--auth`: a caller with no token (Zincati cannot send one) is accepted as the
+    /// operator "fleetlock" for this group only.
+    pub unauthenticated: bool,
+}
+
+impl FleetLockGroup {
+    /// The lock duration of a group that sets none.
+    pub const DEFAULT_LOCK_DURATION: Duration = Duration::from_secs(3600);
+
+    /// The implicit group of an inventory without a `[fleetlock]` table.
+    pub fn implicit_default() -> FleetLockGroup {
+        FleetLockGroup {
+            name: "default".into(),
+            slots: 1,
+            scope: crate::engine::windows::WindowScope::All,
+            lock_duration: FleetLockGroup::DEFAULT_LOCK_DURATION,
+            mode: crate::engine::task::Mode::Strong,
+            unauthenticated: false,
+        }
+    }
+
+    /// Whether `node` may join the group.
+    pub fn covers(&self, node: &Node) -> bool {
+        use crate::engine::windows::WindowScope;
+        match &self.scope {
+            WindowScope::All => true,
+            WindowScope::Tenant(t) => node.tenant.as_deref() == Some(t.as_str()),
+            WindowScope::DataCenter(dc) => node.location.data_center.as_deref() == Some(dc.as_str()),
+            WindowScope::Nodes(ns) => ns.contains(&node.id),
+        }
+    }
 }
 
 impl Cluster {
@@ -329,6 +382,32 @@ impl Cluster {
     /// Every storage group, ascending by id.
     pub fn groups(&self) -> impl Iterator<Item = &Group> {
         self.groups.values()
+    }
+
+    /// A FleetLock reboot group by name.
+    pub fn fleetlock_group(&self, name: &str) -> Option<&FleetLockGroup> {
+        self.fleetlock_groups.get(name)
+    }
+
+    /// Every FleetLock reboot group, by name.
+    pub fn fleetlock_groups(&self) -> impl Iterator<Item = &FleetLockGroup> {
+        self.fleetlock_groups.values()
+    }
+
+    /// The node a FleetLock client id names: the node with that `machine_id`, else the only
+    /// node on the host of that name (`None`: no node, or a host of several nodes).
+    pub fn fleetlock_node(&self, id: &str) -> Option<NodeId> {
+        if let Some(n) = self
+            .nodes
+            .values()
+            .find(|n| n.machine_id.as_deref() == Some(id))
+        {
+            return Some(n.id);
+        }
+        match self.host_nodes(id) {
+            [only] => Some(*only),
+            _ => None,
+        }
     }
 
     /// The nodes of a host, ascending; empty for an unknown host.

@@ -82,18 +82,32 @@ pub fn router(api: Api) -> Router {
         .merge(fleetlock::routes())
         .merge(dashboard::routes())
         .with_state(api)
+        // Counts every request by route template (after routing: the template is known).
+        .layer(axum::middleware::from_fn(metrics::count))
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves (in-flight requests finish).
+/// Serves `router` on `listener` (over TLS with `tls`: HTTPS, see [`crate::tls`]) until
+/// `shutdown` resolves (in-flight requests finish).
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<std::sync::Arc<crate::tls::Tls>>,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(tls) => {
+            use axum::serve::ListenerExt as _;
+            // tap_io: axum gives any listener wrapped so its address as the ConnectInfo.
+            let listener = crate::tls::HttpsListener::new(listener, tls)?.tap_io(|_| {});
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }

@@ -60,9 +60,18 @@ impl ArbiterApi {
     }
 
     fn caller(&self, audit: &Audit, meta: &MetadataMap) -> Result<Caller, Status> {
+        self.identify(audit, meta).map_err(|e| e.to_grpc())
+    }
+
+    /// Who is calling; a refusal is logged.
+    pub(crate) fn identify(
+        &self,
+        audit: &Audit,
+        meta: &MetadataMap,
+    ) -> Result<Caller, ServiceError> {
         self.ctx.identity.resolve(meta).map_err(|e| {
             audit.denied(None, &e);
-            ServiceError::from(e).to_grpc()
+            ServiceError::from(e)
         })
     }
 
@@ -72,26 +81,167 @@ impl ArbiterApi {
         meta: &MetadataMap,
         action: &'static str,
     ) -> Result<Caller, Status> {
-        // Only mutating calls need an operator: a refusal goes to the audit trail.
-        let caller = self.caller(audit, meta).inspect_err(|_| {
-            let e = self
-                .ctx
-                .identity
-                .resolve(meta)
-                .err()
-                .map(ServiceError::from);
-            if let Some(e) = e {
-                self.ctx.refused(audit, meta, "", &[], &e);
-            }
+        self.operator_of(audit, meta, action)
+            .map_err(|e| e.to_grpc())
+    }
+
+    /// The caller of a mutating call, who must be an operator; a refusal is logged and goes to
+    /// the audit trail.
+    pub(crate) fn operator_of(
+        &self,
+        audit: &Audit,
+        meta: &MetadataMap,
+        action: &'static str,
+    ) -> Result<Caller, ServiceError> {
+        let caller = self.identify(audit, meta).inspect_err(|e| {
+            self.ctx.refused(audit, meta, "", &[], e);
         })?;
         caller.require_operator(action).map_err(|e| {
             audit.denied(Some(&caller), &e);
             let e = ServiceError::from(e);
             self.ctx.refused(audit, meta, "", &[], &e);
-            e.to_grpc()
+            e
         })?;
         Ok(caller)
     }
+
+    /// ListNodes: every node with what Arbiter knows of it.
+    pub(crate) async fn nodes(
+        &self,
+        audit: &Audit,
+        meta: &MetadataMap,
+    ) -> Result<Vec<NodeStatus>, ServiceError> {
+        self.identify(audit, meta)?;
+        self.ctx.query(|s, now| Ok(node_statuses(s, now))).await
+    }
+
+    /// ValidateFence.
+    pub(crate) async fn fence(
+        &self,
+        audit: &Audit,
+        meta: &MetadataMap,
+        req: ValidateFenceRequest,
+    ) -> Result<ValidateFenceResponse, ServiceError> {
+        self.identify(audit, meta)?;
+        let pdisk = (req.pdisk_id != 0).then_some(req.pdisk_id);
+        let answer = self
+            .ctx
+            .query(move |s, now| Ok(s.validate_fence(req.node_id, pdisk, req.token, now)))
+            .await?;
+        Ok(encode::fence(&answer))
+    }
+
+    /// ListTasks: the tasks of `owner` (empty: every task), summed up.
+    pub(crate) async fn tasks(
+        &self,
+        audit: &Audit,
+        meta: &MetadataMap,
+        owner: String,
+    ) -> Result<Vec<arbiter_proto::arbiter::v1::TaskSummary>, ServiceError> {
+        self.identify(audit, meta)?;
+        self.ctx
+            .query(move |s, _| {
+                Ok(s.task_uids(Some(&owner))
+                    .iter()
+                    .filter_map(|uid| s.task(uid))
+                    .map(|view| encode::task_summary(&view))
+                    .collect())
+            })
+            .await
+    }
+
+    /// SetFreeze: the caller must be an operator; refusals go to the audit trail.
+    pub(crate) async fn freeze(
+        &self,
+        audit: &Audit,
+        meta: &MetadataMap,
+        req: arbiter_proto::arbiter::v1::SetFreezeRequest,
+    ) -> Result<arbiter_proto::arbiter::v1::SetFreezeResponse, ServiceError> {
+        let caller = self.operator_of(audit, meta, "set freezes")?;
+        super::freeze::apply_freeze(&self.ctx, audit, meta, caller, req).await
+    }
+
+    /// ListFreezes.
+    pub(crate) async fn freezes(
+        &self,
+        audit: &Audit,
+        meta: &MetadataMap,
+    ) -> Result<arbiter_proto::arbiter::v1::ListFreezesResponse, ServiceError> {
+        self.identify(audit, meta)?;
+        super::freeze::freezes(&self.ctx).await
+    }
+
+    /// ListAudit.
+    pub(crate) async fn audit_page(
+        &self,
+        audit: &Audit,
+        meta: &MetadataMap,
+        req: ListAuditRequest,
+    ) -> Result<ListAuditResponse, ServiceError> {
+        self.identify(audit, meta)?;
+        super::audit_trail::page(&self.ctx, req).await
+    }
+}
+
+/// Every node as ListNodes reports it.
+fn node_statuses(s: &crate::engine::State, now: crate::engine::Timestamp) -> Vec<NodeStatus> {
+    s.nodes_at(now)
+        .iter()
+        .filter_map(|v| {
+            let n = s.cluster().node(v.id)?;
+            Some(NodeStatus {
+                node_id: v.id,
+                host: n.host.clone(),
+                port: n.port,
+                data_center: n.location.data_center.clone().unwrap_or_default(),
+                tenant: n.tenant.clone().unwrap_or_default(),
+                state: match v.state {
+                    EngineNodeState::Up => ItemState::Up,
+                    EngineNodeState::Maintenance => ItemState::Maintenance,
+                    EngineNodeState::Down => ItemState::Down,
+                } as i32,
+                available: v.available,
+                detail: v.detail.clone().unwrap_or_default(),
+                lock_task: v.lock.as_ref().map(|l| l.0.clone()).unwrap_or_default(),
+                lock_deadline: v.lock.as_ref().map(|l| encode::timestamp(l.1)),
+                monitored: v.monitored,
+                last_heartbeat: v.last_heartbeat.map(encode::timestamp),
+                version: v
+                    .version
+                    .clone()
+                    .or_else(|| n.version.clone())
+                    .unwrap_or_default(),
+                start_time: v.start_time.or(v.up_since).map(encode::timestamp),
+                condition: encode::condition(v.condition) as i32,
+                windows: v
+                    .window
+                    .as_ref()
+                    .map(|w| w.names.clone())
+                    .unwrap_or_default(),
+                window_open: v.window.as_ref().is_some_and(|w| w.open),
+                window_open_until: v
+                    .window
+                    .as_ref()
+                    .and_then(|w| w.open_until)
+                    .map(encode::timestamp),
+                window_next_open: v
+                    .window
+                    .as_ref()
+                    .and_then(|w| w.next_open)
+                    .map(encode::timestamp),
+                window_zone: v
+                    .window
+                    .as_ref()
+                    .map(|w| w.zone.clone())
+                    .unwrap_or_default(),
+                window_local: v
+                    .window
+                    .as_ref()
+                    .and_then(|w| w.local.clone())
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 /// The watch stream's type.
@@ -190,68 +340,8 @@ impl ArbiterService for ArbiterApi {
         request: Request<ListNodesRequest>,
     ) -> Result<Response<ListNodesResponse>, Status> {
         let audit = Audit::of("ListNodes", &request);
-        self.caller(&audit, request.metadata())?;
         let nodes = self
-            .ctx
-            .query(|s, now| {
-                Ok(s.nodes_at(now)
-                    .iter()
-                    .filter_map(|v| {
-                        let n = s.cluster().node(v.id)?;
-                        Some(NodeStatus {
-                            node_id: v.id,
-                            host: n.host.clone(),
-                            port: n.port,
-                            data_center: n.location.data_center.clone().unwrap_or_default(),
-                            tenant: n.tenant.clone().unwrap_or_default(),
-                            state: match v.state {
-                                EngineNodeState::Up => ItemState::Up,
-                                EngineNodeState::Maintenance => ItemState::Maintenance,
-                                EngineNodeState::Down => ItemState::Down,
-                            } as i32,
-                            available: v.available,
-                            detail: v.detail.clone().unwrap_or_default(),
-                            lock_task: v.lock.as_ref().map(|l| l.0.clone()).unwrap_or_default(),
-                            lock_deadline: v.lock.as_ref().map(|l| encode::timestamp(l.1)),
-                            monitored: v.monitored,
-                            last_heartbeat: v.last_heartbeat.map(encode::timestamp),
-                            version: v
-                                .version
-                                .clone()
-                                .or_else(|| n.version.clone())
-                                .unwrap_or_default(),
-                            start_time: v.start_time.or(v.up_since).map(encode::timestamp),
-                            condition: encode::condition(v.condition) as i32,
-                            windows: v
-                                .window
-                                .as_ref()
-                                .map(|w| w.names.clone())
-                                .unwrap_or_default(),
-                            window_open: v.window.as_ref().is_some_and(|w| w.open),
-                            window_open_until: v
-                                .window
-                                .as_ref()
-                                .and_then(|w| w.open_until)
-                                .map(encode::timestamp),
-                            window_next_open: v
-                                .window
-                                .as_ref()
-                                .and_then(|w| w.next_open)
-                                .map(encode::timestamp),
-                            window_zone: v
-                                .window
-                                .as_ref()
-                                .map(|w| w.zone.clone())
-                                .unwrap_or_default(),
-                            window_local: v
-                                .window
-                                .as_ref()
-                                .and_then(|w| w.local.clone())
-                                .unwrap_or_default(),
-                        })
-                    })
-                    .collect())
-            })
+            .nodes(&audit, request.metadata())
             .await
             .map_err(|e| e.to_grpc())?;
         Ok(Response::new(ListNodesResponse { nodes }))
@@ -262,15 +352,12 @@ impl ArbiterService for ArbiterApi {
         request: Request<ValidateFenceRequest>,
     ) -> Result<Response<ValidateFenceResponse>, Status> {
         let audit = Audit::of("ValidateFence", &request);
-        self.caller(&audit, request.metadata())?;
-        let req = request.into_inner();
-        let pdisk = (req.pdisk_id != 0).then_some(req.pdisk_id);
+        let (meta, _, req) = request.into_parts();
         let answer = self
-            .ctx
-            .query(move |s, now| Ok(s.validate_fence(req.node_id, pdisk, req.token, now)))
+            .fence(&audit, &meta, req)
             .await
             .map_err(|e| e.to_grpc())?;
-        Ok(Response::new(encode::fence(&answer)))
+        Ok(Response::new(answer))
     }
 
     async fn list_tasks(
@@ -278,17 +365,9 @@ impl ArbiterService for ArbiterApi {
         request: Request<ListTasksRequest>,
     ) -> Result<Response<ListTasksResponse>, Status> {
         let audit = Audit::of("ListTasks", &request);
-        self.caller(&audit, request.metadata())?;
-        let owner = request.into_inner().owner;
+        let (meta, _, req) = request.into_parts();
         let tasks = self
-            .ctx
-            .query(move |s, _| {
-                Ok(s.task_uids(Some(&owner))
-                    .iter()
-                    .filter_map(|uid| s.task(uid))
-                    .map(|view| encode::task_summary(&view))
-                    .collect())
-            })
+            .tasks(&audit, &meta, req.owner)
             .await
             .map_err(|e| e.to_grpc())?;
         Ok(Response::new(ListTasksResponse { tasks }))

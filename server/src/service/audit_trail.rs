@@ -69,11 +69,18 @@ pub async fn list(
         audit.denied(None, &e);
         ServiceError::from(e).to_grpc()
     })?;
-    let q = query(request.into_inner()).map_err(|e| e.to_grpc())?;
-    let page = ctx
-        .query(move |s, _| Ok(s.audit_query(&q)))
+    page(ctx, request.into_inner())
         .await
-        .map_err(|e| e.to_grpc())?;
+        .map_err(|e| e.to_grpc())
+}
+
+/// One page of the trail for `req` (the caller already identified).
+pub(crate) async fn page(
+    ctx: &Context,
+    req: ListAuditRequest,
+) -> Result<ListAuditResponse, ServiceError> {
+    let q = query(req)?;
+    let page = ctx.query(move |s, _| Ok(s.audit_query(&q))).await?;
     Ok(ListAuditResponse {
         entries: page.entries.iter().map(entry).collect(),
         next_after_seq: page.next_after_seq,

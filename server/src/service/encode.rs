@@ -246,6 +246,16 @@ pub fn fence(
     }
 }
 
+/// What holds a task's pending actions back, when a rule of when maintenance may happen does:
+/// each hold once, in a fixed order.
+pub fn holds(view: &TaskView) -> Vec<String> {
+    ["FROZEN", "OUTSIDE_WINDOW", "RATE_BUDGET"]
+        .into_iter()
+        .filter(|h| view.actions().any(|a| a.reason().map(hold) == Some(*h)))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// One line of arbiter.v1's ListTasks.
 pub fn task_summary(view: &TaskView) -> arbiter_proto::arbiter::v1::TaskSummary {
     let performed = view.actions().filter(|a| a.is_performed()).count();
@@ -261,6 +271,8 @@ pub fn task_summary(view: &TaskView) -> arbiter_proto::arbiter::v1::TaskSummary 
         pending: n(pending),
         create_time: Some(timestamp(view.create_time)),
         last_refresh_time: Some(timestamp(view.last_refresh_time)),
+        holds: holds(view),
+        override_holds: view.override_holds,
     }
 }
 

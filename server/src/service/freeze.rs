@@ -107,9 +107,22 @@ pub async fn set_freeze(
     caller: Caller,
     req: SetFreezeRequest,
 ) -> Result<SetFreezeResponse, Status> {
+    apply_freeze(ctx, audit, meta, caller, req)
+        .await
+        .map_err(|e| e.to_grpc())
+}
+
+/// SetFreeze, for an operator `caller`; a refusal goes to the audit trail.
+pub(crate) async fn apply_freeze(
+    ctx: &Context,
+    audit: &Audit,
+    meta: &MetadataMap,
+    caller: Caller,
+    req: SetFreezeRequest,
+) -> Result<SetFreezeResponse, ServiceError> {
     let refuse = |e: ServiceError| {
         ctx.refused(audit, meta, "", &[], &e);
-        e.to_grpc()
+        e
     };
     let scope = scope_of(&req).map_err(refuse)?;
     let duration = duration_of(req.duration).map_err(refuse)?;
@@ -149,6 +162,11 @@ pub async fn set_freeze(
 
 /// ListFreezes.
 pub async fn list_freezes(ctx: &Context) -> Result<ListFreezesResponse, Status> {
+    freezes(ctx).await.map_err(|e| e.to_grpc())
+}
+
+/// ListFreezes, refusals as they are.
+pub(crate) async fn freezes(ctx: &Context) -> Result<ListFreezesResponse, ServiceError> {
     ctx.query(|s, now| {
         Ok(ListFreezesResponse {
             freezes: s.freezes(now).iter().map(wire_freeze).collect(),
@@ -156,7 +174,6 @@ pub async fn list_freezes(ctx: &Context) -> Result<ListFreezesResponse, Status> 
         })
     })
     .await
-    .map_err(|e| e.to_grpc())
 }
 
 /// SetReadOnly, for an operator `caller` (who must be an admin).

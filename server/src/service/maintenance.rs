@@ -100,8 +100,11 @@ impl Maintenance {
             })
             .await?;
         if !dry_run {
+            let holds = encode::holds(&view);
             tracing::info!(task = %view.uid, owner = %view.owner, mode = view.mode.name(),
-                priority = view.priority, actions = view.actions().count(), "task created");
+                priority = view.priority, actions = view.actions().count(),
+                pending = view.actions().filter(|a| !a.is_performed()).count(),
+                held = %holds.join(","), "task created");
             if view.override_holds {
                 tracing::warn!(task = %view.uid, user = %caller.user,
                     "task overrides freezes, maintenance windows and rate budgets");

@@ -116,6 +116,9 @@ impl Context {
         nodes: &[crate::engine::NodeId],
         e: &ServiceError,
     ) {
+        if let Some(reason) = crate::metrics::refusal_reason(e) {
+            crate::metrics::global().refused(reason);
+        }
         if matches!(
             e,
             ServiceError::Writer(_) | ServiceError::NotLeader(_) | ServiceError::Overloaded(_)

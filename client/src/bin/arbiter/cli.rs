@@ -14,7 +14,8 @@ const GLOBAL: &str = "Global options";
 #[derive(Debug, Parser)]
 #[command(name = "arbiter", version)]
 pub(crate) struct Cli {
-    /// The server: host:port, grpc://host:port or http://host:port.
+    /// The server: host:port, grpc://host:port or http://host:port; for TLS
+    /// https://host:port or grpcs://host:port.
     #[arg(
         long,
         global = true,
@@ -59,6 +60,39 @@ pub(crate) struct Cli {
     )]
     pub(crate) password_file: Option<PathBuf>,
 
+    /// TLS: the CA certificates (PEM) the server's certificate must chain to (a self-signed
+    /// CA). Without it an https:// or grpcs:// endpoint is checked against the system's roots.
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL,
+        env = "ARBITER_CA_FILE",
+        value_name = "FILE"
+    )]
+    pub(crate) ca_file: Option<PathBuf>,
+
+    /// Mutual TLS: the client certificate (PEM) to present, with --key-file.
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL,
+        env = "ARBITER_CERT_FILE",
+        value_name = "FILE",
+        requires = "key_file"
+    )]
+    pub(crate) cert_file: Option<PathBuf>,
+
+    /// Mutual TLS: the private key (PEM) of --cert-file.
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL,
+        env = "ARBITER_KEY_FILE",
+        value_name = "FILE",
+        requires = "cert_file"
+    )]
+    pub(crate) key_file: Option<PathBuf>,
+
     /// How to print results: readable tables, or one JSON document for scripts.
     #[arg(
         long,
@@ -74,6 +108,17 @@ pub(crate) struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+impl Cli {
+    /// The TLS options the flags give.
+    pub(crate) fn tls(&self) -> arbiter_client::TlsOptions {
+        arbiter_client::TlsOptions {
+            ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+        }
+    }
 }
 
 /// How results are printed.

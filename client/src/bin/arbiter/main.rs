@@ -107,11 +107,11 @@ async fn run(cli: Cli, password: Option<String>) -> Result<(), Failure> {
         every: Some(every),
     }) = &cli.command
     {
-        let client = Client::connect_lazy(&cli.endpoint, cli.token.clone())?;
+        let client = Client::connect_lazy_tls(&cli.endpoint, cli.token.clone(), &cli.tls())?;
         let login = cli.user.clone().zip(password);
         return nodes::agent(client, cli.output, *id, version.clone(), *every, login).await;
     }
-    let mut client = Client::connect(&cli.endpoint, cli.token.clone()).await?;
+    let mut client = Client::connect_tls(&cli.endpoint, cli.token.clone(), &cli.tls()).await?;
     if let (Some(user), Some(password)) = (&cli.user, &password) {
         let token = client
             .login(user, password)

@@ -30,6 +30,7 @@ pub(crate) async fn run(ctx: &Ctx, args: &TasksArgs) -> Result<(), Failure> {
                 "PRIORITY",
                 "PERFORMED",
                 "PENDING",
+                "HELD",
                 "CREATED",
                 "DESCRIPTION",
             ]);
@@ -41,6 +42,11 @@ pub(crate) async fn run(ctx: &Ctx, args: &TasksArgs) -> Result<(), Failure> {
                     t.priority.to_string(),
                     t.performed.to_string(),
                     t.pending.to_string(),
+                    match (t.holds.is_empty(), t.override_holds) {
+                        (_, true) => "OVERRIDE".to_owned(),
+                        (true, false) => "-".to_owned(),
+                        (false, false) => t.holds.join(","),
+                    },
                     output::age(t.create_time.as_ref(), now),
                     or_dash(&t.description),
                 ]);
@@ -61,6 +67,8 @@ pub(crate) async fn run(ctx: &Ctx, args: &TasksArgs) -> Result<(), Failure> {
                     },
                     "performed": t.performed,
                     "pending": t.pending,
+                    "holds": t.holds,
+                    "override_holds": t.override_holds,
                     "create_time": output::rfc3339_json(t.create_time.as_ref()),
                     "last_refresh_time": output::rfc3339_json(t.last_refresh_time.as_ref()),
                 }))

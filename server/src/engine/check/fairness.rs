@@ -57,8 +57,9 @@ impl CheckCtx<'_> {
                 2 => " and 1 more".to_owned(),
                 k => format!(" and {} more", k - 1),
             };
+            let sep = if f.details.ends_with('.') { " " } else { ". " };
             f.details.push_str(&format!(
-                " Reserved for older task '{task}' (waiting since {since}){more}: {}.",
+                "{sep}Reserved for older task '{task}' (waiting since {since}){more}: {}.",
                 rule_text(self.st.cluster.fairness().aging, self.task.priority)
             ));
         }

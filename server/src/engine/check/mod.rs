@@ -284,9 +284,11 @@ impl<'s> CheckCtx<'s> {
         v
     }
 
-    /// Whether a freeze or a closed maintenance window holds node `n` back now.
+    /// Whether a freeze or a closed maintenance window holds node `n` back now (as the gates
+    /// decide: a node known down is not gated by its windows).
     fn held(&self, n: NodeId) -> bool {
-        self.st.frozen_for(n, self.now).is_some() || self.st.cluster.window_closed(n, self.now)
+        self.st.frozen_for(n, self.now).is_some()
+            || (!self.st.is_confirmed_down(n) && self.st.cluster.window_closed(n, self.now))
     }
 
     /// Notes a moment when a rule of time may let an action pass.
@@ -307,10 +309,7 @@ impl<'s> CheckCtx<'s> {
         let holds = !self.task.override_holds;
         // Windows and budgets pace disruption: a lock only of nodes known down takes nothing
         // down, so only a freeze holds it back.
-        let disrupts = !items
-            .nodes()
-            .iter()
-            .all(|n| self.st.is_confirmed_down(*n));
+        let disrupts = !items.nodes().iter().all(|n| self.st.is_confirmed_down(*n));
         if holds {
             self.check_frozen(&items)?;
             if disrupts {

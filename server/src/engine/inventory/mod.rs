@@ -4,11 +4,14 @@
 //! problem it finds, each with its key path, because an inventory is usually written by a tool
 //! and fixed by a person who wants the whole list at once.
 
+mod fleetlock;
 mod json;
 mod reader;
 mod windows;
 
 pub use reader::Problem;
+
+pub(crate) use fleetlock::valid_group_name as valid_fleetlock_group;
 
 use crate::engine::budget::{Budget, MAX_BUDGET_INTERVAL};
 use crate::engine::cluster::{
@@ -132,6 +135,8 @@ fn load(doc: &Value, probs: &mut Problems) -> Cluster {
     let nodes = top.opt_array("nodes", probs);
     // (host, device path) -> node: a path names one disk per host.
     let mut paths: HashMap<(String, String), NodeId> = HashMap::new();
+    // machine id -> node: FleetLock names a node by it.
+    let mut machine_ids: HashMap<String, NodeId> = HashMap::new();
     for (i, nv) in nodes.iter().enumerate() {
         let path = entry_path("nodes", i, nv);
         let Some(node) = load_node(nv, path.clone(), probs) else {
@@ -154,6 +159,14 @@ fn load(doc: &Value, probs: &mut Problems) -> Cluster {
                     ),
                 );
             }
+        }
+        if let Some(m) = &node.machine_id
+            && let Some(other) = machine_ids.insert(m.clone(), node.id)
+        {
+            probs.add(
+                key_path(&path, "machine_id"),
+                format!("machine id '{m}' is also node {other}'s"),
+            );
         }
         cluster.nodes.insert(node.id, node);
     }
@@ -210,6 +223,7 @@ fn load(doc: &Value, probs: &mut Problems) -> Cluster {
     }
     let windows = top.opt_array("windows", probs);
     cluster.windows = windows::load_windows(windows, &cluster, probs);
+    cluster.fleetlock_groups = fleetlock::load_fleetlock(top.value("fleetlock"), &cluster, probs);
     top.finish(probs);
     cluster
 }
@@ -351,6 +365,10 @@ fn load_node(v: &Value, path: String, probs: &mut Problems) -> Option<Node> {
         probs.add(key_path(&path, "tenant"), "a tenant name must not be empty");
     }
     let version = t.opt_str("version", probs);
+    let machine_id = t.opt_str("machine_id", probs);
+    if let Some(m) = &machine_id {
+        check_name(m, &key_path(&path, "machine_id"), "a machine id", probs);
+    }
     let initial_state = match t.opt_str("state", probs).as_deref() {
         None | Some("up") => InitialState::Up,
         Some("down") => InitialState::Down,
@@ -394,6 +412,7 @@ fn load_node(v: &Value, path: String, probs: &mut Problems) -> Option<Node> {
         version,
         initial_state,
         pdisks,
+        machine_id: machine_id.filter(|m| !m.is_empty()),
     })
 }
 

@@ -436,3 +436,83 @@ fn deeply_nested_json_is_refused_not_a_stack_overflow() {
     let e = parse(&text, Format::Json).expect_err("too deep");
     assert!(e.to_string().contains("recursion limit"), "{e}");
 }
+
+const FLEET_NODES: &str = "[[nodes]]\nid = 1\nhost = \"a\"\nmachine_id = \"m1\"\ndata_center = \"dc-a\"\n[[nodes]]\nid = 2\nhost = \"b\"\ntenant = \"/Root/db\"\n";
+
+#[test]
+fn loads_machine_ids_and_fleetlock_groups() {
+    let text = format!(
+        "{FLEET_NODES}[fleetlock.groups.default]\nslots = 2\nlock_duration = \"30m\"\nmode = \"weak\"\nunauthenticated = true\ndata_center = \"dc-a\"\n[fleetlock.groups.\"db.tier-1\"]\ntenant = \"/Root/db\"\n"
+    );
+    let c = parse(&text, Format::Toml).expect("valid");
+    assert_eq!(
+        c.node(1).and_then(|n| n.machine_id.clone()).as_deref(),
+        Some("m1")
+    );
+    assert_eq!(c.node(2).and_then(|n| n.machine_id.clone()), None);
+    assert_eq!(c.fleetlock_node("m1"), Some(1));
+    assert_eq!(c.fleetlock_node("b"), Some(2));
+    let g = c.fleetlock_group("default").expect("default");
+    assert_eq!(g.slots, 2);
+    assert_eq!(g.lock_duration, Duration::from_secs(1800));
+    assert_eq!(g.mode, crate::engine::task::Mode::Weak);
+    assert!(g.unauthenticated);
+    assert_eq!(
+        g.scope,
+        crate::engine::windows::WindowScope::DataCenter("dc-a".into())
+    );
+    let t = c.fleetlock_group("db.tier-1").expect("tier");
+    assert_eq!((t.slots, t.unauthenticated), (1, false));
+    assert_eq!(
+        t.lock_duration,
+        crate::engine::cluster::FleetLockGroup::DEFAULT_LOCK_DURATION
+    );
+    assert_eq!(t.mode, crate::engine::task::Mode::Strong);
+    assert_eq!(c.fleetlock_groups().count(), 2);
+
+    // No [fleetlock] table: one default group over every node; an empty one: no groups.
+    let c = parse(FLEET_NODES, Format::Toml).expect("valid");
+    let d = c.fleetlock_group("default").expect("implicit default");
+    assert_eq!(
+        (d.slots, &d.scope),
+        (1, &crate::engine::windows::WindowScope::All)
+    );
+    let c = parse(&format!("{FLEET_NODES}[fleetlock]\n"), Format::Toml).expect("valid");
+    assert_eq!(c.fleetlock_groups().count(), 0);
+}
+
+#[test]
+fn reports_fleetlock_problems_with_their_key_paths() {
+    let got = problems(&format!(
+        "{FLEET_NODES}[[nodes]]\nid = 3\nhost = \"c\"\nmachine_id = \"m1\"\n[[nodes]]\nid = 4\nhost = \"d\"\nmachine_id = \"\"\n\
+         [fleetlock]\nsurprise = 1\n[fleetlock.groups.\"bad/name\"]\n[fleetlock.groups.g]\nslots = 0\nlock_duration = \"0s\"\nmode = \"force\"\nunauthenticated = \"yes\"\nnodes = [9]\ncolour = \"red\"\n\
+         [fleetlock.groups.h]\nslots = -1\nlock_duration = \"soon\"\ntenant = \"/nope\"\ndata_center = \"dc-a\"\n"
+    ));
+    let expected = [
+        "nodes[2] (id 3).machine_id: machine id 'm1' is also node 1's",
+        "nodes[3] (id 4).machine_id: a machine id must not be empty",
+        "fleetlock.groups.\"bad/name\": invalid group name 'bad/name'",
+        "fleetlock.groups.\"g\".slots: must be at least 1",
+        "fleetlock.groups.\"g\".lock_duration: must be longer than zero",
+        "fleetlock.groups.\"g\".mode: unknown mode 'force' (strong | weak | smart)",
+        "fleetlock.groups.\"g\".unauthenticated: expected true or false",
+        "fleetlock.groups.\"g\".nodes[0]: unknown node 9",
+        "fleetlock.groups.\"g\".colour: unknown key",
+        "fleetlock.groups.\"h\".slots: -1 is not an integer",
+        "fleetlock.groups.\"h\".lock_duration: invalid duration 'soon'",
+        "fleetlock.groups.\"h\": give one of `all`, `nodes`, `tenant` or `data_center`, not several",
+        "fleetlock.surprise: unknown key",
+    ];
+    for e in expected {
+        assert!(
+            got.iter().any(|g| g.starts_with(e)),
+            "missing {e:?} in {got:#?}"
+        );
+    }
+    assert_eq!(got.len(), expected.len(), "{got:#?}");
+    let got = problems(&format!("{FLEET_NODES}[fleetlock]\ngroups = 3\n"));
+    assert_eq!(
+        got,
+        vec!["fleetlock.groups: expected a table of group names"]
+    );
+}

@@ -213,7 +213,7 @@ fn load_window(
 }
 
 /// One of `all = true`, `nodes = [...]`, `tenant = "..."`, `data_center = "..."`; none: all.
-fn load_scope(
+pub(super) fn load_scope(
     t: &mut Table<'_>,
     path: &str,
     cluster: &Cluster,
@@ -259,7 +259,7 @@ fn load_scope(
         let before = probs.0.len();
         let list = super::load_node_list(a, &npath, cluster, probs);
         if list.is_empty() && probs.0.len() == before {
-            probs.add(npath, "a window's node list must not be empty");
+            probs.add(npath, "the node list must not be empty");
         }
         return (probs.0.len() == before).then_some(WindowScope::Nodes(list));
     }
