@@ -279,7 +279,8 @@ impl Loop {
                 if !changes.is_empty() {
                     COMMITS.send_modify(|n| *n = n.wrapping_add(1));
                 }
-                let granted = self.core.state.counters().last_fencing_token - tokens_before;
+                let granted =
+                    (self.core.state.counters().last_fencing_token).saturating_sub(tokens_before);
                 let open = self.core.watches.open();
                 let (state, jobs) = (&self.core.state, replies.len());
                 crate::metrics::global().batch_done(state, jobs, granted, open, started);

@@ -28,8 +28,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 WAIT_S = 15  # every wait is bounded; an update normally arrives within a second
 
-LOCKED_RGB = "rgb(112, 72, 232)"  # --locked in style.css
-UP_RGB = "rgb(47, 158, 68)"       # --up
+LOCKED_RGB = "rgba(112, 72, 232, 1)"  # --locked in style.css
+UP_RGB = "rgba(47, 158, 68, 1)"  # --up
 
 
 def _require_browser():

@@ -128,6 +128,58 @@ pub fn cli_binary() -> PathBuf {
     binary("arbiter", "ARBITER_CLI_BIN")
 }
 
+/// Runs the real `arbiter` CLI against `server`, as `token` (none: no token), with its
+/// environment cleared of `ARBITER_TOKEN` and `ARBITER_OUTPUT`.
+pub fn cli<S: AsRef<std::ffi::OsStr>>(
+    server: &ServerProcess,
+    token: Option<&str>,
+    args: &[S],
+) -> Output {
+    let mut cmd = Command::new(cli_binary());
+    cmd.env_remove("ARBITER_TOKEN")
+        .env_remove("ARBITER_OUTPUT")
+        .args(["--endpoint", &server.addr().to_string()]);
+    if let Some(t) = token {
+        cmd.args(["--token", t]);
+    }
+    cmd.args(args).output().expect("run arbiter")
+}
+
+/// The stdout of a CLI run that must have succeeded.
+pub fn cli_ok(out: &Output) -> String {
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The stderr of a CLI run that must have failed with exit status 1.
+pub fn cli_failed(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The civil date (year, month, day) of a day number since 1970-01-01 (H. Hinnant's algorithm).
+pub fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).expect("day");
+    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).expect("month");
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Whole seconds since the Unix epoch, now.
+pub fn unix_now_secs() -> i64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    i64::try_from(secs).expect("seconds")
+}
+
 /// A workspace binary: the path in `var`, else the one [`build_binaries`] made.
 fn binary(name: &str, var: &str) -> PathBuf {
     if let Some(bin) = std::env::var_os(var) {

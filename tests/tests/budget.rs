@@ -22,12 +22,12 @@ use arbiter_e2e::proto::ydb::maintenance::{
 };
 use arbiter_e2e::proto::ydb::status_ids::StatusCode;
 use arbiter_e2e::{
-    Files, ServerProcess, cli_binary, is_pending, is_performed, lock, node_locks, node_of, refusal,
-    states, success, task, uid_of,
+    Files, ServerProcess, civil, cli, cli_failed as failed, cli_ok as ok, is_pending, is_performed,
+    lock, node_locks, node_of, refusal, states, success, task, uid_of, unix_now_secs,
 };
 use serde_json::Value;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Output;
+use std::time::{Duration, Instant};
 
 const USERS: &str = r#"
 [[users]]
@@ -58,23 +58,7 @@ fn five_nodes(limits: &str) -> String {
 }
 
 fn arbiter(server: &ServerProcess, token: &str, args: &[&str]) -> Output {
-    Command::new(cli_binary())
-        .env_remove("ARBITER_TOKEN")
-        .env_remove("ARBITER_OUTPUT")
-        .args(["--endpoint", &server.addr().to_string(), "--token", token])
-        .args(args)
-        .output()
-        .expect("run arbiter")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn failed(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    cli(server, Some(token), args)
 }
 
 fn json(server: &ServerProcess, token: &str, args: &[&str]) -> Value {
@@ -82,20 +66,6 @@ fn json(server: &ServerProcess, token: &str, args: &[&str]) -> Value {
     all.extend_from_slice(args);
     let out = ok(&arbiter(server, token, &all));
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-}
-
-/// The civil date (year, month, day) of a day number since 1970-01-01 (H. Hinnant's algorithm).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).expect("day");
-    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).expect("month");
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// Unix seconds as RFC 3339 in UTC, to the second (`2026-01-01T00:10:00Z`).
@@ -111,11 +81,7 @@ fn rfc3339(secs: i64) -> String {
 }
 
 fn now_secs() -> i64 {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs();
-    i64::try_from(secs).expect("seconds")
+    unix_now_secs()
 }
 
 fn generic(s: &ActionState) -> bool {

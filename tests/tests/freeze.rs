@@ -10,9 +10,10 @@
 use arbiter_e2e::proto::ydb::maintenance::{MaintenanceTaskResult, ManageActionResult};
 use arbiter_e2e::proto::ydb::status_ids::StatusCode;
 use arbiter_e2e::{
-    Files, ServerProcess, cli_binary, is_performed, node_locks, refusal, states, success, uid_of,
+    Files, ServerProcess, cli, cli_failed as failed, cli_ok as ok, is_performed, node_locks,
+    refusal, states, success, uid_of,
 };
-use std::process::{Command, Output};
+use std::process::Output;
 
 const FOUR_NODES: &str = r#"
 [limits]
@@ -65,23 +66,7 @@ const ALICE: &str = "alice-token-000000000001";
 const BOB: &str = "bob-token-00000000000001";
 
 fn arbiter(server: &ServerProcess, token: &str, args: &[&str]) -> Output {
-    Command::new(cli_binary())
-        .env_remove("ARBITER_TOKEN")
-        .env_remove("ARBITER_OUTPUT")
-        .args(["--endpoint", &server.addr().to_string(), "--token", token])
-        .args(args)
-        .output()
-        .expect("run arbiter")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn failed(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    cli(server, Some(token), args)
 }
 
 #[tokio::test(flavor = "multi_thread")]

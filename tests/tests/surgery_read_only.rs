@@ -12,13 +12,13 @@
 use arbiter_e2e::proto::ydb::maintenance::MaintenanceTaskResult;
 use arbiter_e2e::proto::ydb::status_ids::StatusCode;
 use arbiter_e2e::{
-    Files, ServerProcess, cli_binary, is_performed, node_locks, refusal, run_to_exit,
+    Files, ServerProcess, cli, cli_ok as ok, is_performed, node_locks, refusal, run_to_exit,
     server_command, states, success,
 };
 use std::ffi::OsStr;
 use std::io::BufRead as _;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Instant;
 
 const THREE_NODES: &str = r#"
@@ -51,18 +51,7 @@ role = "admin"
 const ROOT: &str = "root-token-0000000000001";
 
 fn arbiter(server: &ServerProcess, args: &[&OsStr]) -> Output {
-    Command::new(cli_binary())
-        .env_remove("ARBITER_TOKEN")
-        .env_remove("ARBITER_OUTPUT")
-        .args(["--endpoint", &server.addr().to_string(), "--token", ROOT])
-        .args(args)
-        .output()
-        .expect("run arbiter")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    cli(server, Some(ROOT), args)
 }
 
 fn restore_args<'a>(dir: &'a Path, file: &'a Path) -> Vec<&'a OsStr> {

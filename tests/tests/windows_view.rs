@@ -9,36 +9,18 @@
 
 use arbiter_e2e::proto::arbiter::v1::ListNodesRequest;
 use arbiter_e2e::proto::arbiter::v1::arbiter_service_client::ArbiterServiceClient;
-use arbiter_e2e::{Files, ServerProcess, cli_binary};
+use arbiter_e2e::{Files, ServerProcess, civil, cli, cli_ok as ok, unix_now_secs};
 use serde_json::Value;
-use std::process::{Command, Output};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::process::Output;
 
 /// The civil date (year, month, day) of a day number since 1970-01-01 (H. Hinnant's algorithm).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).expect("day");
-    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).expect("month");
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 fn date(days: i64) -> String {
     let (y, m, d) = civil(days);
     format!("{y:04}-{m:02}-{d:02}")
 }
 
 fn today() -> i64 {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs();
-    i64::try_from(secs / 86_400).expect("days")
+    unix_now_secs() / 86_400
 }
 
 fn inventory(today: i64) -> String {
@@ -88,18 +70,7 @@ fn closed_inventory(today: i64) -> String {
 }
 
 fn arbiter(server: &ServerProcess, args: &[&str]) -> Output {
-    Command::new(cli_binary())
-        .env_remove("ARBITER_TOKEN")
-        .env_remove("ARBITER_OUTPUT")
-        .args(["--endpoint", &server.addr().to_string()])
-        .args(args)
-        .output()
-        .expect("run arbiter")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    cli(server, None, args)
 }
 
 /// The cells of the row whose first cell is `key` (columns are two spaces or more apart).

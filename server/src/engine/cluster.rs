@@ -305,7 +305,9 @@ impl FleetLockGroup {
         match &self.scope {
             WindowScope::All => true,
             WindowScope::Tenant(t) => node.tenant.as_deref() == Some(t.as_str()),
-            WindowScope::DataCenter(dc) => node.location.data_center.as_deref() == Some(dc.as_str()),
+            WindowScope::DataCenter(dc) => {
+                node.location.data_center.as_deref() == Some(dc.as_str())
+            }
             WindowScope::Nodes(ns) => ns.contains(&node.id),
         }
     }
