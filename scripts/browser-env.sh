@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
-# Makes sure Debian's chromium and chromium-driver of the given version (default: what Debian
-# bookworm ships now, from bookworm-security) are installed: the dashboard's tests drive the real
-# browser headless through WebDriver (/usr/bin/chromium, /usr/bin/chromedriver). Installs both with
-# apt-get when missing (needs root, as on CI); refuses another installed version, which the tests
-# were not checked with. When Debian replaces the pinned build (a security update), apt-get fails
-# with a clear message: set CHROMIUM_VERSION (or the argument) to the version it ships then.
+# Makes sure Debian's chromium and chromium-driver of the pinned version are installed: the
+# dashboard's tests drive the real browser headless through WebDriver (/usr/bin/chromium,
+# /usr/bin/chromedriver). The pin is Chromium 156.0.8078 (the tests were checked with
+# 156.0.8078.114-1~deb12u1 from bookworm-security); any Debian build of it is accepted, so a
+# security rebuild does not break the install, as etcd-env.sh pins etcd 3.4.23*. Installs both
+# with apt-get when missing (needs root, as on CI); refuses another installed version. Override
+# with the argument or CHROMIUM_VERSION (an apt version or glob).
 set -euo pipefail
-want="${1:-156.0.8078.114-1~deb12u1}"
+want="${1:-${CHROMIUM_VERSION:-156.0.8078.*}}"
 installed() { dpkg-query -W -f='${Status} ${Version}\n' "$1" 2>/dev/null |
   awk '$1 == "install" && $3 == "installed" {print $4}'; }
 have_browser="$(installed chromium || true)"
 have_driver="$(installed chromium-driver || true)"
-if [[ "$have_browser" == "$want" && "$have_driver" == "$want" ]]; then
-  echo "chromium $want"
+# shellcheck disable=SC2053 # $want is a glob on purpose
+if [[ -n "$have_browser" && "$have_browser" == $want && "$have_driver" == "$have_browser" ]]; then
+  echo "chromium $have_browser"
   exit 0
 fi
 for pkg in chromium chromium-driver; do
   have="$(installed "$pkg" || true)"
-  if [[ -n "$have" && "$have" != "$want" ]]; then
+  # shellcheck disable=SC2053
+  if [[ -n "$have" && "$have" != $want ]]; then
     echo "error: $pkg $have is installed, the tests need $want (Debian's $pkg $want)" >&2
     exit 1
   fi

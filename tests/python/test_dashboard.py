@@ -22,7 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from arbiter_testlib import EXAMPLE_INVENTORY, FORCE, NODE_STATE_DOWN, groups, states, ts_seconds
+from arbiter_testlib import (
+    EXAMPLE_INVENTORY, FORCE, NODE_STATE_DOWN, RPC_TIMEOUT_S, _field_bytes, _field_varint, groups,
+    states, ts_seconds,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -91,6 +94,28 @@ def utc(seconds: float) -> str:
     return datetime.fromtimestamp(int(seconds), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# The example cluster, plus a weekly window for the tenant's dynamic nodes (10-12).
+WINDOW = """
+[[windows]]
+name = "compute-saturday"
+zone = "Europe/Berlin"
+days = ["sat"]
+start = "02:00"
+end = "04:00"
+tenant = "/Root/db1"
+"""
+
+
+def set_freeze(client, data_center: str, reason: str, seconds: int) -> None:
+    """arbiter.v1 SetFreeze on a data center (hand-encoded: no Python stubs for arbiter.v1)."""
+    req = (_field_varint(1, 1) + _field_varint(2, 3) + _field_bytes(3, data_center.encode())
+           + _field_bytes(4, reason.encode()) + _field_bytes(5, _field_varint(1, seconds)))
+    call = client.channel.unary_unary("/arbiter.v1.ArbiterService/SetFreeze",
+                                      request_serializer=lambda b: b,
+                                      response_deserializer=lambda b: b)
+    call(req, timeout=RPC_TIMEOUT_S, metadata=client.metadata())
+
+
 def task_row_text(driver, uid) -> str:
     from selenium.webdriver.common.by import By
     rows = driver.find_elements(By.CSS_SELECTOR, f'#tasks tr[data-task="{uid}"]')
@@ -100,7 +125,9 @@ def task_row_text(driver, uid) -> str:
 def test_dashboard_shows_locks_reasons_and_live_updates(server_factory, browser, tmp_path):
     from selenium.webdriver.common.by import By
 
-    srv = server_factory(EXAMPLE_INVENTORY, extra_args=["--http-listen", "127.0.0.1:0"])
+    inventory = tmp_path / "cluster-12-window.toml"
+    inventory.write_text(EXAMPLE_INVENTORY.read_text() + WINDOW)
+    srv = server_factory(inventory, extra_args=["--http-listen", "127.0.0.1:0"])
     alice = srv.client("alice")
     bob = srv.client("bob")
     created = alice.create("kernel-upgrade-n1", groups(1, duration=1800),
@@ -109,6 +136,8 @@ def test_dashboard_shows_locks_reasons_and_live_updates(server_factory, browser,
     # The example cluster allows one unavailable node: node 4 waits for node 1.
     waiting = bob.create("disk-swap-n4", groups(4, duration=600)).expect().result
     assert [s.status for s in states(waiting)] != [s.status for s in states(created)]
+    # Node 12 waits too: outside its window (or, on a Saturday night, for the node limit).
+    bob.create("db-patch-n12", groups(12, duration=600), description="db1 patch").expect()
 
     browser.get(srv.http_url + "/")
     wait(browser, lambda d: d.find_elements(By.ID, "node-1"), "the page never showed node 1")
@@ -160,6 +189,21 @@ def test_dashboard_shows_locks_reasons_and_live_updates(server_factory, browser,
     wait(browser, lambda d: tile(d, 11).get_attribute("data-state") == "down",
          "node 11 never turned down on the page")
     assert "PSU replaced" in hover_tooltip(browser, 11)
+
+    # A freeze and the window show as banners, live too.
+    banners = browser.find_element(By.ID, "banners")
+    assert "Window compute-saturday:" in banners.text, banners.text
+    assert "Sat 02:00-04:00 Europe/Berlin" in banners.text, banners.text
+    assert re.search(r"(opens|open until) 20\d\d-", banners.text), banners.text
+    set_freeze(srv.client("admin"), "dc-2", "incident 4711", 7200)
+    wait(browser, lambda d: "Freeze:" in d.find_element(By.ID, "banners").text,
+         "the freeze never showed as a banner")
+    text = browser.find_element(By.ID, "banners").text
+    assert "data center 'dc-2' is frozen by admin" in text and "incident 4711" in text, text
+    dc2 = browser.find_element(By.CSS_SELECTOR, '.dc[data-dc="dc-2"]')
+    assert "frozen" in dc2.find_element(By.TAG_NAME, "h3").text.lower()
+    row = task_row_text(browser, "db-patch-n12")
+    assert "pending" in row, row
 
     # The JSON behind it, as curl would read it.
     with urllib.request.urlopen(srv.http_url + "/ui/state", timeout=10) as r:
@@ -219,3 +263,38 @@ def test_dashboard_with_auth_asks_for_a_token_and_keeps_it_out_of_urls(server_fa
     assert browser.get_cookies() == []
     assert browser.execute_script("return sessionStorage.getItem('arbiter.token');") == token
     assert token not in srv.logs(tail=10_000)
+
+
+def test_event_stream_sends_the_state_and_ends_on_shutdown(server_factory):
+    """The stream as curl reads it: an `event: state` with the JSON at once, the next one after a
+    change; an open stream does not hold up a graceful shutdown."""
+    import time
+
+    srv = server_factory(EXAMPLE_INVENTORY, extra_args=["--http-listen", "127.0.0.1:0"])
+    stream = urllib.request.urlopen(srv.http_url + "/ui/events", timeout=10)
+    assert stream.headers["Content-Type"].startswith("text/event-stream")
+
+    def next_state() -> dict:
+        event, data = None, []
+        while True:
+            line = stream.readline().decode().rstrip("\n")
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                data.append(line.split(":", 1)[1].lstrip())
+            elif line == "" and data:
+                assert event == "state", event
+                return json.loads("\n".join(data))
+
+    first = next_state()
+    assert [n["display"] for n in first["nodes"]] == ["up"] * 12
+    srv.client("alice").create("t1", groups(3, duration=600)).expect()
+    # The change arrives with the next event (after the commit; the periodic re-send is 3 s).
+    started = time.monotonic()
+    while True:
+        state = next_state()
+        if next(n for n in state["nodes"] if n["id"] == 3)["display"] == "locked":
+            break
+        assert time.monotonic() - started < WAIT_S, "the lock never arrived on the stream"
+    srv.stop()  # asserts exit 0 within the stop timeout, with the stream still open
+    stream.close()

@@ -212,7 +212,7 @@ impl Api {
         match self.get(uid).await {
             Outcome::Success(op) => {
                 let r: GetMaintenanceTaskResult = unpack(&op);
-                Find::Found(states(&r.action_group_states)[0].clone())
+                Find::Found(Box::new(states(&r.action_group_states)[0].clone()))
             }
             Outcome::Refused(StatusCode::BadRequest, m) if m == "Task not found" => Find::Gone,
             Outcome::Refused(code, m) => panic!("Get {uid}: {code:?} {m}"),
@@ -235,7 +235,7 @@ impl Api {
 
 #[derive(Debug)]
 enum Find {
-    Found(ActionState),
+    Found(Box<ActionState>),
     Gone,
     Unknown(String),
 }
@@ -469,7 +469,7 @@ async fn cycle(api: &Api, uid: &str, node: u32, ledger: &mut Ledger) -> Result<(
                 if uncertain && m.contains("already exists") =>
             {
                 match api.find_known(uid).await {
-                    Find::Found(s) => break (s, false),
+                    Find::Found(s) => break (*s, false),
                     other => return Err(format!("{uid}: exists, then {other:?}")),
                 }
             }
@@ -478,7 +478,7 @@ async fn cycle(api: &Api, uid: &str, node: u32, ledger: &mut Ledger) -> Result<(
                 uncertain = true;
                 ledger.retries += 1;
                 match api.find(uid).await {
-                    Find::Found(s) => break (s, false),
+                    Find::Found(s) => break (*s, false),
                     Find::Gone => {}
                     Find::Unknown(_) => pause().await,
                 }

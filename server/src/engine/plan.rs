@@ -303,7 +303,11 @@ mod tests {
 
         let st = state(3, "max_grants = { count = 1, every = \"10m\" }");
         let p = st.plan_rollout(&req(&[1, 2, 3], 0), T0).expect("plan");
-        assert_eq!(p.waves, vec![vec![1], vec![2], vec![3]], "one per slot: {p:?}");
+        assert_eq!(
+            p.waves,
+            vec![vec![1], vec![2], vec![3]],
+            "one per slot: {p:?}"
+        );
         assert!(p.blocked.is_empty(), "{p:?}");
     }
 

@@ -53,6 +53,12 @@ pub(crate) fn describe(e: &ClientError) -> String {
         }
         source = cause.source();
     }
+    if text.contains("invalid peer certificate") {
+        text.push_str(
+            " (the server's TLS certificate is not signed by a CA this client trusts: give that \
+             CA with --ca-file)",
+        );
+    }
     text
 }
 

@@ -125,7 +125,9 @@ function renderSummary(s) {
 
 function renderLegend() {
   $("legend").replaceChildren(...STATES.map(([k, label]) =>
-    h("li", { "data-state": k }, h("span", { class: "swatch s-" + k }), label)));
+    h("li", { "data-state": k }, h("span", { class: "swatch s-" + k }), label)),
+  h("li", { class: "extra" }, h("span", { class: "badge sample" }, "2"), "tasks wait for it"),
+  h("li", { class: "extra" }, h("span", { class: "disk sample" }), "disk lock"));
 }
 
 function groupNodes(nodes) {
@@ -149,7 +151,10 @@ function renderNodes(s) {
       rackEls.push(h("div", { class: "rack" }, h("h4", {}, rack),
         h("div", { class: "tiles" }, nodes.map(tile))));
     }
-    out.push(h("div", { class: "dc" }, h("h3", {}, dc), h("div", { class: "racks" }, rackEls)));
+    const frozen = s.freezes.some((f) => f.kind === "cluster" || (f.kind === "data_center" && f.name === dc));
+    out.push(h("div", { class: "dc" + (frozen ? " frozen" : ""), "data-dc": dc },
+      h("h3", {}, dc, frozen ? h("span", { class: "chip hold" }, "frozen") : null),
+      h("div", { class: "racks" }, rackEls)));
   }
   $("nodes").replaceChildren(...out);
 }
@@ -161,8 +166,8 @@ function tile(n) {
     "aria-label": `node ${n.id} ${n.host}: ${STATE_WORDS[n.display]}` + (n.lock ? `, locked by ${n.lock.task}` : ""),
   },
   h("span", { class: "nid" }, n.id),
-  h("span", { class: "host" }, n.host),
-  n.waiting.length ? h("span", { class: "badge", title: "" }, "\u23F3" + n.waiting.length) : null,
+  h("span", { class: "host" }, n.host.split(".")[0]),
+  n.waiting.length ? h("span", { class: "badge" }, n.waiting.length) : null,
   n.disk_locks.length ? h("span", { class: "disk" }) : null);
   el.addEventListener("mouseenter", () => { hovered = n.id; showTip(el); });
   el.addEventListener("mouseleave", () => { hovered = null; showTip(null); });
@@ -236,7 +241,7 @@ function renderTasks(s) {
         cells.push(h("td", { rowspan: span }, h("span", { class: "chip " + statusClass }, t.status),
           t.retry_after ? h("span", { class: "desc" }, "retry after " + t.retry_after) : null));
       }
-      cells.push(h("td", {}, a.scope));
+      cells.push(h("td", { class: "scope" }, a.scope));
       cells.push(h("td", {}, h("span", { class: "chip " + a.state }, a.state === "performed" ? "locked" : "pending"),
         a.hold ? h("span", { class: "chip hold" }, a.hold) : null));
       if (a.state === "performed") {
@@ -322,7 +327,7 @@ async function stream() {
     } catch (e) {
       if (e.name === "AbortError") e = new Error("no update for a while");
       setLive("off", "reconnecting");
-      if (current) renderBanners(current, `${e.message}; reconnecting`);
+      renderBanners(current || { read_only: null, freezes: [], windows: [] }, `${e.message}; reconnecting`);
       await new Promise((r) => setTimeout(r, backoff));
       backoff = Math.min(backoff * 2, 10000);
     }

@@ -228,6 +228,8 @@ pub struct UiReadOnly {
 pub struct UiFreeze {
     /// "cluster", "tenant" or "data_center".
     pub kind: &'static str,
+    /// The tenant or data center it names ("" for the cluster).
+    pub name: String,
     /// The scope in words ("data center 'dc-1'").
     pub scope: String,
     /// Who set it.
@@ -627,6 +629,10 @@ impl UiState {
                         FreezeScope::Tenant(_) => "tenant",
                         FreezeScope::DataCenter(_) => "data_center",
                     },
+                    name: match &f.scope {
+                        FreezeScope::Cluster => String::new(),
+                        FreezeScope::Tenant(n) | FreezeScope::DataCenter(n) => n.clone(),
+                    },
                     scope: f.scope.to_string(),
                     by: f.by.clone(),
                     reason: f.reason.clone(),
@@ -766,6 +772,69 @@ fn schedule(days: &[bool; 7], start: u16, end: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::inventory::{self, Format};
+    use crate::engine::task::{LockRequest, Mode, TaskRequest};
+    use std::sync::Arc;
+
+    const T0: Timestamp = Timestamp(1_000_000);
+
+    fn state() -> State {
+        let mut text = String::from("[limits]\nmax_unavailable_ratio = 0\n");
+        for id in 1..=4 {
+            let dc = if id <= 2 { "dc-1" } else { "dc-2" };
+            text.push_str(&format!(
+                "[[nodes]]\nid = {id}\nhost = \"h{id}.example\"\nport = 1\n\
+                 data_center = \"{dc}\"\nrack = \"r{id}\"\n"
+            ));
+        }
+        State::new(Arc::new(
+            inventory::parse(&text, Format::Toml).expect("inventory"),
+        ))
+    }
+
+    fn req(uid: &str, node: u32) -> TaskRequest {
+        let lock = LockRequest {
+            scope: Scope::Node(node),
+            duration: None,
+        };
+        TaskRequest::of(uid, Mode::Strong, vec![vec![lock]])
+    }
+
+    #[test]
+    fn the_page_sees_locks_holders_holds_and_what_waits_for_a_node() {
+        let mut st = state();
+        let dc = FreezeScope::DataCenter("dc-2".into());
+        st.freeze_on(dc, "alice", "incident 4711", None, T0)
+            .expect("freeze");
+        st.create(req("t1", 1), T0).expect("create");
+        st.create(req("t2", 3), T0).expect("create");
+        let ui = UiState::of(&st, T0, false);
+
+        let n1 = ui.nodes.iter().find(|n| n.id == 1).expect("node 1");
+        assert_eq!(
+            (n1.display, n1.dc.as_str(), n1.rack.as_str()),
+            ("locked", "dc-1", "r1")
+        );
+        let lock = n1.lock.as_ref().expect("locked");
+        assert_eq!((lock.task.as_str(), lock.owner.as_str()), ("t1", "me"));
+        let n3 = ui.nodes.iter().find(|n| n.id == 3).expect("node 3");
+        assert_eq!(
+            (n3.display, n3.waiting.clone()),
+            ("up", vec!["t2".to_owned()])
+        );
+
+        let t2 = ui.tasks.iter().find(|t| t.uid == "t2").expect("t2");
+        assert_eq!(t2.status, "waiting");
+        let a = &t2.actions[0];
+        assert_eq!(
+            (a.state, a.reason, a.hold),
+            ("pending", Some("FROZEN"), Some("frozen"))
+        );
+        assert!(a.details.contains("incident 4711"), "{}", a.details);
+        assert_eq!(ui.freezes[0].name, "dc-2");
+        // Newest first: the grant of t1 comes after its creation.
+        assert!(ui.audit.windows(2).all(|w| w[0].seq > w[1].seq));
+    }
 
     #[test]
     fn schedules_read_as_people_write_them() {

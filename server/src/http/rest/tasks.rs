@@ -661,7 +661,7 @@ async fn complete_ids(
     uid: &str,
     c: CompleteTask,
 ) -> Result<Vec<String>, ApiError> {
-    if c.all == !c.action_ids.is_empty() {
+    if c.all != c.action_ids.is_empty() {
         return Err(malformed(
             api,
             call,
