@@ -61,6 +61,17 @@ pub struct Config {
     )]
     pub tls_client_ca: Option<PathBuf>,
 
+    /// With --store etcd: CA certificates (PEM) the leader's certificate must chain to when a
+    /// follower relays a call to it over TLS (verified for the host of the leader's advertise
+    /// address); default: --tls-client-ca. Needs --tls-cert. Read again on SIGHUP.
+    #[arg(
+        long,
+        env = "ARBITER_TLS_PEER_CA",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_peer_ca: Option<PathBuf>,
+
     /// Directory for the durable store (created if missing).
     #[arg(long, env = "ARBITER_DATA_DIR", default_value = "./arbiter-data")]
     pub data_dir: PathBuf,

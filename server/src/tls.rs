@@ -7,6 +7,12 @@
 //! connections see and leaves open ones alone; a new certificate, key or CA that does not load
 //! is refused and the old configuration kept.
 //!
+//! With `--store etcd` a follower relays calls to the leader over TLS too: [`Tls::peer`] gives
+//! the client side of it (tonic's `ClientTlsConfig`: `--tls-peer-ca`, else `--tls-client-ca`,
+//! to verify the leader's certificate, and with mutual TLS this instance's own certificate as
+//! its client identity), loaded and reloaded with the rest; [`Tls::generation`] counts the
+//! loads, so the forward layer drops channels built from an older one.
+//!
 //! [`accept`] runs a listener's accept loop: each handshake runs in its own task (bounded by
 //! [`HANDSHAKE_TIMEOUT`]), so a slow or silent client holds up no one, and the finished
 //! connections come out of a channel: as a stream for tonic ([`grpc_incoming`]) and as an
@@ -16,6 +22,7 @@ use crate::app::AppError;
 use crate::config::{Config, StoreKind};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -30,9 +37,13 @@ use tokio_rustls::server::TlsStream;
 use tokio_stream::Stream;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 /// How long a client may take to finish its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a follower waits for the leader's side of a TLS handshake when it relays.
+pub const PEER_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The files TLS is built from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +54,10 @@ pub struct TlsFiles {
     pub key: PathBuf,
     /// `--tls-client-ca`: the CA certificates (PEM) client certificates must chain to.
     pub client_ca: Option<PathBuf>,
+    /// With `--store etcd`: the CA certificates (PEM) the leader's certificate must chain to
+    /// when a follower relays a call (`--tls-peer-ca`, else `--tls-client-ca`); `None` on a
+    /// single instance, which relays nothing.
+    pub peer_ca: Option<PathBuf>,
 }
 
 /// Why TLS could not be set up (at start-up: exit 1; on SIGHUP: the old one is kept).
@@ -89,6 +104,8 @@ pub enum Listener {
 pub struct Tls {
     files: TlsFiles,
     current: RwLock<Loaded>,
+    /// How many times the files were loaded (1 after the start; +1 per successful reload).
+    generation: AtomicU64,
 }
 
 /// One load of the files.
@@ -99,6 +116,9 @@ struct Loaded {
     /// The SHA-256 fingerprint of the server's certificate (as `openssl x509 -fingerprint
     /// -sha256` prints it), for the log.
     fingerprint: String,
+    /// The client side for relaying to the leader (with `peer_ca`), without the domain name,
+    /// which is the leader's.
+    peer: Option<ClientTlsConfig>,
 }
 
 impl Tls {
@@ -116,19 +136,35 @@ impl Tls {
                     "--tls-client-ca needs --tls-cert and --tls-key".into(),
                 ));
             }
+            if config.tls_peer_ca.is_some() {
+                return Err(TlsError::Options(
+                    "--tls-peer-ca needs --tls-cert and --tls-key".into(),
+                ));
+            }
             return Ok(None);
         };
-        if config.store == StoreKind::Etcd {
-            return Err(TlsError::Options(
-                "TLS is not supported with --store etcd yet: instances forward calls to the \
-                 leader over plaintext gRPC"
-                    .into(),
-            ));
-        }
+        let peer_ca = match config.store {
+            StoreKind::Redb => None,
+            StoreKind::Etcd => Some(
+                config
+                    .tls_peer_ca
+                    .clone()
+                    .or_else(|| config.tls_client_ca.clone())
+                    .ok_or_else(|| {
+                        TlsError::Options(
+                            "TLS with --store etcd needs --tls-peer-ca FILE (or --tls-client-ca \
+                             FILE): followers relay calls to the leader over TLS and verify its \
+                             certificate against that CA"
+                                .into(),
+                        )
+                    })?,
+            ),
+        };
         let tls = Tls::load(TlsFiles {
             cert: cert.clone(),
             key: key.clone(),
             client_ca: config.tls_client_ca.clone(),
+            peer_ca,
         })?;
         Ok(Some(Arc::new(tls)))
     }
@@ -141,9 +177,16 @@ impl Tls {
             "TLS on: clients {}",
             if files.client_ca.is_some() { "must present a certificate (mutual TLS)" }
             else { "need no certificate" });
+        if let Some(peer_ca) = &files.peer_ca {
+            tracing::info!(peer_ca = %peer_ca.display(),
+                "calls relayed to the leader go over TLS{}",
+                if files.client_ca.is_some() { ", with this certificate as the client's" }
+                else { "" });
+        }
         Ok(Tls {
             files,
             current: RwLock::new(loaded),
+            generation: AtomicU64::new(1),
         })
     }
 
@@ -153,6 +196,7 @@ impl Tls {
         let loaded = load(&self.files)?;
         let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
         *current = loaded;
+        self.generation.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 
@@ -173,6 +217,20 @@ impl Tls {
         current.fingerprint.clone()
     }
 
+    /// How many times the files were loaded; it changes on every successful reload.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// The client TLS for relaying a call to the leader at `address` (its advertise address,
+    /// HOST:PORT; the certificate is verified for HOST), as loaded now; `None` when this
+    /// instance relays nothing (no `peer_ca`: a single instance).
+    pub fn peer(&self, address: &str) -> Option<ClientTlsConfig> {
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        let config = current.peer.clone()?;
+        Some(config.domain_name(host_of(address)))
+    }
+
     /// An acceptor with the configuration current now.
     fn acceptor(&self, listener: Listener) -> TlsAcceptor {
         let current = self.current.read().unwrap_or_else(|p| p.into_inner());
@@ -180,6 +238,17 @@ impl Tls {
             Listener::Grpc => current.grpc.clone(),
             Listener::Http => current.http.clone(),
         })
+    }
+}
+
+/// The host part of HOST:PORT (`[::1]:2135` gives `::1`; no port: all of it).
+pub fn host_of(address: &str) -> &str {
+    if let Some(rest) = address.strip_prefix('[') {
+        return rest.split_once(']').map_or(rest, |(host, _)| host);
+    }
+    match address.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => host,
+        _ => address,
     }
 }
 
@@ -283,11 +352,41 @@ fn load(files: &TlsFiles) -> Result<Loaded, TlsError> {
         c.alpn_protocols = vec![alpn.to_vec()];
         Arc::new(c)
     };
+    let peer = match &files.peer_ca {
+        None => None,
+        Some(path) => Some(peer_config(files, path)?),
+    };
     Ok(Loaded {
         grpc: with_alpn(b"h2"),
         http: with_alpn(b"http/1.1"),
         fingerprint,
+        peer,
     })
+}
+
+/// The client side of relaying: the leader's certificate must chain to `peer_ca`; with mutual
+/// TLS (`--tls-client-ca`) this instance presents its own certificate and key.
+fn peer_config(files: &TlsFiles, peer_ca: &Path) -> Result<ClientTlsConfig, TlsError> {
+    let flag = "--tls-peer-ca";
+    // Checked here, as the server side checks its CA: tonic reads it only when it connects.
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(flag, peer_ca)? {
+        roots.add(cert).map_err(|e| TlsError::File {
+            flag,
+            path: peer_ca.to_owned(),
+            message: format!("not a usable CA certificate: {e}"),
+        })?;
+    }
+    let mut config = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read(flag, peer_ca)?))
+        .timeout(PEER_HANDSHAKE_TIMEOUT);
+    if files.client_ca.is_some() {
+        config = config.identity(Identity::from_pem(
+            read("--tls-cert", &files.cert)?,
+            read("--tls-key", &files.key)?,
+        ));
+    }
+    Ok(config)
 }
 
 /// `AB:CD:...`, as `openssl x509 -noout -fingerprint -sha256` prints it.
@@ -385,5 +484,19 @@ impl axum::serve::Listener for HttpsListener {
 
     fn local_addr(&self) -> std::io::Result<SocketAddr> {
         Ok(self.local)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn the_host_of_an_advertise_address() {
+        assert_eq!(host_of("127.0.0.1:2135"), "127.0.0.1");
+        assert_eq!(host_of("arbiter-1.example:2135"), "arbiter-1.example");
+        assert_eq!(host_of("[::1]:2135"), "::1");
+        assert_eq!(host_of("arbiter-1.example"), "arbiter-1.example");
+        assert_eq!(host_of("::1"), "::1");
     }
 }

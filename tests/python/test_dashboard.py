@@ -17,6 +17,7 @@ import re
 import shutil
 import urllib.error
 import urllib.request
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -71,8 +72,24 @@ def browser(tmp_path):
 
 
 def wait(driver, what, message):
+    """Waits (bounded) until `what(driver)` is truthy. The page re-renders on every event, so an
+    element found a moment ago may be gone: a stale reference is retried, not a failure."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
-    return WebDriverWait(driver, WAIT_S, poll_frequency=0.1).until(lambda d: what(d), message)
+    return WebDriverWait(driver, WAIT_S, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: what(d), message)
+
+
+def fresh(driver, read):
+    """`read(driver)`, found afresh if the page re-rendered under it (bounded retries)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    for _ in range(50):
+        try:
+            return read(driver)
+        except StaleElementReferenceException:
+            time.sleep(0.05)
+    return read(driver)
 
 
 def tile(driver, node):
@@ -83,11 +100,12 @@ def tile(driver, node):
 def hover_tooltip(driver, node) -> str:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
-    ActionChains(driver).move_to_element(tile(driver, node)).perform()
-    tip = driver.find_element(By.ID, "tooltip")
-    wait(driver, lambda d: tip.is_displayed() and f"Node {node}" in tip.text,
-         f"the tooltip of node {node} never showed")
-    return tip.text
+
+    def shown(d):
+        ActionChains(d).move_to_element(tile(d, node)).perform()
+        tip = d.find_element(By.ID, "tooltip")
+        return tip.text if tip.is_displayed() and f"Node {node}" in tip.text else False
+    return wait(driver, shown, f"the tooltip of node {node} never showed")
 
 
 def utc(seconds: float) -> str:
@@ -118,8 +136,11 @@ def set_freeze(client, data_center: str, reason: str, seconds: int) -> None:
 
 def task_row_text(driver, uid) -> str:
     from selenium.webdriver.common.by import By
-    rows = driver.find_elements(By.CSS_SELECTOR, f'#tasks tr[data-task="{uid}"]')
-    return "\n".join(r.text for r in rows)
+
+    def read(d):
+        rows = d.find_elements(By.CSS_SELECTOR, f'#tasks tr[data-task="{uid}"]')
+        return "\n".join(r.text for r in rows)
+    return fresh(driver, read)
 
 
 def test_dashboard_shows_locks_reasons_and_live_updates(server_factory, browser, tmp_path):
@@ -144,13 +165,16 @@ def test_dashboard_shows_locks_reasons_and_live_updates(server_factory, browser,
     browser.execute_script("window.__notReloaded = true;")
 
     # The locked node: the locked colour (as the legend shows it), the up colour elsewhere.
-    t1 = tile(browser, 1)
-    wait(browser, lambda d: t1.get_attribute("data-state") == "locked", "node 1 is not shown locked")
-    assert t1.value_of_css_property("background-color") == LOCKED_RGB
-    swatch = browser.find_element(By.CSS_SELECTOR, '#legend li[data-state="locked"] .swatch')
-    assert swatch.value_of_css_property("background-color") == LOCKED_RGB
-    assert "locked" in browser.find_element(By.CSS_SELECTOR, '#legend li[data-state="locked"]').text
-    assert tile(browser, 2).value_of_css_property("background-color") == UP_RGB
+    wait(browser, lambda d: tile(d, 1).get_attribute("data-state") == "locked",
+         "node 1 is not shown locked")
+    colour = "background-color"
+    assert fresh(browser, lambda d: tile(d, 1).value_of_css_property(colour)) == LOCKED_RGB
+    legend = '#legend li[data-state="locked"]'
+    swatch = fresh(browser, lambda d: d.find_element(
+        By.CSS_SELECTOR, legend + " .swatch").value_of_css_property(colour))
+    assert swatch == LOCKED_RGB
+    assert "locked" in fresh(browser, lambda d: d.find_element(By.CSS_SELECTOR, legend).text)
+    assert fresh(browser, lambda d: tile(d, 2).value_of_css_property(colour)) == UP_RGB
 
     # Its tooltip names the task, its owner and the deadline.
     tip = hover_tooltip(browser, 1)
@@ -169,20 +193,20 @@ def test_dashboard_shows_locks_reasons_and_live_updates(server_factory, browser,
     assert "the cluster's limit of unavailable nodes is reached" in row, row
     assert "DISABLED_NODES_LIMIT_REACHED" in row, row
     assert "node 1" in row, row  # the details name the node that counts
-    assert tile(browser, 4).find_element(By.CLASS_NAME, "badge").text.endswith("1")
+    assert fresh(browser, lambda d: tile(d, 4).find_element(By.CLASS_NAME, "badge").text).endswith("1")
 
     # A lock made elsewhere shows up on the open page, without a reload.
-    assert tile(browser, 7).get_attribute("data-state") == "up"
+    assert fresh(browser, lambda d: tile(d, 7).get_attribute("data-state")) == "up"
     srv.client("carol").create("emergency-n7", groups(7, duration=900), mode=FORCE).expect()
     wait(browser, lambda d: tile(d, 7).get_attribute("data-state") == "locked",
          "node 7 never turned locked on the open page")
-    assert tile(browser, 7).value_of_css_property("background-color") == LOCKED_RGB
+    assert fresh(browser, lambda d: tile(d, 7).value_of_css_property("background-color")) == LOCKED_RGB
     wait(browser, lambda d: "emergency-n7" in task_row_text(d, "emergency-n7"),
          "the new task never appeared in the tasks table")
     wait(browser, lambda d: "lock granted" in d.find_element(By.ID, "audit").text,
          "the audit entries never showed the grant")
     assert browser.execute_script("return window.__notReloaded === true;"), "the page was reloaded"
-    assert "live" in browser.find_element(By.ID, "live").text
+    assert "live" in fresh(browser, lambda d: d.find_element(By.ID, "live").text)
 
     # A node set down by hand: red, and the tooltip says why.
     srv.client("admin").set_node_state(11, NODE_STATE_DOWN, "PSU replaced")
@@ -191,17 +215,18 @@ def test_dashboard_shows_locks_reasons_and_live_updates(server_factory, browser,
     assert "PSU replaced" in hover_tooltip(browser, 11)
 
     # A freeze and the window show as banners, live too.
-    banners = browser.find_element(By.ID, "banners")
-    assert "Window compute-saturday:" in banners.text, banners.text
-    assert "Sat 02:00-04:00 Europe/Berlin" in banners.text, banners.text
-    assert re.search(r"(opens|open until) 20\d\d-", banners.text), banners.text
+    banners = fresh(browser, lambda d: d.find_element(By.ID, "banners").text)
+    assert "Window compute-saturday:" in banners, banners
+    assert "Sat 02:00-04:00 Europe/Berlin" in banners, banners
+    assert re.search(r"(opens|open until) 20\d\d-", banners), banners
     set_freeze(srv.client("admin"), "dc-2", "incident 4711", 7200)
     wait(browser, lambda d: "Freeze:" in d.find_element(By.ID, "banners").text,
          "the freeze never showed as a banner")
-    text = browser.find_element(By.ID, "banners").text
+    text = fresh(browser, lambda d: d.find_element(By.ID, "banners").text)
     assert "data center 'dc-2' is frozen by admin" in text and "incident 4711" in text, text
-    dc2 = browser.find_element(By.CSS_SELECTOR, '.dc[data-dc="dc-2"]')
-    assert "frozen" in dc2.find_element(By.TAG_NAME, "h3").text.lower()
+    dc2 = fresh(browser, lambda d: d.find_element(
+        By.CSS_SELECTOR, '.dc[data-dc="dc-2"]').find_element(By.TAG_NAME, "h3").text)
+    assert "frozen" in dc2.lower()
     row = task_row_text(browser, "db-patch-n12")
     assert "pending" in row, row
 

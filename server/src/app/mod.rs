@@ -305,7 +305,11 @@ pub async fn run(
         // Counts every call this instance answers (relayed ones too), by method and status.
         .layer(crate::metrics::grpc::MetricsLayer)
         // A follower relays what it cannot decide to the leader.
-        .layer(ForwardLayer::new(membership.clone(), LEADER_WAIT))
+        .layer(ForwardLayer::new(
+            membership.clone(),
+            LEADER_WAIT,
+            tls.clone(),
+        ))
         .add_service(
             MaintenanceServiceServer::new(Maintenance::new(ctx.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),

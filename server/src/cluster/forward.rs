@@ -9,8 +9,13 @@
 //!   refuses it (UNAVAILABLE), so a call is relayed at most once and never loops.
 //! - With no leader known, a call waits up to [`ForwardLayer::wait`] for an election, then gets
 //!   UNAVAILABLE, which clients retry.
+//! - With TLS (`--tls-cert`) the relay goes over TLS too: `https://` to the leader's advertise
+//!   address, its certificate verified for that address's host against `--tls-peer-ca` (else
+//!   `--tls-client-ca`), with this instance's certificate as the client's under mutual TLS. A
+//!   certificate reload (SIGHUP) drops the cached channels, so new ones use the new files.
 
 use super::{Membership, NotLeader, Role};
+use crate::tls::Tls;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -34,18 +39,33 @@ fn is_local(path: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct ForwardLayer {
     membership: Membership,
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    channels: Arc<Mutex<Channels>>,
     wait: Duration,
+    tls: Option<Arc<Tls>>,
+}
+
+/// The cached channels, by leader address, and the TLS load they were built from.
+#[derive(Debug, Default)]
+struct Channels {
+    generation: u64,
+    by_address: HashMap<String, Channel>,
 }
 
 impl ForwardLayer {
-    /// Relays for `membership`; a call waits at most `wait` for a leader to be known.
-    pub fn new(membership: Membership, wait: Duration) -> ForwardLayer {
+    /// Relays for `membership`; a call waits at most `wait` for a leader to be known. With
+    /// `tls`, relayed calls go over TLS.
+    pub fn new(membership: Membership, wait: Duration, tls: Option<Arc<Tls>>) -> ForwardLayer {
         ForwardLayer {
             membership,
-            channels: Arc::new(Mutex::new(HashMap::new())),
+            channels: Arc::new(Mutex::new(Channels::default())),
             wait,
+            tls,
         }
+    }
+
+    /// `https` with TLS, else `http`.
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     /// How long a call waits for a leader.
@@ -58,19 +78,35 @@ impl ForwardLayer {
             .channels
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(c) = channels.get(address) {
+        // A reloaded certificate or CA: channels built from the old files go.
+        let generation = self.tls.as_ref().map_or(0, |t| t.generation());
+        if channels.generation != generation {
+            channels.by_address.clear();
+            channels.generation = generation;
+        }
+        if let Some(c) = channels.by_address.get(address) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        let mut endpoint = Endpoint::from_shared(format!("{}://{address}", self.scheme()))
             .map_err(|e| format!("the leader's address '{address}' is not usable: {e}"))?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true);
+        if let Some(config) = self.tls.as_ref().and_then(|t| t.peer(address)) {
+            endpoint = endpoint.tls_config(config).map_err(|e| {
+                format!(
+                    "cannot set up TLS towards the leader at {address}: {}",
+                    chain(&e)
+                )
+            })?;
+        }
         let channel = endpoint.connect_lazy();
         // Leaders change rarely; keep a few.
-        if channels.len() > 16 {
-            channels.clear();
+        if channels.by_address.len() > 16 {
+            channels.by_address.clear();
         }
-        channels.insert(address.to_owned(), channel.clone());
+        channels
+            .by_address
+            .insert(address.to_owned(), channel.clone());
         Ok(channel)
     }
 }
@@ -95,6 +131,22 @@ pub struct Forward<S> {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Reply = Pin<Box<dyn Future<Output = Result<http::Response<Body>, BoxError>> + Send>>;
+
+/// An error with its sources (tonic's transport errors say little at the top: the TLS
+/// failure, e.g. an untrusted certificate, is further down).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
 
 fn refuse(message: String) -> http::Response<Body> {
     tonic::Status::unavailable(message).into_http()
@@ -152,6 +204,23 @@ where
     }
 }
 
+/// "The leader could not be reached" with `e` and, when it is about the leader's certificate,
+/// which option decides what this instance trusts.
+fn unreachable(
+    layer: &ForwardLayer,
+    address: &str,
+    e: &(dyn std::error::Error + 'static),
+) -> String {
+    let e = chain(e);
+    let hint = if layer.tls.is_some() && e.contains("certificate") {
+        " (this instance verifies the leader's certificate against --tls-peer-ca, else \
+         --tls-client-ca, for the host of its advertise address)"
+    } else {
+        ""
+    };
+    format!("the leader at {address} could not be reached: {e}{hint}; retry")
+}
+
 async fn relay(
     layer: &ForwardLayer,
     address: String,
@@ -167,7 +236,7 @@ async fn relay(
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| String::from("/"));
-    parts.uri = match format!("http://{address}{path}").parse() {
+    parts.uri = match format!("{}://{address}{path}", layer.scheme()).parse() {
         Ok(u) => u,
         Err(e) => {
             return Ok(refuse(format!(
@@ -180,14 +249,10 @@ async fn relay(
     }
     let relayed = http::Request::from_parts(parts, body);
     if let Err(e) = std::future::poll_fn(|cx| tower::Service::poll_ready(&mut channel, cx)).await {
-        return Ok(refuse(format!(
-            "the leader at {address} could not be reached: {e}; retry"
-        )));
+        return Ok(refuse(unreachable(layer, &address, &e)));
     }
     match tower::Service::call(&mut channel, relayed).await {
         Ok(response) => Ok(response),
-        Err(e) => Ok(refuse(format!(
-            "the leader at {address} could not be reached: {e}; retry"
-        ))),
+        Err(e) => Ok(refuse(unreachable(layer, &address, &e))),
     }
 }

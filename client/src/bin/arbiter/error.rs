@@ -45,15 +45,19 @@ pub(crate) fn describe(e: &ClientError) -> String {
         ClientError::Rpc(status) => status.source(),
         other => other.source(),
     };
+    // Only this client's own connection gets the hint: a server relaying for a leader it does
+    // not trust says so in its message, and --ca-file would not help there.
+    let mut untrusted = false;
     while let Some(cause) = source {
         let cause_text = cause.to_string();
+        untrusted |= cause_text.contains("invalid peer certificate");
         if !text.contains(&cause_text) {
             text.push_str(": ");
             text.push_str(&cause_text);
         }
         source = cause.source();
     }
-    if text.contains("invalid peer certificate") {
+    if untrusted {
         text.push_str(
             " (the server's TLS certificate is not signed by a CA this client trusts: give that \
              CA with --ca-file)",
