@@ -22,6 +22,8 @@
 //! directory serialises test processes that build at once; when everything is fresh the build
 //! is a no-op. `ARBITER_E2E_NO_BUILD=1` skips the build and uses what is there.
 
+pub mod certs;
+
 use arbiter_proto::ydb::auth::v1::auth_service_client::AuthServiceClient;
 use arbiter_proto::ydb::auth::{LoginRequest, LoginResponse};
 use arbiter_proto::ydb::cms::v1::cms_service_client::CmsServiceClient;

@@ -17,6 +17,7 @@
 //! for 127.0.0.1 (serverAuth and clientAuth) that every instance uses, a CLI client
 //! certificate, and an unrelated CA.
 
+use arbiter_e2e::certs::ca;
 use arbiter_e2e::{FIVE_NODES, Files, ServerProcess, cli_binary, run_to_exit};
 use arbiter_etcd::testing::EtcdCluster;
 use std::ffi::{OsStr, OsString};
@@ -42,88 +43,9 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 // ----- certificates --------------------------------------------------------------------------
 
-/// Runs `openssl` with `args` in `dir`, asserting success.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run openssl (the tests need the openssl command line)");
-    assert!(out.status.success(), "openssl {args:?}: {out:?}");
-}
-
-/// A CA: `NAME.pem` and `NAME.key`.
-fn ca(dir: &Path, name: &str) -> PathBuf {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            "30",
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
-    dir.join(format!("{name}.pem"))
-}
-
-/// A certificate `NAME.pem` (key `NAME.key`) signed by the CA `ca`, with `ext` (OpenSSL
-/// extension lines).
+/// A certificate `NAME.pem` (key `NAME.key`, subject CN=`NAME`) signed by the CA `ca`.
 fn issue(dir: &Path, ca: &str, name: &str, serial: u32, ext: &str) -> (PathBuf, PathBuf) {
-    std::fs::write(dir.join(format!("{name}.ext")), ext).expect("write the extensions");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{ca}.pem"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-set_serial",
-            &serial.to_string(),
-            "-days",
-            "30",
-            "-out",
-            &format!("{name}.pem"),
-            "-extfile",
-            &format!("{name}.ext"),
-        ],
-    );
-    (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}.key")),
-    )
+    arbiter_e2e::certs::issue(dir, ca, name, name, serial, ext)
 }
 
 /// The instances' certificate: served to clients and presented to the leader when relaying.

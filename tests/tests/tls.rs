@@ -6,94 +6,11 @@
 //! CA, a server certificate for 127.0.0.1 and localhost, a client certificate, and a second,
 //! unrelated CA that signs nothing the server trusts.
 
+use arbiter_e2e::certs::{ca, issue};
 use arbiter_e2e::{Files, ServerProcess, cli_binary, example_inventory, server_command};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-/// Runs `openssl` with `args` in `dir`, asserting success.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run openssl (the tests need the openssl command line)");
-    assert!(out.status.success(), "openssl {args:?}: {out:?}");
-}
-
-/// A CA: `NAME.pem` and `NAME.key`.
-fn ca(dir: &Path, name: &str) -> PathBuf {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            "30",
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
-    dir.join(format!("{name}.pem"))
-}
-
-/// A certificate `NAME.pem` (key `NAME.key`) signed by the CA `ca`, with subject CN=`cn`,
-/// `serial`, and `ext` (OpenSSL extension lines).
-fn issue(dir: &Path, ca: &str, name: &str, cn: &str, serial: u32, ext: &str) -> (PathBuf, PathBuf) {
-    std::fs::write(dir.join(format!("{name}.ext")), ext).expect("write the extensions");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={cn}"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{ca}.pem"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-set_serial",
-            &serial.to_string(),
-            "-days",
-            "30",
-            "-out",
-            &format!("{name}.pem"),
-            "-extfile",
-            &format!("{name}.ext"),
-        ],
-    );
-    (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}.key")),
-    )
-}
 
 const SERVER_EXT: &str = "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n";
 const CLIENT_EXT: &str = "extendedKeyUsage=clientAuth\n";

@@ -160,6 +160,9 @@ pub(crate) enum Command {
     },
     /// Restart nodes one batch at a time, each only when the arbiter grants its lock.
     RollingRestart(RollingArgs),
+    /// The node agent: heartbeats for one node while it is healthy (`--health`), through server
+    /// restarts and outages, until SIGINT or SIGTERM. Run one per node, e.g. under systemd.
+    Agent(AgentArgs),
     /// The audit trail: who created, was granted, completed, dropped, set, reloaded or was
     /// refused what, when and why (oldest first).
     Audit(AuditArgs),
@@ -455,6 +458,28 @@ pub(crate) enum NodeCommand {
         #[arg(long, value_parser = positive_duration, value_name = "DURATION")]
         every: Option<Duration>,
     },
+}
+
+/// `arbiter agent`.
+#[derive(Debug, Args)]
+pub(crate) struct AgentArgs {
+    /// The node this agent runs on (its id in the inventory).
+    #[arg(long, value_name = "ID")]
+    pub(crate) node: u32,
+    /// How often to send a heartbeat and to run the health command.
+    #[arg(long, value_parser = positive_duration, default_value = "5s", value_name = "DURATION")]
+    pub(crate) every: Duration,
+    /// A command (run with `sh -c`, with ARBITER_NODE_ID set) that must succeed before the node
+    /// is reported up, e.g. a readiness probe: heartbeats pause while it fails, so the node is
+    /// seen up again after a restart only once it is healthy.
+    #[arg(long, value_name = "CMD")]
+    pub(crate) health: Option<String>,
+    /// How long one run of the health command may take before it counts as failed (killed).
+    #[arg(long, value_parser = positive_duration, default_value = "10s", value_name = "DURATION")]
+    pub(crate) health_timeout: Duration,
+    /// The node's software version, sent with every heartbeat.
+    #[arg(long, value_name = "V")]
+    pub(crate) version: Option<String>,
 }
 
 /// `arbiter inventory ...`.

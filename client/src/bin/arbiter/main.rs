@@ -15,6 +15,7 @@
 //! `admin`); `error` the error line.
 
 mod admin;
+mod agent;
 mod audit;
 mod cli;
 mod complete;
@@ -111,6 +112,11 @@ async fn run(cli: Cli, password: Option<String>) -> Result<(), Failure> {
         let login = cli.user.clone().zip(password);
         return nodes::agent(client, cli.output, *id, version.clone(), *every, login).await;
     }
+    if let Command::Agent(args) = &cli.command {
+        let client = Client::connect_lazy_tls(&cli.endpoint, cli.token.clone(), &cli.tls())?;
+        let login = cli.user.clone().zip(password);
+        return agent::run(client, cli.output, args, login).await;
+    }
     let mut client = Client::connect_tls(&cli.endpoint, cli.token.clone(), &cli.tls()).await?;
     if let (Some(user), Some(password)) = (&cli.user, &password) {
         let token = client
@@ -136,6 +142,8 @@ async fn run(cli: Cli, password: Option<String>) -> Result<(), Failure> {
         Command::ReadOnly(c) => freeze::read_only(&ctx, &c).await,
         Command::Backup { out } => admin::backup(&ctx, &out).await,
         Command::Audit(args) => audit::run(&ctx, &args).await,
+        // Handled above: the agent connects inside its own retry loop.
+        Command::Agent(_) => Err(Failure("the agent is started before connecting".into())),
         Command::RollingRestart(mut args) => {
             args.json = ctx.format == Format::Json;
             arbiter_client::rolling::run(ctx.client, args)

@@ -123,17 +123,7 @@ pub(crate) async fn agent(
     .await;
     match ended {
         Ok(signal) => {
-            let now = humantime::format_rfc3339_seconds(SystemTime::now());
-            match format {
-                Format::Table => emit(&format!("{now} node {id}: stopped by {signal}\n")),
-                Format::Json => output::emit_json_line(&json!({
-                    "time": now.to_string(),
-                    "node_id": id,
-                    "agent": "stopped",
-                    "signal": signal,
-                    "error": null,
-                })),
-            }
+            stopped(format, id, signal);
             Ok(())
         }
         Err(HeartbeatError::Refused { source, .. }) => Err(Failure(format!(
@@ -148,10 +138,25 @@ pub(crate) async fn agent(
     }
 }
 
+/// Says that the agent of node `id` stopped on `signal`.
+pub(crate) fn stopped(format: Format, id: u32, signal: &str) {
+    let now = humantime::format_rfc3339_seconds(SystemTime::now());
+    match format {
+        Format::Table => emit(&format!("{now} node {id}: stopped by {signal}\n")),
+        Format::Json => output::emit_json_line(&json!({
+            "time": now.to_string(),
+            "node_id": id,
+            "agent": "stopped",
+            "signal": signal,
+            "error": null,
+        })),
+    }
+}
+
 /// Resolves with the signal's name on the first SIGINT or SIGTERM. The handlers are installed
 /// now, before the first heartbeat, so that a supervisor's SIGTERM always ends the agent
 /// cleanly.
-fn stop_signal() -> Result<impl Future<Output = &'static str>, Failure> {
+pub(crate) fn stop_signal() -> Result<impl Future<Output = &'static str>, Failure> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -173,7 +178,7 @@ fn stop_signal() -> Result<impl Future<Output = &'static str>, Failure> {
 }
 
 /// What a refusal most likely means for an agent.
-fn refusal_hint(id: u32, e: &ClientError) -> String {
+pub(crate) fn refusal_hint(id: u32, e: &ClientError) -> String {
     match e {
         ClientError::Rpc(s) if s.code() == tonic::Code::InvalidArgument => {
             format!(" (is node {id} in the server's inventory?)")
@@ -206,7 +211,7 @@ fn trouble(e: &ClientError) -> &'static str {
     }
 }
 
-fn report(format: Format, id: u32, every: Duration, event: &Event<'_>) {
+pub(crate) fn report(format: Format, id: u32, every: Duration, event: &Event<'_>) {
     let now = humantime::format_rfc3339_seconds(SystemTime::now());
     match (format, event) {
         (Format::Table, Event::Accepted) => emit(&format!(
