@@ -44,7 +44,11 @@ pub(crate) async fn run(
         // Healthy first (at once when there is no health command).
         if let Some(cmd) = health {
             loop {
-                match probe(cmd, args.health_timeout, id).await {
+                let checked = tokio::select! {
+                    s = &mut signal => return stopped(format, id, s),
+                    r = probe(cmd, args.health_timeout, id) => r,
+                };
+                match checked {
                     Ok(()) => break,
                     Err(why) => {
                         if !unhealthy_said {
@@ -112,35 +116,61 @@ pub(crate) async fn run(
     }
 }
 
-/// Runs the health command once (`sh -c CMD`, with `ARBITER_NODE_ID`), killing it after
-/// `timeout`: `Err` says how it failed, with the last line of its stderr.
+/// Runs the health command once (`sh -c CMD` in its own process group, with
+/// `ARBITER_NODE_ID`), killing the whole group after `timeout` or when the run is abandoned (a
+/// signal): `Err` says how it failed, with the last line of its stderr.
 async fn probe(cmd: &str, timeout: Duration, id: u32) -> Result<(), String> {
-    let child = tokio::process::Command::new("sh")
+    let mut command = tokio::process::Command::new("sh");
+    command
         .arg("-c")
         .arg(cmd)
         .env("ARBITER_NODE_ID", id.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    #[cfg(unix)]
+    command.process_group(0);
+    let mut child = command
         .spawn()
         .map_err(|e| format!("the health command could not be started: {e}"))?;
-    let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(Ok(out)) => out,
+    // Whatever the shell started goes with it, however this run ends.
+    let _group = Group(child.id());
+    let stderr = child.stderr.take();
+    let read = tokio::spawn(async move {
+        let mut text = Vec::new();
+        if let Some(mut e) = stderr {
+            use tokio::io::AsyncReadExt as _;
+            // At most what a last line needs; the rest is drained and dropped.
+            let _ = (&mut e).take(64 * 1024).read_to_end(&mut text).await;
+            let _ = tokio::io::copy(&mut e, &mut tokio::io::sink()).await;
+        }
+        text
+    });
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) => status,
         Ok(Err(e)) => return Err(format!("the health command failed to run: {e}")),
         Err(_) => {
+            read.abort();
             return Err(format!(
                 "the health command did not finish within {} (killed)",
                 humantime::format_duration(timeout)
             ));
         }
     };
-    if out.status.success() {
+    if status.success() {
+        read.abort();
         return Ok(());
     }
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // A background process may keep stderr open: wait for its text only a moment.
+    let text = tokio::time::timeout(Duration::from_millis(500), read)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let stderr = String::from_utf8_lossy(&text);
     let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
-    let status = match out.status.code() {
+    let status = match status.code() {
         Some(code) => format!("exited with status {code}"),
         None => "was killed by a signal".to_owned(),
     };
@@ -148,6 +178,23 @@ async fn probe(cmd: &str, timeout: Duration, id: u32) -> Result<(), String> {
         Some(line) => format!("the health command {status}: {}", line.trim()),
         None => format!("the health command {status}"),
     })
+}
+
+/// The process group of a health run: killed (SIGKILL) when dropped, so that nothing the
+/// command started outlives its run.
+struct Group(Option<u32>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(pgid) = self
+            .0
+            .and_then(|p| i32::try_from(p).ok())
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+        }
+    }
 }
 
 fn say(format: Format, id: u32, state: &str, why: &str) {

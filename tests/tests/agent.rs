@@ -1,0 +1,604 @@
+//! The node agent with a health command (`arbiter agent --node ID --health CMD`) against the
+//! real server:
+//!
+//! - started while the command fails, it says so once (with the exit status and the last line
+//!   of the command's stderr), however many runs fail, and sends no heartbeat at all;
+//! - once the command succeeds it says healthy and its heartbeats are accepted: the node is
+//!   monitored and UP;
+//! - when the command fails again the heartbeats pause; a lock on the node completed then
+//!   leaves it RESTARTING for as long as the command fails ("seen up again" means "healthy
+//!   again"), and it is up as soon as the command succeeds;
+//! - a command that hangs is killed after --health-timeout, counts as failed, and the node is
+//!   never beaten for; nothing it started is left running;
+//! - SIGTERM ends an agent with exit 0.
+//!
+//! Every wait polls with a bound; nothing sleeps to synchronise.
+
+use arbiter_e2e::proto::arbiter::v1::arbiter_service_client::ArbiterServiceClient;
+use arbiter_e2e::proto::arbiter::v1::{ListNodesRequest, NodeCondition, NodeStatus};
+use arbiter_e2e::proto::ydb::maintenance::{ItemState, MaintenanceTaskResult, ManageActionResult};
+use arbiter_e2e::proto::ydb::status_ids::StatusCode;
+use arbiter_e2e::{
+    FIVE_NODES, Files, ServerProcess, cli, cli_binary, cli_ok, is_performed, node_locks, states,
+    success, uid_of,
+};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The server's heartbeat timeout in these tests: longer than any window below in which a
+/// node must stay RESTARTING without heartbeats (after it, a silent node is UNKNOWN).
+const TIMEOUT: &str = "4s";
+/// How often the agents beat and run their health command.
+const EVERY: &str = "200ms";
+/// The longest any awaited change may take.
+const BOUND: Duration = Duration::from_secs(20);
+/// The environment variable that marks every process an agent of these tests started.
+const MARK_VAR: &str = "E2E_AGENT_MARK";
+
+/// One `arbiter agent` process, its output collected as it comes.
+struct Agent {
+    id: u32,
+    child: Option<Child>,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Agent {
+    /// `arbiter agent --node ID --every EVERY ARGS` against `addr`, with `MARK_VAR=mark` in its
+    /// environment (inherited by its health commands).
+    fn start(addr: SocketAddr, id: u32, args: &[&str], mark: &str) -> Agent {
+        let mut cmd = Command::new(cli_binary());
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("ARBITER_") {
+                cmd.env_remove(key);
+            }
+        }
+        let mut child = cmd
+            .env(MARK_VAR, mark)
+            .arg("--endpoint")
+            .arg(addr.to_string())
+            .args(["agent", "--node", &id.to_string(), "--every", EVERY])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn arbiter agent");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (out, lines) = (child.stdout.take().expect("piped"), stdout.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                lines.lock().expect("lines").push(line);
+            }
+        });
+        let (mut err, text) = (child.stderr.take().expect("piped"), stderr.clone());
+        std::thread::spawn(move || {
+            let mut all = String::new();
+            let _ = err.read_to_string(&mut all);
+            text.lock().expect("stderr").push_str(&all);
+        });
+        Agent {
+            id,
+            child: Some(child),
+            stdout,
+            stderr,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the agent was started").id()
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.stdout.lock().expect("lines").clone()
+    }
+
+    /// How many stdout lines so far contain `needle`.
+    fn count(&self, needle: &str) -> usize {
+        self.lines().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    fn running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Asserts that the agent still runs.
+    fn alive(&mut self) {
+        assert!(
+            self.running(),
+            "node {}: the agent exited: {}",
+            self.id,
+            self.report()
+        );
+    }
+
+    /// Waits until `n` stdout lines contain `needle` (bounded; the agent must stay up).
+    fn wait_lines(&mut self, needle: &str, n: usize) {
+        let start = Instant::now();
+        loop {
+            if self.count(needle) >= n {
+                return;
+            }
+            assert!(
+                self.running(),
+                "node {}: the agent exited before printing {needle:?} {n}x: {}",
+                self.id,
+                self.report()
+            );
+            assert!(
+                start.elapsed() < BOUND,
+                "node {}: not {n} {needle:?} lines within {BOUND:?}: {}",
+                self.id,
+                self.report()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_line(&mut self, needle: &str) {
+        self.wait_lines(needle, 1);
+    }
+
+    fn terminate(&self) {
+        let pid = i32::try_from(self.pid())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .expect("a valid pid");
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+
+    /// Waits for the exit (bounded); the status and everything it wrote to stderr.
+    fn exit(&mut self) -> (ExitStatus, String) {
+        let mut child = self.child.take().expect("the agent was started");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if start.elapsed() > BOUND {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "node {}: the agent did not exit within {BOUND:?}: {}",
+                    self.id,
+                    self.report()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The reader threads finish once the pipes close.
+        let start = Instant::now();
+        while (Arc::strong_count(&self.stderr) > 1 || Arc::strong_count(&self.stdout) > 1)
+            && start.elapsed() < BOUND
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (status, self.stderr.lock().expect("stderr").clone())
+    }
+
+    /// SIGTERM: the agent ends with exit 0, saying so last, and nothing on stderr.
+    fn stop(&mut self) {
+        self.terminate();
+        let (status, stderr) = self.exit();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "node {}: {}",
+            self.id,
+            self.report()
+        );
+        assert!(
+            stderr.trim().is_empty(),
+            "node {}: stderr: {stderr}",
+            self.id
+        );
+        let lines = self.lines();
+        let last = lines.last().map(String::as_str).unwrap_or_default();
+        assert!(
+            last.ends_with(&format!("node {}: stopped by SIGTERM", self.id)),
+            "node {}: last line {last:?}: {}",
+            self.id,
+            self.report()
+        );
+    }
+
+    fn report(&self) -> String {
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            self.lines().join("\n"),
+            self.stderr.lock().expect("stderr")
+        )
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- agent for node {} ---\n{}", self.id, self.report());
+        }
+    }
+}
+
+/// Every live process (not the agent itself) with `MARK_VAR=mark` in its environment: its pid
+/// and command line. Zombies have no environment left, so they do not count.
+fn marked(mark: &str, except: Option<u32>) -> Vec<(u32, String)> {
+    let want = format!("{MARK_VAR}={mark}");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Some(pid) == except {
+            continue;
+        }
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if !env.split(|&b| b == 0).any(|v| v == want.as_bytes()) {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline)
+            .split('\0')
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        found.push((pid, cmdline));
+    }
+    found
+}
+
+/// The marked `sleep` processes alive now.
+fn marked_sleeps(mark: &str, agent: u32) -> Vec<u32> {
+    marked(mark, Some(agent))
+        .into_iter()
+        .filter(|(_, cmd)| cmd.starts_with("sleep "))
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// Kills (by pid) whatever a test's agents left behind, so that a failure leaves no process.
+struct Leftovers(String);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        for (pid, _) in marked(&self.0, None) {
+            if let Some(pid) = i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
+}
+
+/// A mark no other test's processes carry: the test's own temporary directory.
+fn mark_of(files: &Files) -> String {
+    files.path().display().to_string()
+}
+
+fn five_nodes(files: &Files) -> ServerProcess {
+    ServerProcess::start_with(
+        files.write("five.toml", FIVE_NODES),
+        &["--heartbeat-timeout", TIMEOUT],
+    )
+}
+
+/// Every node as ListNodes reports it, over a fresh connection.
+async fn list_nodes(server: &ServerProcess) -> Vec<NodeStatus> {
+    let c = server.client(None).await;
+    ArbiterServiceClient::new(c.channel())
+        .list_nodes(c.request(ListNodesRequest {}))
+        .await
+        .expect("ListNodes")
+        .into_inner()
+        .nodes
+}
+
+async fn node(server: &ServerProcess, id: u32) -> NodeStatus {
+    list_nodes(server)
+        .await
+        .into_iter()
+        .find(|n| n.node_id == id)
+        .unwrap_or_else(|| panic!("node {id} is listed"))
+}
+
+fn condition(n: &NodeStatus) -> NodeCondition {
+    NodeCondition::try_from(n.condition).unwrap_or(NodeCondition::Unspecified)
+}
+
+/// Node `id` as `arbiter -o json nodes` shows it.
+fn cli_node(server: &ServerProcess, id: u32) -> Value {
+    let out = cli_ok(&cli(server, None, &["-o", "json", "nodes"]));
+    let nodes: Vec<Value> = serde_json::from_str(&out).expect("a JSON list of nodes");
+    nodes
+        .into_iter()
+        .find(|n| n["node_id"] == id)
+        .unwrap_or_else(|| panic!("node {id} in {out}"))
+}
+
+/// Asserts that the server has never had a heartbeat for node `id`, over gRPC and in the CLI.
+async fn never_beaten(server: &ServerProcess, id: u32) {
+    let n = node(server, id).await;
+    assert!(!n.monitored, "node {id} has no agent yet: {n:?}");
+    assert!(n.last_heartbeat.is_none(), "node {id}: no heartbeat: {n:?}");
+    let shown = cli_node(server, id);
+    assert_eq!(shown["monitored"], false, "{shown}");
+    assert!(shown["last_heartbeat"].is_null(), "{shown}");
+}
+
+/// The lines of the health command's run log (one per run).
+fn runs(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+/// Waits until the health command has run `n` times in all (bounded; the agent must stay up).
+fn wait_runs(agent: &mut Agent, log: &Path, n: usize) {
+    let start = Instant::now();
+    while runs(log) < n {
+        agent.alive();
+        assert!(
+            start.elapsed() < BOUND,
+            "node {}: {} health runs, not {n}, within {BOUND:?}: {}",
+            agent.id,
+            runs(log),
+            agent.report()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn heartbeats_flow_only_while_the_health_command_succeeds() {
+    let files = Files::new();
+    let _leftovers = Leftovers(mark_of(&files));
+    let server = five_nodes(&files);
+    let marker = files.path().join("healthy");
+    let log = files.path().join("runs");
+    let health = format!(
+        "echo run >> '{}'; test -f '{}' || {{ echo \"not ready: no marker\" >&2; exit 3; }}",
+        log.display(),
+        marker.display()
+    );
+    let unhealthy =
+        "node 1: unhealthy: the health command exited with status 3: not ready: no marker";
+
+    // 1. Not healthy from the start: said once, however many runs fail; no heartbeat at all.
+    let mut agent = Agent::start(server.addr(), 1, &["--health", &health], &mark_of(&files));
+    agent.wait_line(unhealthy);
+    wait_runs(&mut agent, &log, 5);
+    assert_eq!(agent.count("unhealthy"), 1, "{}", agent.report());
+    assert_eq!(agent.lines().len(), 1, "{}", agent.report());
+    assert!(
+        agent.lines()[0].ends_with(unhealthy),
+        "the whole line: {}",
+        agent.report()
+    );
+    never_beaten(&server, 1).await;
+
+    // 2. Healthy: said once, then the heartbeats are accepted and the node is up.
+    std::fs::write(&marker, "").expect("create the marker");
+    agent.wait_line("node 1: healthy: the health command succeeds again");
+    agent.wait_line("node 1: heartbeats accepted, sending every 200ms");
+    let start = Instant::now();
+    let up = loop {
+        let n = node(&server, 1).await;
+        if n.monitored && n.last_heartbeat.is_some() {
+            break n;
+        }
+        assert!(start.elapsed() < BOUND, "node 1 not seen beating: {n:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(up.state, ItemState::Up as i32, "{up:?}");
+    assert_eq!(condition(&up), NodeCondition::Up, "{up:?}");
+    assert!(up.available, "{up:?}");
+    let shown = cli_node(&server, 1);
+    assert_eq!(shown["condition"], "UP", "{shown}");
+    assert_eq!(shown["monitored"], true, "{shown}");
+    assert!(shown["last_heartbeat"].is_string(), "{shown}");
+
+    // 3. Unhealthy while beating: the heartbeats pause.
+    std::fs::remove_file(&marker).expect("remove the marker");
+    agent.wait_line(&format!("{unhealthy}; heartbeats paused"));
+    let paused = node(&server, 1).await;
+    let last = paused.last_heartbeat;
+    assert!(last.is_some(), "{paused:?}");
+    assert_eq!(
+        condition(&paused),
+        NodeCondition::Up,
+        "not silent yet: {paused:?}"
+    );
+
+    // A lock on it, completed (the orchestrator restarted the node): restarting, and it stays
+    // so while the health command fails, because no heartbeat says it is up.
+    let c = server.client(Some("alice")).await;
+    let t: MaintenanceTaskResult = success(&c.create(node_locks("restart-1", &[1])).await);
+    let s = states(&t.action_group_states);
+    assert!(is_performed(s[0]), "the lock is granted: {t:?}");
+    let done: ManageActionResult = success(&c.complete(vec![uid_of(s[0])]).await);
+    assert_eq!(done.action_statuses.len(), 1, "{done:?}");
+    assert_eq!(
+        done.action_statuses[0].status,
+        StatusCode::Success as i32,
+        "completed: {done:?}"
+    );
+    let released = runs(&log);
+    let start = Instant::now();
+    while runs(&log) < released + 4 {
+        agent.alive();
+        let n = node(&server, 1).await;
+        assert_eq!(
+            condition(&n),
+            NodeCondition::Restarting,
+            "released and unhealthy, after {} health runs: {n:?}",
+            runs(&log) - released
+        );
+        assert!(!n.available, "{n:?}");
+        assert_eq!(
+            n.last_heartbeat, last,
+            "no heartbeat while unhealthy: {n:?}"
+        );
+        assert!(n.detail.contains("restarting since"), "{n:?}");
+        assert!(
+            start.elapsed() < BOUND,
+            "the health command stopped running: {}",
+            agent.report()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let shown = cli_node(&server, 1);
+    assert_eq!(shown["condition"], "RESTARTING", "{shown}");
+    assert_eq!(
+        agent.count("node 1: healthy: "),
+        1,
+        "still unhealthy: {}",
+        agent.report()
+    );
+
+    // Healthy again: the next heartbeat shows it up ("seen up again" means healthy).
+    std::fs::write(&marker, "").expect("create the marker again");
+    agent.wait_lines("node 1: healthy: the health command succeeds again", 2);
+    agent.wait_lines("node 1: heartbeats accepted", 2);
+    let start = Instant::now();
+    let back = loop {
+        let n = node(&server, 1).await;
+        if n.last_heartbeat != last {
+            break n;
+        }
+        assert!(start.elapsed() < BOUND, "no new heartbeat: {n:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        matches!(
+            condition(&back),
+            NodeCondition::Up | NodeCondition::Settling
+        ),
+        "seen up again: {back:?}"
+    );
+    assert_eq!(back.state, ItemState::Up as i32, "{back:?}");
+    let shown = cli_node(&server, 1);
+    assert!(
+        shown["condition"] == "UP" || shown["condition"] == "SETTLING",
+        "{shown}"
+    );
+    assert_eq!(
+        agent.count("unhealthy"),
+        2,
+        "one line per change: {}",
+        agent.report()
+    );
+
+    // 5. SIGTERM: exit 0.
+    agent.stop();
+}
+
+/// Waits until `n` different marked `sleep` processes (health runs) have been seen; answers
+/// the most that were alive at once.
+fn wait_sleeps(agent: &mut Agent, mark: &str, n: usize) -> usize {
+    let pid = agent.pid();
+    let mut seen = HashSet::new();
+    let mut most = 0;
+    let start = Instant::now();
+    while seen.len() < n {
+        agent.alive();
+        let now = marked_sleeps(mark, pid);
+        most = most.max(now.len());
+        seen.extend(now);
+        assert!(
+            start.elapsed() < BOUND,
+            "node {}: {} health runs seen, not {n}, within {BOUND:?}: {}",
+            agent.id,
+            seen.len(),
+            agent.report()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    most
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_health_command_is_killed_and_counts_as_failed() {
+    let files = Files::new();
+    let mark = mark_of(&files);
+    let _leftovers = Leftovers(mark.clone());
+    let server = five_nodes(&files);
+    let mut agent = Agent::start(
+        server.addr(),
+        2,
+        &["--health", "sleep 30", "--health-timeout", "300ms"],
+        &mark,
+    );
+    agent.wait_line("node 2: unhealthy: the health command did not finish within 300ms (killed)");
+    // Several runs time out: one line, and never a heartbeat.
+    wait_sleeps(&mut agent, &mark, 4);
+    assert_eq!(agent.lines().len(), 1, "{}", agent.report());
+    never_beaten(&server, 2).await;
+    let n = node(&server, 2).await;
+    assert_eq!(condition(&n), NodeCondition::Up, "no agent, no lock: {n:?}");
+
+    agent.stop();
+    assert_eq!(agent.count("unhealthy"), 1, "{}", agent.report());
+    never_beaten(&server, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_health_command_leaves_no_process_behind() {
+    let files = Files::new();
+    let mark = mark_of(&files);
+    let _leftovers = Leftovers(mark.clone());
+    let server = five_nodes(&files);
+    let mut agent = Agent::start(
+        server.addr(),
+        2,
+        &["--health", "sleep 30", "--health-timeout", "300ms"],
+        &mark,
+    );
+    agent.wait_line("did not finish within 300ms (killed)");
+    // A killed run takes what it started with it: one run at a time, never more.
+    let most = wait_sleeps(&mut agent, &mark, 4);
+    let pid = agent.pid();
+    let alive = marked(&mark, Some(pid));
+    assert!(
+        most <= 1,
+        "{most} hung health runs alive at once, the killed ones were left running: {alive:?}"
+    );
+    agent.stop();
+    // And none after the agent ended.
+    let start = Instant::now();
+    loop {
+        let left = marked(&mark, None);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "processes of the health command outlived the agent: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
