@@ -147,6 +147,56 @@ pub fn cli<S: AsRef<std::ffi::OsStr>>(
     cmd.args(args).output().expect("run arbiter")
 }
 
+/// The `arbiter` CLI with every `ARBITER_*` variable of the test's environment removed.
+pub fn cli_command() -> Command {
+    let mut cmd = Command::new(cli_binary());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("ARBITER_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// What a long-running child prints, collected as it comes: stdout by line, stderr whole.
+pub type Collected = (
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    std::sync::Arc<std::sync::Mutex<String>>,
+);
+
+/// Spawns `cmd` (stdin closed, stdout and stderr piped) and collects its output on two threads.
+pub fn spawn_collecting(cmd: &mut Command, what: &str) -> (Child, Collected) {
+    use std::io::Read as _;
+    use std::sync::{Arc, Mutex};
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let (out, lines) = (child.stdout.take().expect("piped"), stdout.clone());
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            lines
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(line);
+        }
+    });
+    let (mut err, text) = (child.stderr.take().expect("piped"), stderr.clone());
+    std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = err.read_to_string(&mut all);
+        text.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push_str(&all);
+    });
+    (child, (stdout, stderr))
+}
+
 /// The stdout of a CLI run that must have succeeded.
 pub fn cli_ok(out: &Output) -> String {
     assert!(out.status.success(), "{out:?}");

@@ -19,15 +19,14 @@ use arbiter_e2e::proto::arbiter::v1::{ListNodesRequest, NodeCondition, NodeStatu
 use arbiter_e2e::proto::ydb::maintenance::{ItemState, MaintenanceTaskResult, ManageActionResult};
 use arbiter_e2e::proto::ydb::status_ids::StatusCode;
 use arbiter_e2e::{
-    FIVE_NODES, Files, ServerProcess, cli, cli_binary, cli_ok, is_performed, node_locks, states,
-    success, uid_of,
+    FIVE_NODES, Files, ServerProcess, cli, cli_command, cli_ok, is_performed, node_locks,
+    spawn_collecting, states, success, uid_of,
 };
 use serde_json::Value;
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,38 +52,13 @@ impl Agent {
     /// `arbiter agent --node ID --every EVERY ARGS` against `addr`, with `MARK_VAR=mark` in its
     /// environment (inherited by its health commands).
     fn start(addr: SocketAddr, id: u32, args: &[&str], mark: &str) -> Agent {
-        let mut cmd = Command::new(cli_binary());
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("ARBITER_") {
-                cmd.env_remove(key);
-            }
-        }
-        let mut child = cmd
-            .env(MARK_VAR, mark)
+        let mut cmd = cli_command();
+        cmd.env(MARK_VAR, mark)
             .arg("--endpoint")
             .arg(addr.to_string())
             .args(["agent", "--node", &id.to_string(), "--every", EVERY])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn arbiter agent");
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (out, lines) = (child.stdout.take().expect("piped"), stdout.clone());
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                lines.lock().expect("lines").push(line);
-            }
-        });
-        let (mut err, text) = (child.stderr.take().expect("piped"), stderr.clone());
-        std::thread::spawn(move || {
-            let mut all = String::new();
-            let _ = err.read_to_string(&mut all);
-            text.lock().expect("stderr").push_str(&all);
-        });
+            .args(args);
+        let (child, (stdout, stderr)) = spawn_collecting(&mut cmd, "arbiter agent");
         Agent {
             id,
             child: Some(child),

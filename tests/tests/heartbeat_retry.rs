@@ -15,11 +15,10 @@
 use arbiter_e2e::proto::arbiter::v1::arbiter_service_client::ArbiterServiceClient;
 use arbiter_e2e::proto::arbiter::v1::{ListNodesRequest, NodeStatus};
 use arbiter_e2e::proto::ydb::maintenance::ItemState;
-use arbiter_e2e::{FIVE_NODES, Files, ServerProcess, cli_binary, free_addr};
+use arbiter_e2e::{FIVE_NODES, Files, ServerProcess, cli_command, free_addr, spawn_collecting};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -41,37 +40,12 @@ struct Agent {
 impl Agent {
     /// An agent for node `id` against `addr`, with `extra` global flags (e.g. `-o json`).
     fn start(addr: SocketAddr, id: u32, extra: &[&str]) -> Agent {
-        let mut cmd = Command::new(cli_binary());
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("ARBITER_") {
-                cmd.env_remove(key);
-            }
-        }
-        let mut child = cmd
-            .arg("--endpoint")
+        let mut cmd = cli_command();
+        cmd.arg("--endpoint")
             .arg(addr.to_string())
             .args(extra)
-            .args(["node", "heartbeat", &id.to_string(), "--every", EVERY])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn arbiter node heartbeat");
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (out, lines) = (child.stdout.take().expect("piped"), stdout.clone());
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                lines.lock().expect("lines").push(line);
-            }
-        });
-        let (mut err, text) = (child.stderr.take().expect("piped"), stderr.clone());
-        std::thread::spawn(move || {
-            let mut all = String::new();
-            let _ = err.read_to_string(&mut all);
-            text.lock().expect("stderr").push_str(&all);
-        });
+            .args(["node", "heartbeat", &id.to_string(), "--every", EVERY]);
+        let (child, (stdout, stderr)) = spawn_collecting(&mut cmd, "arbiter node heartbeat");
         Agent {
             id,
             child: Some(child),
