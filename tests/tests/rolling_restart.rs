@@ -382,6 +382,7 @@ impl Agents {
             let world = world.clone();
             let client = client.clone();
             let marker = dir.join(format!("down-{id}"));
+            let ack = dir.join(format!("silent-{id}"));
             tasks.push(tokio::spawn(async move {
                 let mut arbiter = ArbiterServiceClient::new(client.channel());
                 let mut tick = tokio::time::interval(BEAT);
@@ -405,6 +406,10 @@ impl Agents {
                             None if marker.exists() => {
                                 w.silent.insert(id, now);
                                 *w.restarts.entry(id).or_default() += 1;
+                                // Every beat sent before this one has been answered: the
+                                // command may end now, and the rollout's baseline heartbeat
+                                // is the last one the server gets before the silence.
+                                let _ = std::fs::write(&ack, b"");
                                 false
                             }
                             None => true,
@@ -449,9 +454,14 @@ impl Agents {
         agents
     }
 
-    /// The `--exec` command that "restarts" a node.
+    /// The `--exec` command that "restarts" a node: it ends only once the node's agent has gone
+    /// silent, as a real restart ends with the node down. (Ending at once would let a beat sent
+    /// just before the silence look like the node coming back.)
     fn exec(&self) -> String {
-        format!("touch {}/down-{{id}}", self.dir.display())
+        let d = self.dir.display();
+        format!(
+            "touch {d}/down-{{id}} && until [ -e {d}/silent-{{id}} ]; do sleep 0.02; done; rm -f {d}/silent-{{id}}"
+        )
     }
 
     fn restarts(&self) -> BTreeMap<u32, u32> {
