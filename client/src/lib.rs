@@ -445,6 +445,30 @@ impl Client {
         Ok(r.into_inner())
     }
 
+    /// Opens the order stream of a node's agent: its orders now, then each change. While it
+    /// is open the node counts as having its agent connected.
+    pub async fn agent_orders(
+        &self,
+        node_id: u32,
+    ) -> Result<tonic::Streaming<arbiter_proto::arbiter::v1::AgentOrdersResponse>, ClientError>
+    {
+        let req = arbiter_proto::arbiter::v1::AgentOrdersRequest { node_id };
+        Ok(self.arbiter().agent_orders(self.request(req)).await?.into_inner())
+    }
+
+    /// Reports how an agent's hook stands; `true` when it changed what the server knew.
+    pub async fn report_work(
+        &self,
+        req: arbiter_proto::arbiter::v1::ReportWorkRequest,
+    ) -> Result<bool, ClientError> {
+        Ok(self
+            .arbiter()
+            .report_work(self.request(req))
+            .await?
+            .into_inner()
+            .recorded)
+    }
+
     /// Watches a task: its state now, then after every change.
     pub async fn watch_task(&self, uid: &str) -> Result<Watch, ClientError> {
         let req = WatchMaintenanceTaskRequest {

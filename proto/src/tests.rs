@@ -23,6 +23,7 @@ fn lock_node(node_id: u32, seconds: i64) -> ActionGroup {
                     scope: Some(action_scope::Scope::NodeId(node_id)),
                 }),
                 duration: Some(prost_types::Duration { seconds, nanos: 0 }),
+                drain: false,
             })),
         }],
     }

@@ -179,6 +179,7 @@ fn request(uid: &str, mode: Mode, priority: i32, dry_run: bool, nodes: &[NodeId]
                 vec![LockRequest {
                     scope: Scope::Node(*n),
                     duration: None,
+                    kind: Default::default(),
                 }]
             })
             .collect(),

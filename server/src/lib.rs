@@ -18,6 +18,7 @@
 //! - [`inventory_file`]: reading the inventory file, at start and on reload.
 //! - [`config`], [`app`]: the command line and the wiring the binary runs.
 
+pub mod agents;
 pub mod app;
 pub mod cluster;
 pub mod config;

@@ -18,6 +18,9 @@
 use crate::engine::audit::AuditKind;
 use crate::engine::liveness::Ticked;
 use crate::engine::{Change, State, Timestamp};
+use crate::agents::{AgentHub, AgentSubscription};
+use crate::engine::EngineError;
+use crate::engine::NodeId;
 use crate::store::Store;
 use crate::watches::{Subscription, TaskUpdate, Watches};
 use std::sync::Arc;
@@ -56,10 +59,14 @@ pub enum WriterError {
 type Ran = (Vec<Change>, Box<dyn FnOnce(Result<(), WriterError>) + Send>);
 type Job = Box<dyn FnOnce(&mut Core, Timestamp) -> Ran + Send>;
 
-/// What jobs run on: the engine's state and the open watches.
+/// What jobs run on: the engine's state, the open watches and the agents' order streams.
 struct Core {
     state: State,
     watches: Watches,
+    agents: AgentHub,
+    /// Set by a job that changed soft state a check reads (an agent came or went): the
+    /// batch re-checks the driven tasks as if something had been committed.
+    poke: bool,
 }
 
 /// A cloneable handle for submitting jobs. The writer stops when every handle is dropped, or
@@ -138,6 +145,37 @@ impl Writer {
         })
     }
 
+    /// Opens an agent's order stream for `node` (an unknown node: the engine's error). The
+    /// node counts as having its agent connected until the subscription drops.
+    pub fn attach_agent(
+        &self,
+        node: NodeId,
+    ) -> impl Future<Output = Result<Result<AgentSubscription, EngineError>, WriterError>> + use<>
+    {
+        let writer = self.clone();
+        self.submit(move |core, _now| {
+            let orders = match core.state.agent_attached(node) {
+                Ok(o) => o,
+                Err(e) => return (Err(e), Vec::new()),
+            };
+            core.poke = true;
+            let rx = core.agents.subscribe(node, orders);
+            let detach = Box::new(move || {
+                // Queued at once; nobody waits for the answer.
+                drop(writer.submit(move |core, now| {
+                    core.state.agent_detached(node, now);
+                    core.agents.prune(node);
+                    core.poke = true;
+                    ((), Vec::new())
+                }));
+            });
+            let host = (core.state.cluster().node(node))
+                .map(|n| n.host.clone())
+                .unwrap_or_default();
+            (Ok(AgentSubscription::new(rx, host, detach)), Vec::new())
+        })
+    }
+
     fn submit<T, F>(&self, f: F) -> impl Future<Output = Result<T, WriterError>> + use<T, F>
     where
         T: Send + 'static,
@@ -188,6 +226,8 @@ impl Loop {
             core: Core {
                 state,
                 watches: Watches::default(),
+                agents: AgentHub::default(),
+                poke: false,
             },
             store,
             last_now: Timestamp(0),
@@ -256,7 +296,7 @@ impl Loop {
         let changed = changes
             .iter()
             .any(|c| !matches!(c, Change::PutAudit(_) | Change::DropAuditUpTo(_)));
-        if changed || !ticked.value.is_quiet() {
+        if changed || !ticked.value.is_quiet() || std::mem::take(&mut self.core.poke) {
             self.recheck_driven(now, &mut changes);
         }
         // In the same commit as the grants: every grant has its entry, and retention bounds the
@@ -276,6 +316,7 @@ impl Loop {
                 log_grants(&changes[first_grant..]);
                 // Watchers first: a caller that opened a watch finds it current on its reply.
                 self.publish(&changes);
+                self.publish_orders();
                 if !changes.is_empty() {
                     COMMITS.send_modify(|n| *n = n.wrapping_add(1));
                 }
@@ -346,6 +387,17 @@ impl Loop {
         watches.prune();
     }
 
+    /// Tells the agents whose orders the committed batch may have changed.
+    fn publish_orders(&mut self) {
+        let dirty = self.core.state.take_orders_dirty();
+        for node in dirty {
+            if self.core.agents.is_open(node) {
+                let orders = self.core.state.orders(node);
+                self.core.agents.publish(node, orders);
+            }
+        }
+    }
+
     /// Rebuilds the state from the store after a failed commit.
     fn recover(&mut self) -> bool {
         match self.store.load() {
@@ -355,6 +407,7 @@ impl Loop {
                 let mut state = State::restore(self.core.state.cluster().clone(), snapshot);
                 state.set_health(health);
                 state.set_audit(audit);
+                state.keep_agents_of(&self.core.state);
                 self.core.state = state;
                 true
             }
@@ -414,6 +467,7 @@ mod tests {
         let lock = LockRequest {
             scope: Scope::Node(node),
             duration: Some(duration),
+            kind: Default::default(),
         };
         TaskRequest::of(uid, Mode::Strong, vec![vec![lock]])
     }

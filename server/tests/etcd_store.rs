@@ -186,6 +186,8 @@ fn task(uid: &str, actions: usize, pad: usize) -> Task {
             },
             covers: (i % 2 == 0)
                 .then(|| Items::Nodes(vec![u32::try_from(i % 1000).expect("small")])),
+            kind: Default::default(),
+            work: None,
         })
         .collect();
     Task {

@@ -31,6 +31,7 @@ fn example_inventories_load_and_grant_a_first_lock() {
             groups: vec![vec![LockRequest {
                 scope: Scope::Node(first),
                 duration: None,
+                kind: Default::default(),
             }]],
         };
         let out = state

@@ -889,6 +889,7 @@ fn run_ops(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
                     LockRequest {
                         scope,
                         duration: Some(Duration::from_secs(secs)),
+                        kind: Default::default(),
                     }
                 };
                 let groups = if *composite && targets.len() > 1 {

@@ -321,6 +321,7 @@ impl Runner {
                         actions.push(LockRequest {
                             scope: scope(a)?,
                             duration,
+                            kind: Default::default(),
                         });
                     }
                     gs.push(actions);

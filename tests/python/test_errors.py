@@ -83,12 +83,12 @@ CREATE_ERRORS = [
     ("unknown-pdisk-path", dict(action_groups=[m.ActionGroup(actions=[
         lock(pdisk_path=("storage-4.dc2.example", "/dev/nope"))])]), BAD_REQUEST,
      "Unknown device"),
-    ("drain-action", dict(action_groups=[m.ActionGroup(actions=[
-        m.Action(drain_action=m.DrainAction(scope=m.ActionScope(node_id=4)))])]),
-     UNSUPPORTED, None),
-    ("cordon-action", dict(action_groups=[m.ActionGroup(actions=[
-        m.Action(cordon_action=m.CordonAction(scope=m.ActionScope(node_id=4)))])]),
-     UNSUPPORTED, None),
+    ("drain-by-host", dict(action_groups=[m.ActionGroup(actions=[
+        m.Action(drain_action=m.DrainAction(scope=m.ActionScope(host="storage-4.dc2.example")))])]),
+     BAD_REQUEST, "Unsupported scope: a drain action takes a node_id scope"),
+    ("cordon-without-scope", dict(action_groups=[m.ActionGroup(actions=[
+        m.Action(cordon_action=m.CordonAction())])]),
+     BAD_REQUEST, "Unsupported scope"),
     ("composite-among-many", dict(action_groups=[
         m.ActionGroup(actions=[lock(node=4), lock(node=5)]), node_group(6)]), UNSUPPORTED, None),
 ]

@@ -131,7 +131,7 @@ def test_metrics_count_grants_pending_reasons_locks_and_calls(server_factory, tm
     assert first.value("arbiter_grants_total") == 0
     assert first.value("arbiter_live_locks") == 0
     assert first.by("arbiter_nodes", "state") == {
-        "up": 4, "locked": 0, "restarting": 0, "settling": 0, "down": 0, "unknown": 0}
+        "up": 4, "entering": 0, "in_maintenance": 0, "restarting": 0, "settling": 0, "down": 0, "unknown": 0}
 
     t1 = c.create("m-1", groups(1)).expect().result
     assert summary(t1) == [(1, "performed")]
@@ -155,7 +155,7 @@ def test_metrics_count_grants_pending_reasons_locks_and_calls(server_factory, tm
     assert pending["GENERIC"] == 1, pending
     assert sum(pending.values()) == 2, pending
     assert s.by("arbiter_nodes", "state") == {
-        "up": 3, "locked": 1, "restarting": 0, "settling": 0, "down": 0, "unknown": 0}
+        "up": 3, "entering": 0, "in_maintenance": 1, "restarting": 0, "settling": 0, "down": 0, "unknown": 0}
     assert s.value("arbiter_monitored_nodes") == 1
     assert 0 <= s.value("arbiter_heartbeat_age_max_seconds") < 30
     assert 0 <= s.value("arbiter_heartbeat_age_min_seconds") <= s.value(
@@ -195,7 +195,7 @@ def test_metrics_count_grants_pending_reasons_locks_and_calls(server_factory, tm
     assert s.value("arbiter_tasks") == 2
     assert s.value("arbiter_pending_tasks") == 1
     assert sum(s.by("arbiter_pending_actions", "reason").values()) == 1
-    assert s.by("arbiter_nodes", "state")["locked"] == 1
+    assert s.by("arbiter_nodes", "state")["in_maintenance"] == 1
     assert s.value("arbiter_grpc_requests_total", call=f"{MAINTENANCE}/CompleteAction",
                    code="OK") == 1
     assert s.value("arbiter_grpc_requests_total",
@@ -355,7 +355,7 @@ def test_every_instance_serves_metrics_and_only_the_leader_the_state(server_fact
         assert s.value("arbiter_state_read_ok") == 1
         assert s.value("arbiter_grants_total") == 1
         assert s.value("arbiter_live_locks") == 1
-        assert s.by("arbiter_nodes", "state")["locked"] == 1
+        assert s.by("arbiter_nodes", "state")["in_maintenance"] == 1
         assert s.value("arbiter_grpc_requests_total", call=create, code="OK") == 1
         # The fenced etcd transaction is the commit that is timed.
         assert s.value("arbiter_store_commits_total", result="ok") >= 1

@@ -225,7 +225,7 @@ def test_maintenance_on_off(auth_srv):
     assert status == 200 and again["task_id"] == a["task_id"]
     assert again["fencing_token"] == a["fencing_token"]
     node = call(auth_srv, "GET", "/v1/nodes/10", token=vera)[1]
-    assert node["condition"] == "locked" and node["lock"]["task_uid"] == "maintenance-node-10"
+    assert node["condition"] == "in_maintenance" and node["lock"]["task_uid"] == "maintenance-node-10"
 
     # node 11 is in the same tenant (1 of 3 may be down): it waits for node 10
     status, b = call(auth_srv, "POST", on11, token=oscar)

@@ -944,6 +944,7 @@ pub fn lock(node: u32, seconds: Option<i64>) -> Action {
                 scope: Some(action_scope::Scope::NodeId(node)),
             }),
             duration: seconds.map(|seconds| prost_types::Duration { seconds, nanos: 0 }),
+            drain: false,
         })),
     }
 }

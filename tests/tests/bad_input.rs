@@ -237,6 +237,7 @@ async fn bad_requests_are_refused_with_one_issue_and_change_nothing() {
                     scope: Some(action_scope::Scope::Host(h.into())),
                 }),
                 duration: None,
+                drain: false,
             },
         )),
     };

@@ -110,6 +110,12 @@ pub struct RollingArgs {
     )]
     pub priority: i32,
 
+    /// Ask the arbiter to drain each node through its agent (`arbiter agent --on-drain`) before
+    /// its lock counts as granted: the command runs only once the node is drained, and the
+    /// agent takes work back once the node is seen healthy again.
+    #[arg(long, help_heading = "Task")]
+    pub drain: bool,
+
     /// How long each node's lock lasts; longer than one node's restart (with retries) plus
     /// --up-timeout.
     #[arg(long, default_value = "1h", value_parser = positive_duration, help_heading = "Task")]

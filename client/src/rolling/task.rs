@@ -52,6 +52,7 @@ pub(crate) fn create_request(
                             scope: Some(action_scope::Scope::NodeId(t.id)),
                         }),
                         duration: Some(duration),
+                        drain: args.drain,
                     })),
                 }],
             })
@@ -145,6 +146,7 @@ mod tests {
                         scope: Some(action_scope::Scope::NodeId(node)),
                     }),
                     duration: None,
+                    drain: false,
                 })),
             }),
             action_uid: (status == ActionStatus::Performed).then(|| ActionUid {

@@ -727,6 +727,7 @@ mod tests {
         let lock = |n| LockRequest {
             scope: Scope::Node(n),
             duration: None,
+            kind: Default::default(),
         };
         let req = TaskRequest::of("t1", Mode::Force, vec![vec![lock(1)], vec![lock(2)]]);
         let mut changes = s.create(req, Timestamp(1)).expect("create").changes;

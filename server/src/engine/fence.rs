@@ -293,6 +293,7 @@ mod tests {
             vec![vec![LockRequest {
                 scope,
                 duration: Some(Duration::from_secs(60)),
+                kind: Default::default(),
             }]],
         );
         let view = st.create(req, now).expect("create").value;
@@ -426,6 +427,7 @@ mod tests {
             vec![vec![LockRequest {
                 scope: Scope::PDisk(PDiskKey { node: 1, pdisk: 2 }),
                 duration: None,
+                kind: Default::default(),
             }]],
         );
         let o = st.create(req, T0).expect("create");

@@ -396,6 +396,7 @@ mod tests {
         let lock = LockRequest {
             scope: Scope::Node(node),
             duration: None,
+            kind: Default::default(),
         };
         TaskRequest::of(uid, mode, vec![vec![lock]])
     }

@@ -293,12 +293,13 @@ impl State {
         id: NodeId,
         now: Timestamp,
         ended: EndedLock,
+        back: bool,
         changes: &mut Vec<Change>,
     ) {
         let settle = self.settle_end(now);
         let changed = self.update_node(id, changes, |rt| {
             rt.last_lock = Some(ended);
-            if rt.down {
+            if rt.down || !back {
                 // Still down: it stays unavailable anyway, and comes back through up.
             } else if rt.monitored {
                 rt.restarting_since = Some(now);
@@ -423,6 +424,7 @@ impl State {
         changes.push(Change::PutNode(id, rt.clone()));
         self.runtime.insert(id, rt);
         self.reclass(id, before_class);
+        self.orders_dirty.insert(id);
         true
     }
 }

@@ -26,11 +26,14 @@
 //! - [`freeze`]: change freezes (cluster, tenant, data center) and read-only mode.
 //! - [`budget`]: rate budgets on new grants (cluster, tenant) and the durable log they count.
 //! - `check::fairness`: aging within a priority (an old task reserves against newer ones).
+//! - [`drain`]: drain and cordon done by a node's agent (kinds of action, work states, the
+//!   agent's orders and reports).
 
 pub mod audit;
 pub mod budget;
 mod check;
 pub mod cluster;
+pub mod drain;
 pub mod error;
 pub mod fence;
 pub mod freeze;

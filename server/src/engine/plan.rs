@@ -110,6 +110,7 @@ impl State {
                     vec![LockRequest {
                         scope: Scope::Node(*id),
                         duration: Some(hold),
+                        kind: Default::default(),
                     }]
                 })
                 .collect(),
@@ -281,6 +282,7 @@ mod tests {
             vec![vec![LockRequest {
                 scope: Scope::Node(node),
                 duration: Some(Duration::from_secs(600)),
+                kind: Default::default(),
             }]],
         );
         let v = st.create(r, T0).expect("create").value;

@@ -45,6 +45,12 @@ pub struct NodeRuntime {
     /// The last lock that ended on each of its disks, by pdisk id.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub last_disk_locks: BTreeMap<u32, crate::engine::fence::EndedLock>,
+    /// Its agent drained it for this action and has not undrained it yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drained: Option<crate::engine::drain::Applied>,
+    /// Its agent cordoned it for this action and has not uncordoned it yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cordoned: Option<crate::engine::drain::Applied>,
 }
 
 /// Monotonic counters that must survive restarts.
@@ -169,6 +175,8 @@ mod tests {
                             deadline: Timestamp(60_001),
                             fencing_token: 7,
                         },
+                        kind: Default::default(),
+                        work: None,
                         covers: Some(Items::PDisk(PDiskKey { node: 3, pdisk: 1 })),
                     },
                     Action {
@@ -180,6 +188,8 @@ mod tests {
                             details: "x".into(),
                         },
                         covers: None,
+                        kind: Default::default(),
+                        work: None,
                     },
                 ],
             }],

@@ -131,6 +131,7 @@ mod tests {
         let host = LockRequest {
             scope: Scope::Host("a".into()),
             duration: None,
+            kind: Default::default(),
         };
         let req = TaskRequest::of("t", Mode::Force, vec![vec![host]]);
         let o = st.create(req, Timestamp(1_000)).expect("create");

@@ -1,7 +1,8 @@
 //! What the engine's queries and commands answer with: plain views, free of wire types.
 
 use crate::engine::cluster::NodeId;
-use crate::engine::task::{Action, ActionStatus, Mode, Reason, Scope};
+use crate::engine::drain::WorkView;
+use crate::engine::task::{Action, ActionKind, ActionStatus, Mode, Reason, Scope};
 use crate::engine::time::Timestamp;
 use std::time::Duration;
 
@@ -21,8 +22,12 @@ pub enum NodeState {
 pub enum NodeCondition {
     /// Running, nothing holds it.
     Up,
-    /// A live node-wide lock holds it.
-    Locked,
+    /// A live node-wide lock holds it, and the node is not ready to stop yet: its drain runs,
+    /// or (without a drain) its agent still reports it running.
+    Entering,
+    /// A live node-wide lock holds it and it is safe to stop: drained, seen down, or without
+    /// an agent (nothing more is known).
+    InMaintenance,
     /// Released from a lock and not seen up since.
     Restarting,
     /// Seen up again, but within its settle time.
@@ -39,7 +44,8 @@ impl NodeCondition {
     pub fn name(self) -> &'static str {
         match self {
             NodeCondition::Up => "up",
-            NodeCondition::Locked => "locked",
+            NodeCondition::Entering => "entering",
+            NodeCondition::InMaintenance => "in_maintenance",
             NodeCondition::Restarting => "restarting",
             NodeCondition::Settling => "settling",
             NodeCondition::Down => "down",
@@ -106,6 +112,10 @@ pub struct ActionView {
     pub duration: Option<Duration>,
     /// Performed or pending, with the details.
     pub status: ActionStatus,
+    /// A plain lock, a lock that drains first, or a drain / cordon.
+    pub kind: ActionKind,
+    /// Once granted, its agent's work (kinds with work only).
+    pub work: Option<WorkView>,
 }
 
 impl ActionView {
@@ -115,7 +125,19 @@ impl ActionView {
             scope: a.scope.clone(),
             duration: a.duration,
             status: a.status.clone(),
+            kind: a.kind,
+            work: None,
         }
+    }
+
+    pub(crate) fn with_work(mut self, work: Option<WorkView>) -> ActionView {
+        self.work = work;
+        self
+    }
+
+    /// Granted, and its work (if any) is not done yet: YDB's IN_PROGRESS.
+    pub fn in_progress(&self) -> bool {
+        self.work.as_ref().is_some_and(|w| !w.done)
     }
 
     /// Whether granted.

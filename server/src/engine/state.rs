@@ -120,6 +120,12 @@ pub struct State {
     /// let a waiting task pass; [`State::tick`] reports them so that watched tasks are
     /// re-checked then.
     pub(crate) wakeups: BTreeSet<Timestamp>,
+    /// Soft state: nodes with an agent's order stream open, and how many streams.
+    pub(crate) agents: HashMap<NodeId, u32>,
+    /// Soft state: when the last agent of a node went away.
+    pub(crate) agent_lost: HashMap<NodeId, Timestamp>,
+    /// Soft state: nodes whose agent orders may have changed since the writer last asked.
+    pub(crate) orders_dirty: BTreeSet<NodeId>,
 }
 
 impl State {
@@ -154,6 +160,9 @@ impl State {
             freezes: crate::engine::freeze::Freezes::restore(snapshot.freezes, snapshot.read_only),
             grants: crate::engine::budget::GrantLog::restore(snapshot.grants),
             wakeups: BTreeSet::new(),
+            agents: HashMap::new(),
+            agent_lost: HashMap::new(),
+            orders_dirty: BTreeSet::new(),
         };
         for (id, rt) in snapshot.nodes {
             if state.cluster.node(id).is_some() {
@@ -281,7 +290,10 @@ impl State {
     /// timeout or end of a settle time.
     pub fn next_deadline(&self) -> Option<Timestamp> {
         [
-            self.deadlines.first().map(|(d, _, _)| *d),
+            self.deadlines
+                .first()
+                .map(|(d, _, _)| *d)
+                .filter(|d| *d != Timestamp::NEVER),
             self.heartbeat_due.first().map(|(d, _)| *d),
             self.settle_due.first().map(|(d, _)| *d),
             self.ring_settle_due.first().map(|(d, _)| *d),
@@ -312,7 +324,15 @@ impl State {
             (true, false) => NodeState::Down,
         };
         let condition = if locked {
-            NodeCondition::Locked
+            // Under a lock: entering maintenance until its drain is done or, without one,
+            // until the node is seen down (a node without an agent: nothing more is known).
+            let seen_down = rt.is_some_and(|rt| rt.down) || !rt.is_some_and(|rt| rt.monitored);
+            match self.node_work_done(id) {
+                Some(true) => NodeCondition::InMaintenance,
+                Some(false) => NodeCondition::Entering,
+                None if seen_down => NodeCondition::InMaintenance,
+                None => NodeCondition::Entering,
+            }
         } else if self.is_confirmed_down(id) {
             NodeCondition::Down
         } else {
@@ -354,7 +374,11 @@ impl State {
                 .iter()
                 .map(|g| GroupView {
                     id: g.id.clone(),
-                    actions: g.actions.iter().map(ActionView::of).collect(),
+                    actions: g
+                        .actions
+                        .iter()
+                        .map(|a| ActionView::of(a).with_work(self.work_view(a)))
+                        .collect(),
                 })
                 .collect(),
             create_time: task.create_time,
@@ -384,7 +408,7 @@ impl State {
                 id: gi.to_string(),
                 actions: g
                     .iter()
-                    .map(|LockRequest { scope, duration }| {
+                    .map(|LockRequest { scope, duration, kind }| {
                         let id = if req.dry_run {
                             String::new()
                         } else {
@@ -400,6 +424,8 @@ impl State {
                                 details: String::from("not checked yet"),
                             },
                             covers: None,
+                            kind: *kind,
+                            work: None,
                         }
                     })
                     .collect(),
@@ -771,8 +797,13 @@ impl State {
         for (gi, ai) in &verdict.granted {
             let action = &mut task.groups[*gi].actions[*ai];
             let mut deadline = now.plus(action.duration.unwrap_or(default));
-            if let Ok(items) = self.resolve(&action.scope) {
+            if action.kind.unlimited() {
+                deadline = Timestamp::NEVER;
+            } else if let Ok(items) = self.resolve(&action.scope) {
                 deadline = self.window_cut(task.override_holds, &items, now, deadline);
+            }
+            if action.kind.work().is_some() {
+                action.work = Some(crate::engine::drain::WorkState::Waiting);
             }
             self.counters.last_fencing_token += 1;
             action.status = ActionStatus::Performed {
@@ -907,6 +938,7 @@ impl State {
             return;
         };
         let mine = |l: &LockRef| l.task == task && l.action == action.id;
+        self.orders_dirty.extend(items.nodes());
         match items {
             Items::Nodes(nodes) => {
                 for n in nodes {
@@ -914,7 +946,9 @@ impl State {
                         let before = self.class(n);
                         self.node_locks.remove(&n);
                         self.reclass(n, before);
-                        self.node_released(n, now, ended.clone(), changes);
+                        // A drain or a cordon took nothing down: no way back to wait for.
+                        let back = !action.kind.unlimited();
+                        self.node_released(n, now, ended.clone(), back, changes);
                     }
                 }
             }
@@ -944,6 +978,7 @@ impl State {
             action: action.to_owned(),
             deadline,
         };
+        self.orders_dirty.extend(items.nodes());
         self.deadlines
             .insert((deadline, task.to_owned(), action.to_owned()));
         match items {
@@ -1077,6 +1112,7 @@ mod tests {
             vec![LockRequest {
                 scope: Scope::Node(u32::try_from(i + 1).expect("small")),
                 duration: None,
+                kind: Default::default(),
             }]
         };
         TaskRequest {

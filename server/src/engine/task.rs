@@ -1,6 +1,8 @@
 //! Maintenance tasks: what a client asks for, and what the engine keeps of it.
 
 use crate::engine::cluster::{NodeId, PDiskKey};
+pub use crate::engine::drain::ActionKind;
+use crate::engine::drain::WorkState;
 use crate::engine::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -67,6 +69,8 @@ pub struct LockRequest {
     pub scope: Scope,
     /// How long; `None` or zero: the inventory's default lock duration.
     pub duration: Option<Duration>,
+    /// A plain lock, a lock that drains first, or YDB's drain / cordon.
+    pub kind: ActionKind,
 }
 
 /// A request to create a task.
@@ -187,6 +191,12 @@ pub struct Action {
     /// would silently grow or shrink. Absent in records written before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub covers: Option<Items>,
+    /// A plain lock, a lock that drains first, or YDB's drain / cordon.
+    #[serde(default, skip_serializing_if = "ActionKind::is_lock")]
+    pub kind: ActionKind,
+    /// Once granted, where its agent's work stands (only for kinds with work).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work: Option<WorkState>,
 }
 
 impl Action {

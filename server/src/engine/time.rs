@@ -12,6 +12,9 @@ use std::time::Duration;
 pub struct Timestamp(pub u64);
 
 impl Timestamp {
+    /// Never: the deadline of an action without one (a drain, a cordon).
+    pub const NEVER: Timestamp = Timestamp(u64::MAX);
+
     /// Milliseconds since the Unix epoch.
     pub fn as_millis(self) -> u64 {
         self.0

@@ -483,6 +483,7 @@ fn lock_on(
         groups: vec![vec![LockRequest {
             scope: Scope::Node(node),
             duration: Some(group.lock_duration.min(max_duration)),
+            kind: Default::default(),
         }]],
         override_holds: false,
     };

@@ -10,9 +10,10 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
 /// Every node condition, in the order they are reported.
-const CONDITIONS: [NodeCondition; 6] = [
+const CONDITIONS: [NodeCondition; 7] = [
     NodeCondition::Up,
-    NodeCondition::Locked,
+    NodeCondition::Entering,
+    NodeCondition::InMaintenance,
     NodeCondition::Restarting,
     NodeCondition::Settling,
     NodeCondition::Down,
@@ -259,6 +260,7 @@ mod tests {
         let lock = LockRequest {
             scope: Scope::Node(node),
             duration: Some(Duration::from_secs(60)),
+            kind: Default::default(),
         };
         TaskRequest::of(uid, Mode::Strong, vec![vec![lock]])
     }
@@ -278,7 +280,8 @@ mod tests {
             .expect("b");
         let now = t0.plus(Duration::from_secs(10));
         let g = StateGauges::read(&state, now);
-        assert_eq!(g.nodes, [2, 1, 0, 0, 0, 0]);
+        // Node 1 is locked without an agent: in maintenance (nothing more is known).
+        assert_eq!(g.nodes, [2, 0, 1, 0, 0, 0, 0]);
         assert_eq!((g.tasks, g.pending_tasks), (2, 1));
         assert_eq!(g.pending[3], 1, "{:?}", g.pending);
         assert_eq!(g.pending.iter().sum::<i64>(), 1);
@@ -287,7 +290,7 @@ mod tests {
 
         let mut out = String::new();
         encode(&mut out, &StateGauges::registry(Some(&g), true, 7)).expect("encode");
-        assert!(out.contains("arbiter_nodes{state=\"locked\"} 1\n"), "{out}");
+        assert!(out.contains("arbiter_nodes{state=\"in_maintenance\"} 1\n"), "{out}");
         assert!(
             out.contains("arbiter_pending_actions{reason=\"DISABLED_NODES_LIMIT_REACHED\"} 1\n")
         );

@@ -250,6 +250,33 @@ pub type WatchStream =
 
 #[tonic::async_trait]
 impl ArbiterService for ArbiterApi {
+    type AgentOrdersStream = super::agents::OrdersStream;
+
+    async fn agent_orders(
+        &self,
+        request: Request<arbiter_proto::arbiter::v1::AgentOrdersRequest>,
+    ) -> Result<Response<Self::AgentOrdersStream>, Status> {
+        let audit = Audit::of("AgentOrders", &request);
+        let (meta, _, req) = request.into_parts();
+        self.operator(&audit, &meta, "receive agent orders")?;
+        super::agents::orders(&self.ctx, req.node_id)
+            .await
+            .map(Response::new)
+    }
+
+    async fn report_work(
+        &self,
+        request: Request<arbiter_proto::arbiter::v1::ReportWorkRequest>,
+    ) -> Result<Response<arbiter_proto::arbiter::v1::ReportWorkResponse>, Status> {
+        let audit = Audit::of("ReportWork", &request);
+        let (meta, _, req) = request.into_parts();
+        self.operator(&audit, &meta, "report agent work")?;
+        super::agents::report_work(&self.ctx, req)
+            .await
+            .map(Response::new)
+            .map_err(|e| e.to_grpc())
+    }
+
     async fn heartbeat(
         &self,
         request: Request<HeartbeatRequest>,

@@ -7,7 +7,7 @@
 
 use super::error::ServiceError;
 use crate::engine::state::MAX_ID_LEN;
-use crate::engine::task::{LockRequest, Mode, Scope, TaskRequest};
+use crate::engine::task::{ActionKind, LockRequest, Mode, Scope, TaskRequest};
 use crate::engine::{EngineError, PDiskKey};
 use arbiter_proto::ydb::maintenance::{
     ActionScope, ActionUid, AvailabilityMode, CreateMaintenanceTaskRequest, action, action_scope,
@@ -75,26 +75,52 @@ fn lock_request(
     action: Option<action::Action>,
     limits: RequestLimits,
 ) -> Result<LockRequest, ServiceError> {
+    // YDB's drain and cordon take a node id scope only; a lock that drains first takes
+    // whole nodes (a node or a host).
+    let node_only = |s: Option<ActionScope>, what: &str| match scope(s)? {
+        Scope::Node(n) => Ok(Scope::Node(n)),
+        _ => Err(ServiceError::BadRequest(format!(
+            "Unsupported scope: a {what} action takes a node_id scope"
+        ))),
+    };
     let lock = match action {
         Some(action::Action::LockAction(lock)) => lock,
-        Some(action::Action::DrainAction(_)) => {
-            return Err(ServiceError::Unsupported(
-                "Drain actions are not supported yet; use lock_action".into(),
-            ));
+        Some(action::Action::DrainAction(d)) => {
+            return Ok(LockRequest {
+                scope: node_only(d.scope, "drain")?,
+                duration: None,
+                kind: ActionKind::Drain,
+            });
         }
-        Some(action::Action::CordonAction(_)) => {
-            return Err(ServiceError::Unsupported(
-                "Cordon actions are not supported yet; use lock_action".into(),
-            ));
+        Some(action::Action::CordonAction(c)) => {
+            return Ok(LockRequest {
+                scope: node_only(c.scope, "cordon")?,
+                duration: None,
+                kind: ActionKind::Cordon,
+            });
         }
         None => return Err(ServiceError::BadRequest("Unknown action".into())),
     };
     let scope = scope(lock.scope)?;
+    if lock.drain && !matches!(scope, Scope::Node(_) | Scope::Host(_)) {
+        return Err(ServiceError::BadRequest(
+            "Unsupported scope: a lock with drain takes a node_id or host scope (a drain moves a whole node's work)".into(),
+        ));
+    }
     let duration = match lock.duration {
         None => None,
         Some(d) => Some(duration(d, limits)?),
     };
-    Ok(LockRequest { scope, duration })
+    let kind = if lock.drain {
+        ActionKind::DrainFirst
+    } else {
+        ActionKind::Lock
+    };
+    Ok(LockRequest {
+        scope,
+        duration,
+        kind,
+    })
 }
 
 /// A wire scope as the engine's.
@@ -182,7 +208,7 @@ pub fn action_uids(uids: &[ActionUid]) -> Result<Vec<(String, String)>, ServiceE
 mod tests {
     use super::*;
     use arbiter_proto::ydb::maintenance::{
-        Action, ActionGroup, CordonAction, LockAction, MaintenanceTaskOptions,
+        Action, ActionGroup, CordonAction, DrainAction, LockAction, MaintenanceTaskOptions,
     };
 
     const LIMITS: RequestLimits = RequestLimits {
@@ -209,6 +235,7 @@ mod tests {
                 scope: Some(action_scope::Scope::NodeId(node)),
             }),
             duration: Some(prost_types::Duration { seconds, nanos: 0 }),
+            drain: false,
         }))
     }
 
@@ -240,8 +267,48 @@ mod tests {
         let no_scope = Some(action::Action::LockAction(LockAction::default()));
         assert!(refusal(req(1, no_scope)).starts_with("Unsupported scope"));
         let cordon = Some(action::Action::CordonAction(CordonAction::default()));
-        let e = task_request(req(1, cordon), "me", LIMITS).expect_err("refused");
-        assert!(matches!(e, ServiceError::Unsupported(_)));
+        assert!(refusal(req(1, cordon)).starts_with("Unsupported scope"));
+    }
+
+    #[test]
+    fn drain_and_cordon_take_a_node_and_a_drained_lock_whole_nodes() {
+        let node = |n| {
+            Some(ActionScope {
+                scope: Some(action_scope::Scope::NodeId(n)),
+            })
+        };
+        let host = Some(ActionScope {
+            scope: Some(action_scope::Scope::Host("h".into())),
+        });
+        let drain = |scope| Some(action::Action::DrainAction(DrainAction { scope }));
+        let t = task_request(req(1, drain(node(3))), "me", LIMITS).expect("valid");
+        assert_eq!(t.groups[0][0].kind, ActionKind::Drain);
+        assert_eq!(t.groups[0][0].scope, Scope::Node(3));
+        assert_eq!(
+            refusal(req(1, drain(host.clone()))),
+            "Unsupported scope: a drain action takes a node_id scope"
+        );
+        let cordon = Some(action::Action::CordonAction(CordonAction { scope: node(2) }));
+        let t = task_request(req(1, cordon), "me", LIMITS).expect("valid");
+        assert_eq!(t.groups[0][0].kind, ActionKind::Cordon);
+        let drained = |scope| {
+            Some(action::Action::LockAction(LockAction {
+                scope,
+                duration: None,
+                drain: true,
+            }))
+        };
+        let t = task_request(req(1, drained(host)), "me", LIMITS).expect("valid");
+        assert_eq!(t.groups[0][0].kind, ActionKind::DrainFirst);
+        let disk = Some(ActionScope {
+            scope: Some(action_scope::Scope::Pdisk(action_scope::PDisk {
+                pdisk: Some(action_scope::p_disk::Pdisk::PdiskId(action_scope::PDiskId {
+                    node_id: 1,
+                    pdisk_id: 1,
+                })),
+            })),
+        });
+        assert!(refusal(req(1, drained(disk))).contains("a lock with drain takes"));
     }
 
     #[test]

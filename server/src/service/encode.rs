@@ -5,13 +5,14 @@
 //! clients may complete (withdraw) an action before it is granted. A dry run's actions have no
 //! id and therefore no uid.
 
-use crate::engine::task::{ActionStatus, Reason, Scope};
+use crate::engine::task::{ActionKind, ActionStatus, Reason, Scope};
 use crate::engine::{ActionView, Cluster, NodeState, NodeView, TaskView, Timestamp};
 use arbiter_proto::ydb::discovery::NodeLocation;
 use arbiter_proto::ydb::maintenance::action_scope::{self, PDisk, p_disk};
 use arbiter_proto::ydb::maintenance::action_state::{ActionReason, ActionStatus as WireStatus};
 use arbiter_proto::ydb::maintenance::{
-    Action, ActionGroupStates, ActionScope, ActionState, ActionUid, AvailabilityMode,
+    Action, ActionGroupStates, ActionScope, ActionState, ActionUid, AvailabilityMode, CordonAction,
+    DrainAction,
     GetMaintenanceTaskResult, ItemState, LockAction, MaintenanceTaskOptions, MaintenanceTaskResult,
     Node, action, node,
 };
@@ -91,9 +92,14 @@ fn group_states(view: &TaskView) -> Vec<ActionGroupStates> {
 fn action_state(task: &str, group: &str, a: &ActionView) -> ActionState {
     let (status, reason, deadline, held) = match &a.status {
         ActionStatus::Performed { deadline, .. } => (
-            WireStatus::Performed,
+            if a.in_progress() {
+                WireStatus::InProgress
+            } else {
+                WireStatus::Performed
+            },
             ActionReason::Ok,
-            Some(timestamp(*deadline)),
+            // A drain or a cordon holds until completed: no deadline to show.
+            (*deadline != Timestamp::NEVER).then(|| timestamp(*deadline)),
             "",
         ),
         ActionStatus::Pending { reason, .. } => (
@@ -103,15 +109,26 @@ fn action_state(task: &str, group: &str, a: &ActionView) -> ActionState {
             hold(*reason),
         ),
     };
+    let wire_scope = Some(scope(&a.scope));
+    let action = match a.kind {
+        ActionKind::Drain => action::Action::DrainAction(DrainAction { scope: wire_scope }),
+        ActionKind::Cordon => action::Action::CordonAction(CordonAction { scope: wire_scope }),
+        ActionKind::Lock | ActionKind::DrainFirst => action::Action::LockAction(LockAction {
+            scope: wire_scope,
+            duration: a.duration.map(|d| prost_types::Duration {
+                seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+            }),
+            drain: a.kind == ActionKind::DrainFirst,
+        }),
+    };
+    let details = match &a.work {
+        Some(w) => w.details.clone(),
+        None => a.details().to_owned(),
+    };
     ActionState {
         action: Some(Action {
-            action: Some(action::Action::LockAction(LockAction {
-                scope: Some(scope(&a.scope)),
-                duration: a.duration.map(|d| prost_types::Duration {
-                    seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-                    nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
-                }),
-            })),
+            action: Some(action),
         }),
         action_uid: (!a.id.is_empty()).then(|| ActionUid {
             task_uid: task.to_owned(),
@@ -121,7 +138,7 @@ fn action_state(task: &str, group: &str, a: &ActionView) -> ActionState {
         status: status as i32,
         reason: reason as i32,
         deadline,
-        details: a.details().to_owned(),
+        details,
         fencing_token: a.fencing_token().unwrap_or(0),
         hold: held.to_owned(),
     }
@@ -214,7 +231,8 @@ pub fn condition(c: crate::engine::NodeCondition) -> arbiter_proto::arbiter::v1:
     use arbiter_proto::arbiter::v1::NodeCondition as W;
     match c {
         C::Up => W::Up,
-        C::Locked => W::Locked,
+        C::Entering => W::EnteringMaintenance,
+        C::InMaintenance => W::InMaintenance,
         C::Restarting => W::Restarting,
         C::Settling => W::Settling,
         C::Down => W::Down,
@@ -298,6 +316,7 @@ mod tests {
                     vec![LockRequest {
                         scope: Scope::Node(n),
                         duration: None,
+                        kind: Default::default(),
                     }]
                 })
                 .collect(),

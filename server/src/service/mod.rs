@@ -13,6 +13,7 @@
 //! - [`audit`]: the log lines of refusals (identity, permissions, reloads) and of reloads, and
 //!   who made an audit-trail entry ([`Context::audited`], [`Context::refused`]).
 
+pub mod agents;
 pub mod arbiter_v1;
 pub mod audit;
 pub mod audit_trail;

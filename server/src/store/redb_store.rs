@@ -688,6 +688,8 @@ mod tests {
                         fencing_token: 1,
                     },
                     covers: Some(Items::Nodes(vec![1])),
+                    kind: Default::default(),
+                    work: None,
                 }],
             }],
             create_time: Timestamp(1),

@@ -38,6 +38,8 @@ fn task(uid: &str, token: u64) -> Task {
                         fencing_token: token,
                     },
                     covers: Some(Items::Nodes(vec![1])),
+                    kind: crate::engine::drain::ActionKind::DrainFirst,
+                    work: Some(crate::engine::drain::WorkState::Running { progress: 4_250 }),
                 },
                 Action {
                     id: format!("{uid}-a2"),
@@ -48,6 +50,8 @@ fn task(uid: &str, token: u64) -> Task {
                         details: "d".into(),
                     },
                     covers: None,
+                    kind: Default::default(),
+                    work: None,
                 },
             ],
         }],

@@ -263,6 +263,7 @@ impl Client {
                 seconds: LOCK_SECONDS,
                 nanos: 0,
             }),
+            drain: false,
         };
         let req = CreateMaintenanceTaskRequest {
             operation_params: None,

@@ -4,7 +4,8 @@
 //! first heartbeat, and is run again every interval; while it fails the heartbeats pause, so
 //! "seen up again" after a restart means "healthy again", and a node that turns unhealthy goes
 //! silent (UNKNOWN) after the server's heartbeat timeout. Each change of health is reported
-//! once, with the command's exit status and the last line of its stderr.
+//! once, with the command's exit status and the last line of its stderr. With drain or cordon
+//! hooks it also follows the node's orders (`agent_work`).
 
 use crate::cli::{AgentArgs, Format};
 use crate::error::Failure;
@@ -13,7 +14,7 @@ use crate::output::{self, emit};
 use arbiter_client::Client;
 use arbiter_client::heartbeat::{self, HeartbeatConfig, HeartbeatError, Login};
 use serde_json::json;
-use std::process::Stdio;
+use crate::hook::{self, Hook};
 use std::time::{Duration, SystemTime};
 
 /// Why the heartbeat loop stopped.
@@ -24,8 +25,26 @@ enum Stop {
     Unhealthy(String),
 }
 
-/// Runs the agent until a signal (exit 0) or a refusal no retry cures (exit 1).
+/// Runs the agent until a signal (exit 0) or a refusal no retry cures (exit 1): the heartbeat
+/// loop and, with any hook, the order stream (`agent_work`).
 pub(crate) async fn run(
+    client: Client,
+    format: Format,
+    args: &AgentArgs,
+    login: Option<(String, String)>,
+) -> Result<(), Failure> {
+    if !crate::agent_work::wanted(args) {
+        return beats(client, format, args, login).await;
+    }
+    let work = crate::agent_work::run(client.clone(), login.clone(), format, args);
+    tokio::select! {
+        // A signal ends the heartbeat loop; dropping the order loop stops its hooks.
+        ended = beats(client, format, args, login) => ended,
+        refused = work => Err(refused),
+    }
+}
+
+async fn beats(
     client: Client,
     format: Format,
     args: &AgentArgs,
@@ -116,88 +135,21 @@ pub(crate) async fn run(
     }
 }
 
-/// Runs the health command once (`sh -c CMD` in its own process group, with
-/// `ARBITER_NODE_ID`), killing the whole group after `timeout` or when the run is abandoned (a
-/// signal): `Err` says how it failed, with the last line of its stderr.
+/// Runs the health command once (with `ARBITER_NODE_ID`; see [`hook::run`]): `Err` says how it
+/// failed, with the last line of its stderr.
 async fn probe(cmd: &str, timeout: Duration, id: u32) -> Result<(), String> {
-    let mut command = tokio::process::Command::new("sh");
-    command
-        .arg("-c")
-        .arg(cmd)
-        .env("ARBITER_NODE_ID", id.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    #[cfg(unix)]
-    command.process_group(0);
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("the health command could not be started: {e}"))?;
-    // Whatever the shell started goes with it, however this run ends.
-    let _group = Group(child.id());
-    let stderr = child.stderr.take();
-    let read = tokio::spawn(async move {
-        let mut text = Vec::new();
-        if let Some(mut e) = stderr {
-            use tokio::io::AsyncReadExt as _;
-            // At most what a last line needs; the rest is drained and dropped.
-            let _ = (&mut e).take(64 * 1024).read_to_end(&mut text).await;
-            let _ = tokio::io::copy(&mut e, &mut tokio::io::sink()).await;
-        }
-        text
-    });
-    let status = match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(Ok(status)) => status,
-        Ok(Err(e)) => return Err(format!("the health command failed to run: {e}")),
-        Err(_) => {
-            read.abort();
-            return Err(format!(
-                "the health command did not finish within {} (killed)",
-                humantime::format_duration(timeout)
-            ));
-        }
+    let what = "the health command";
+    let env = [("ARBITER_NODE_ID", id.to_string())];
+    let run = Hook {
+        cmd,
+        env: &env,
+        timeout,
     };
-    if status.success() {
-        read.abort();
-        return Ok(());
-    }
-    // A background process may keep stderr open: wait for its text only a moment.
-    let text = tokio::time::timeout(Duration::from_millis(500), read)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    let stderr = String::from_utf8_lossy(&text);
-    let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
-    let status = match status.code() {
-        Some(code) => format!("exited with status {code}"),
-        None => "was killed by a signal".to_owned(),
-    };
-    Err(match last {
-        Some(line) => format!("the health command {status}: {}", line.trim()),
-        None => format!("the health command {status}"),
-    })
+    hook::run(&run, None).await.map_err(|f| f.text(what))
 }
 
-/// The process group of a health run: killed (SIGKILL) when dropped, so that nothing the
-/// command started outlives its run.
-struct Group(Option<u32>);
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        #[cfg(unix)]
-        if let Some(pgid) = self
-            .0
-            .and_then(|p| i32::try_from(p).ok())
-            .and_then(rustix::process::Pid::from_raw)
-        {
-            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
-        }
-    }
-}
-
-fn say(format: Format, id: u32, state: &str, why: &str) {
+/// One line of what the agent does: "TIME node N: STATE: WHY" (a JSON object with `-o json`).
+pub(crate) fn say(format: Format, id: u32, state: &str, why: &str) {
     let now = humantime::format_rfc3339_seconds(SystemTime::now());
     match format {
         Format::Table => emit(&format!("{now} node {id}: {state}: {why}\n")),

@@ -368,6 +368,10 @@ pub(crate) struct CreateArgs {
     /// One group with every action: all granted together or none.
     #[arg(long)]
     pub(crate) composite: bool,
+    /// Drain each node through its agent (`arbiter agent --on-drain`) before its lock counts
+    /// as performed: IN_PROGRESS with the drain's progress until then. Nodes and hosts only.
+    #[arg(long, conflicts_with = "pdisks")]
+    pub(crate) drain: bool,
     /// Admins only, for emergencies: freezes, maintenance windows and rate budgets do not hold
     /// this task back (the failure model and the node limits still do). Logged and audited.
     #[arg(long)]
@@ -480,6 +484,38 @@ pub(crate) struct AgentArgs {
     /// The node's software version, sent with every heartbeat.
     #[arg(long, value_name = "V")]
     pub(crate) version: Option<String>,
+    /// Run when the arbiter asks this node to drain (move its work away), with `sh -c`. The
+    /// placeholders {node}, {host}, {task} and {action} are replaced (shell-quoted), and
+    /// ARBITER_NODE_ID, ARBITER_HOST, ARBITER_TASK_UID, ARBITER_ACTION_ID and ARBITER_ACTION
+    /// are set. A stdout line `progress 42` reports 42%. Exit 0: drained. With any hook the
+    /// agent keeps the node's order stream open, and the arbiter grants drains to it.
+    #[arg(long, value_name = "CMD")]
+    pub(crate) on_drain: Option<String>,
+    /// Run when the drain is no longer needed (its action completed or dropped; after a lock,
+    /// once the node is seen healthy again): take work back.
+    #[arg(long, value_name = "CMD")]
+    pub(crate) on_undrain: Option<String>,
+    /// Run when the arbiter asks this node to cordon (no new work there).
+    #[arg(long, value_name = "CMD")]
+    pub(crate) on_cordon: Option<String>,
+    /// Run when the cordon is no longer needed.
+    #[arg(long, value_name = "CMD")]
+    pub(crate) on_uncordon: Option<String>,
+    /// How long one run of the drain hook may take before it counts as failed (killed).
+    #[arg(long, value_parser = positive_duration, default_value = "30m", value_name = "DURATION")]
+    pub(crate) drain_timeout: Duration,
+    /// How long one run of the undrain hook may take.
+    #[arg(long, value_parser = positive_duration, default_value = "10m", value_name = "DURATION")]
+    pub(crate) undrain_timeout: Duration,
+    /// How long one run of the cordon hook may take.
+    #[arg(long, value_parser = positive_duration, default_value = "5m", value_name = "DURATION")]
+    pub(crate) cordon_timeout: Duration,
+    /// How long one run of the uncordon hook may take.
+    #[arg(long, value_parser = positive_duration, default_value = "5m", value_name = "DURATION")]
+    pub(crate) uncordon_timeout: Duration,
+    /// How long to wait before running a failed hook again (while the arbiter still asks).
+    #[arg(long, value_parser = positive_duration, default_value = "30s", value_name = "DURATION")]
+    pub(crate) hook_retry_delay: Duration,
 }
 
 /// `arbiter inventory ...`.

@@ -44,6 +44,7 @@ pub(crate) fn request(args: &CreateArgs) -> CreateMaintenanceTaskRequest {
             action: Some(action::Action::LockAction(LockAction {
                 scope: Some(ActionScope { scope: Some(scope) }),
                 duration,
+                drain: args.drain,
             })),
         })
         .collect();

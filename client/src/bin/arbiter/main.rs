@@ -16,6 +16,7 @@
 
 mod admin;
 mod agent;
+mod agent_work;
 mod audit;
 mod cli;
 mod complete;
@@ -23,6 +24,7 @@ mod create;
 mod error;
 mod fence;
 mod freeze;
+mod hook;
 mod nodes;
 mod output;
 mod task;

@@ -65,11 +65,17 @@ impl<'a> TaskView<'a> {
         })
     }
 
-    /// (performed, pending) action counts.
+    /// (performed, pending) action counts; an action in progress (granted, its drain or
+    /// cordon not done) is counted apart by [`TaskView::in_progress`].
     pub(crate) fn counts(&self) -> (usize, usize) {
         let performed = self.actions().filter(|r| r.is_performed()).count();
         let total = self.actions().count();
-        (performed, total - performed)
+        (performed, total - performed - self.in_progress())
+    }
+
+    /// How many actions are granted with their drain or cordon still running.
+    pub(crate) fn in_progress(&self) -> usize {
+        self.actions().filter(|r| r.is_in_progress()).count()
     }
 
     /// The readable form: a header block, then one table row per action.
@@ -93,9 +99,13 @@ impl<'a> TaskView<'a> {
             pairs.push(("retry after", rfc3339(self.retry_after)));
         }
         let (performed, pending) = self.counts();
+        let in_progress = match self.in_progress() {
+            0 => String::new(),
+            n => format!(", {n} in progress"),
+        };
         pairs.push((
             "actions",
-            format!("{performed} performed, {pending} pending"),
+            format!("{performed} performed{in_progress}, {pending} pending"),
         ));
         let mut table = Table::new(&[
             "GROUP", "ACTION", "SCOPE", "STATUS", "DEADLINE", "TOKEN", "REASON", "DETAILS",
@@ -140,6 +150,7 @@ impl<'a> TaskView<'a> {
             "last_refresh_time": rfc3339_json(self.last_refresh_time),
             "retry_after": rfc3339_json(self.retry_after),
             "performed": performed,
+            "in_progress": self.in_progress(),
             "pending": pending,
             "action_groups": self.groups.iter().enumerate().map(|(gi, g)| json!({
                 "actions": g.action_states.iter().enumerate()
@@ -187,9 +198,15 @@ impl Row<'_> {
             .unwrap_or_default()
     }
 
-    /// The fencing token of a performed action (Arbiter's field 10001 of YDB's ActionState).
+    /// The fencing token of a granted action (Arbiter's field 10001 of YDB's ActionState),
+    /// also while its drain runs.
     pub(crate) fn fencing_token(&self) -> Option<u64> {
-        (self.is_performed() && self.state.fencing_token != 0).then_some(self.state.fencing_token)
+        (self.state.fencing_token != 0).then_some(self.state.fencing_token)
+    }
+
+    /// Whether the action is granted and its drain or cordon still runs.
+    pub(crate) fn is_in_progress(&self) -> bool {
+        output::action_status(self.state.status) == "IN_PROGRESS"
     }
 
     /// Whether the action holds its lock now.

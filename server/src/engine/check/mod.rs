@@ -47,7 +47,9 @@ impl Verdict {
         for (gi, ai) in &self.granted {
             let a = &mut task.groups[*gi].actions[*ai];
             let mut deadline = now.plus(a.duration.unwrap_or(default));
-            if let Ok(items) = st.resolve(&a.scope) {
+            if a.kind.unlimited() {
+                deadline = Timestamp::NEVER;
+            } else if let Ok(items) = st.resolve(&a.scope) {
                 deadline = st.window_cut(task.override_holds, &items, now, deadline);
             }
             a.status = ActionStatus::Performed {
@@ -250,7 +252,7 @@ impl<'s> CheckCtx<'s> {
                     v.pending.push(((gi, ai), Reason::Generic, details));
                     continue;
                 }
-                match self.check_action(&a.scope) {
+                match self.check_action(a) {
                     Ok(items) => {
                         self.temp_lock(&items);
                         self.own_grants.extend_from_slice(items.nodes());
@@ -299,13 +301,24 @@ impl<'s> CheckCtx<'s> {
 
     /// The rules of when (freezes, windows), then availability, then the rate budgets; an
     /// admin's explicit override skips the rules of when and the budgets.
-    fn check_action(&self, scope: &crate::engine::task::Scope) -> Result<Items, Failure> {
-        let items = self.st.resolve(scope).map_err(|e| Failure {
+    fn check_action(&self, a: &crate::engine::task::Action) -> Result<Items, Failure> {
+        let items = self.st.resolve(&a.scope).map_err(|e| Failure {
             permanent: true,
             reason: Reason::Generic,
             details: e.to_string(),
             retry_at: self.default_retry(),
         })?;
+        // Work needs the nodes' agents: without one it could never be done.
+        if let Some(kind) = a.kind.work()
+            && let Some(details) = self.st.agent_missing(kind, items.nodes())
+        {
+            return Err(Failure {
+                permanent: false,
+                reason: Reason::Generic,
+                details,
+                retry_at: self.default_retry(),
+            });
+        }
         let holds = !self.task.override_holds;
         // Windows and budgets pace disruption: a lock only of nodes known down takes nothing
         // down, so only a freeze holds it back.

@@ -649,16 +649,14 @@ impl UiState {
     }
 }
 
-/// What a node's tile shows: the engine's condition, with a node-wide lock told apart by what
-/// the node does under it (its agent still reports it up: entering maintenance, draining; it
-/// went down: in maintenance; no agent: locked, nothing more known).
+/// What a node's tile shows: the engine's condition (a node-wide lock: entering maintenance
+/// while it drains or still runs, in maintenance once drained or seen down; a lock on a node
+/// without an agent shows as locked: nothing more is known of it).
 fn display(v: &NodeView) -> &'static str {
     match v.condition {
-        NodeCondition::Locked => match v.state {
-            NodeState::Maintenance | NodeState::Down => "maintenance",
-            NodeState::Up if v.monitored => "entering",
-            NodeState::Up => "locked",
-        },
+        NodeCondition::Entering => "entering",
+        NodeCondition::InMaintenance if v.monitored => "maintenance",
+        NodeCondition::InMaintenance => "locked",
         c => c.name(),
     }
 }
@@ -796,6 +794,7 @@ mod tests {
         let lock = LockRequest {
             scope: Scope::Node(node),
             duration: None,
+            kind: Default::default(),
         };
         TaskRequest::of(uid, Mode::Strong, vec![vec![lock]])
     }

@@ -31,8 +31,10 @@ pub enum NodeState {
 pub enum Condition {
     /// Up, no lock.
     Up,
-    /// A lock is held on it.
-    Locked,
+    /// A lock is held on it and it is not ready to stop yet (draining, or still running).
+    EnteringMaintenance,
+    /// A lock is held on it and it is safe to stop (drained, seen down, or no agent).
+    InMaintenance,
     /// Its lock ended; restarting, not seen up yet.
     Restarting,
     /// Seen up again; waiting out the settle time before it counts as available.
@@ -120,7 +122,8 @@ pub fn node(n: &NodeStatus) -> Node {
     };
     let condition = match NodeCondition::try_from(n.condition) {
         Ok(NodeCondition::Up) => Condition::Up,
-        Ok(NodeCondition::Locked) => Condition::Locked,
+        Ok(NodeCondition::EnteringMaintenance) => Condition::EnteringMaintenance,
+        Ok(NodeCondition::InMaintenance) => Condition::InMaintenance,
         Ok(NodeCondition::Restarting) => Condition::Restarting,
         Ok(NodeCondition::Settling) => Condition::Settling,
         Ok(NodeCondition::Down) => Condition::Down,

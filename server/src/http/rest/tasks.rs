@@ -337,6 +337,7 @@ pub fn wire_request(t: &CreateTask) -> Result<CreateMaintenanceTaskRequest, ApiE
                 action: Some(action::Action::LockAction(LockAction {
                     scope: Some(ActionScope { scope: Some(scope) }),
                     duration,
+                    drain: false,
                 })),
             });
         }
