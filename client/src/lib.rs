@@ -453,7 +453,11 @@ impl Client {
     ) -> Result<tonic::Streaming<arbiter_proto::arbiter::v1::AgentOrdersResponse>, ClientError>
     {
         let req = arbiter_proto::arbiter::v1::AgentOrdersRequest { node_id };
-        Ok(self.arbiter().agent_orders(self.request(req)).await?.into_inner())
+        Ok(self
+            .arbiter()
+            .agent_orders(self.request(req))
+            .await?
+            .into_inner())
     }
 
     /// Reports how an agent's hook stands; `true` when it changed what the server knew.

@@ -15,12 +15,12 @@
 //! If a commit fails, the batch's callers get an error and the state is rebuilt from the store,
 //! so memory never runs ahead of the disk.
 
-use crate::engine::audit::AuditKind;
-use crate::engine::liveness::Ticked;
-use crate::engine::{Change, State, Timestamp};
 use crate::agents::{AgentHub, AgentSubscription};
 use crate::engine::EngineError;
 use crate::engine::NodeId;
+use crate::engine::audit::AuditKind;
+use crate::engine::liveness::Ticked;
+use crate::engine::{Change, State, Timestamp};
 use crate::store::Store;
 use crate::watches::{Subscription, TaskUpdate, Watches};
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 //! the live state, so every scenario also tests persistence.
 
 use arbiter_server::engine::cluster::PDiskKey;
+use arbiter_server::engine::drain::{ActionKind, HookOutcome, Order, WorkKind, WorkReport};
 use arbiter_server::engine::freeze::{FreezeScope, Lifter};
 use arbiter_server::engine::inventory::{self, Format};
 use arbiter_server::engine::{
@@ -73,6 +74,8 @@ struct ActionSpec {
     pdisk_host: Option<String>,
     path: Option<String>,
     duration: Option<String>,
+    /// `lock` (default), `lock_drain` (a lock that drains first), `drain` or `cordon`.
+    kind: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -129,6 +132,26 @@ struct Step {
     frozen: Option<Vec<String>>,
     /// `create`: an admin's override of freezes, windows and budgets.
     override_holds: Option<bool>,
+    /// `report`: the action reported on, by its position in the create request.
+    position: Option<usize>,
+    /// `report`: `drain` (default) or `cordon`.
+    work: Option<String>,
+    /// `report`: the undo hook (undrain, uncordon).
+    undo: Option<bool>,
+    /// `report`: running | done | failed.
+    outcome: Option<String>,
+    /// `report` running: the progress in percent (42.5).
+    progress: Option<f64>,
+    /// `report` failed: which attempt, how it ended, its last stderr line, when it retries.
+    attempt: Option<u32>,
+    exit: Option<String>,
+    stderr: Option<String>,
+    retry_in: Option<String>,
+    /// `report`: whether the report changed anything.
+    changed: Option<bool>,
+    /// `orders`, `connect`: the expected drain and cordon orders of `node`.
+    drain: Option<String>,
+    cordon: Option<String>,
 }
 
 fn freeze_scope(s: &str) -> Result<FreezeScope, String> {
@@ -237,6 +260,16 @@ fn mode(s: Option<&str>) -> Result<Mode, String> {
     })
 }
 
+fn kind(s: Option<&str>) -> Result<ActionKind, String> {
+    Ok(match s.unwrap_or("lock") {
+        "lock" => ActionKind::Lock,
+        "lock_drain" => ActionKind::DrainFirst,
+        "drain" => ActionKind::Drain,
+        "cordon" => ActionKind::Cordon,
+        other => return Err(format!("unknown action kind '{other}'")),
+    })
+}
+
 fn reason_name(r: Reason) -> &'static str {
     match r {
         Reason::Generic => "generic",
@@ -266,10 +299,25 @@ fn scope(a: &ActionSpec) -> Result<Scope, String> {
     }
 }
 
+/// An action's details as the wire shows them: its work's while it has work, else the pending
+/// details (empty for a performed lock).
+fn details(a: &ActionView) -> &str {
+    match &a.work {
+        Some(w) => &w.details,
+        None => a.details(),
+    }
+}
+
 fn show(view: &TaskView) -> String {
     let mut s = format!("task {}:", view.uid);
     for (i, a) in view.actions().enumerate() {
-        let st = if a.is_performed() {
+        let st = if let Some(w) = a.work.as_ref().filter(|w| !w.done) {
+            format!(
+                "in_progress until {} ({})",
+                a.deadline().map(|d| d.to_string()).unwrap_or_default(),
+                w.details
+            )
+        } else if a.is_performed() {
             format!(
                 "performed until {}",
                 a.deadline().map(|d| d.to_string()).unwrap_or_default()
@@ -321,7 +369,7 @@ impl Runner {
                         actions.push(LockRequest {
                             scope: scope(a)?,
                             duration,
-                            kind: Default::default(),
+                            kind: kind(a.kind.as_deref())?,
                         });
                     }
                     gs.push(actions);
@@ -551,6 +599,47 @@ impl Runner {
                 }
                 Ok(None)
             }
+            "connect" => {
+                let id = s.node.ok_or("connect needs node")?;
+                match self.state.agent_attached(id) {
+                    Ok(orders) => {
+                        self.check_orders(s, id, &orders.drain, &orders.cordon)?;
+                        Ok(None)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            "disconnect" => {
+                let id = s.node.ok_or("disconnect needs node")?;
+                self.state.agent_detached(id, self.now);
+                Ok(None)
+            }
+            "orders" => {
+                let id = s.node.ok_or("orders needs node")?;
+                if s.drain.is_none() && s.cordon.is_none() {
+                    return Err("orders needs drain or cordon".into());
+                }
+                let orders = self.state.orders(id);
+                self.check_orders(s, id, &orders.drain, &orders.cordon)?;
+                Ok(None)
+            }
+            "report" => {
+                let id = s.node.ok_or("report needs node")?;
+                let report = self.work_report(s)?;
+                match self.state.report_work(id, report) {
+                    Ok(o) => {
+                        self.record(&o.changes);
+                        if let Some(want) = s.changed
+                            && o.value != want
+                        {
+                            return Err(format!("report: expected changed = {want}"));
+                        }
+                        // The task as it stands now, for the expectations.
+                        Ok(s.task.as_deref().and_then(|t| self.state.task(t)))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             other => return Err(format!("unknown step '{other}'")),
         };
         if let Ok(Some(view)) = &result {
@@ -565,6 +654,99 @@ impl Runner {
             return Err("the change records do not rebuild the live state".into());
         }
         self.expect(s, result)
+    }
+
+    /// An agent's report from a `report` step.
+    fn work_report(&self, s: &Step) -> Result<WorkReport, String> {
+        let task = s.task.clone().ok_or("report needs task")?;
+        let pos = s.position.ok_or("report needs position")?;
+        let action = self
+            .positions
+            .get(&task)
+            .and_then(|ids| ids.get(pos))
+            .cloned()
+            // An unknown task or position reports on a made-up action (a stale report).
+            .unwrap_or_else(|| format!("no-such-action-{pos}"));
+        let kind = match s.work.as_deref().unwrap_or("drain") {
+            "drain" => WorkKind::Drain,
+            "cordon" => WorkKind::Cordon,
+            other => {
+                return Err(format!(
+                    "report work must be drain or cordon, not '{other}'"
+                ));
+            }
+        };
+        let outcome = match s.outcome.as_deref().ok_or("report needs outcome")? {
+            "running" => {
+                let p = s.progress.unwrap_or(0.0);
+                HookOutcome::Running((p * 100.0).round().clamp(0.0, f64::from(u32::MAX)) as u32)
+            }
+            "done" => HookOutcome::Done,
+            "failed" => HookOutcome::Failed {
+                attempt: s.attempt.unwrap_or(1),
+                exit: s
+                    .exit
+                    .clone()
+                    .unwrap_or_else(|| "exited with status 1".into()),
+                stderr: s.stderr.clone().unwrap_or_default(),
+                retry_in_ms: match &s.retry_in {
+                    Some(d) => u64::try_from(dur(d)?.as_millis()).unwrap_or(u64::MAX),
+                    None => 0,
+                },
+            },
+            other => {
+                return Err(format!(
+                    "report outcome must be running, done or failed, not '{other}'"
+                ));
+            }
+        };
+        Ok(WorkReport {
+            kind,
+            task,
+            action,
+            undo: s.undo.unwrap_or(false),
+            outcome,
+        })
+    }
+
+    /// Checks an agent's orders against `drain` / `cordon`: `idle`, `hold`,
+    /// `do <task> <position>` or `undo <task> <position>`.
+    fn check_orders(
+        &self,
+        s: &Step,
+        node: u32,
+        drain: &Order,
+        cordon: &Order,
+    ) -> Result<(), String> {
+        for (name, want, got) in [("drain", &s.drain, drain), ("cordon", &s.cordon, cordon)] {
+            let Some(want) = want else { continue };
+            let shown = self.order_text(got);
+            if &shown != want {
+                return Err(format!(
+                    "node {node} {name} order: expected '{want}', got '{shown}'"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// An order in the words of `check_orders`, naming the action by its position.
+    fn order_text(&self, o: &Order) -> String {
+        let named = |verb: &str, task: &str, action: &str| {
+            let pos = self
+                .positions
+                .get(task)
+                .and_then(|ids| ids.iter().position(|id| id == action))
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| format!("?{action}"));
+            format!("{verb} {task} {pos}")
+        };
+        match o {
+            Order::Idle => "idle".into(),
+            Order::Hold => "hold".into(),
+            Order::Do { task, action } => named("do", task, action),
+            Order::Undo { task, action } => named("undo", task, action),
+        }
     }
 
     /// Checks `State::validate_fence` for one token on a node or disk.
@@ -684,7 +866,10 @@ impl Runner {
                 let w = w.as_str().ok_or("actions must be strings")?;
                 let mut words = w.split_whitespace();
                 let ok = match (words.next(), words.next()) {
-                    (Some("performed"), None) => a.is_performed(),
+                    // PERFORMED on the wire: granted, and its work (if any) done.
+                    (Some("performed"), None) => a.is_performed() && !a.in_progress(),
+                    (Some("in_progress"), None) => a.in_progress(),
+                    (Some("granted"), None) => a.is_performed(),
                     (Some("pending"), None) => !a.is_performed(),
                     (Some("pending"), Some(r)) => a.reason().map(reason_name) == Some(r),
                     _ => return Err(format!("bad action expectation '{w}'")),
@@ -700,7 +885,7 @@ impl Runner {
                 .get(i)
                 .ok_or(format!("no action [{i}]: {}", show(&view)))?;
             for t in texts {
-                if !a.details().contains(t.as_str()) {
+                if !details(a).contains(t.as_str()) {
                     return Err(format!("action [{i}] details lack '{t}': {}", show(&view)));
                 }
             }
@@ -726,7 +911,11 @@ impl Runner {
             let a = actions
                 .get(i)
                 .ok_or(format!("no action [{i}]: {}", show(&view)))?;
-            let expected = Some(self.now.plus(dur(d)?));
+            let expected = if d == "never" {
+                Some(Timestamp::NEVER)
+            } else {
+                Some(self.now.plus(dur(d)?))
+            };
             if a.deadline() != expected {
                 return Err(format!(
                     "action [{i}] deadline: expected {expected:?}, got {:?}",

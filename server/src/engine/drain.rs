@@ -327,7 +327,7 @@ impl State {
             action: report.action.clone(),
             undo_failure: None,
         };
-        let same = |a: &Option<Applied>| {
+        let same = |a: &Option<Box<Applied>>| {
             a.as_ref()
                 .is_some_and(|a| a.task == report.task && a.action == report.action)
         };
@@ -418,7 +418,7 @@ impl State {
             if same(field) {
                 return false;
             }
-            *field = Some(applied_ref);
+            *field = Some(Box::new(applied_ref));
             true
         });
         Ok(Outcome {
@@ -457,7 +457,9 @@ impl State {
             .unwrap_or_default();
         let mut details = match &state {
             WorkState::Done => format!("{} by the node's agent", kind.done_word()),
-            WorkState::Waiting => format!("granted; waiting for the node's agent to {}", kind.name()),
+            WorkState::Waiting => {
+                format!("granted; waiting for the node's agent to {}", kind.name())
+            }
             s => format!("{}: {s}", kind.name()),
         };
         if state != WorkState::Done {
@@ -482,6 +484,38 @@ impl State {
             state,
             details,
         })
+    }
+
+    /// What a node still owes to be undone, when its action is gone: "drained for task 't1'
+    /// (undrain waits until it is seen healthy again)", with the undo hook's last failure.
+    pub(crate) fn undo_note(&self, node: NodeId) -> Option<String> {
+        let rt = self.runtime.get(&node)?;
+        let mut notes = Vec::new();
+        for (kind, applied) in [
+            (WorkKind::Drain, &rt.drained),
+            (WorkKind::Cordon, &rt.cordoned),
+        ] {
+            let Some(a) = applied else { continue };
+            if self.live_work(node, kind).is_some() {
+                continue;
+            }
+            let undo = match kind {
+                WorkKind::Drain => "undrain",
+                WorkKind::Cordon => "uncordon",
+            };
+            let mut note = format!("{} for task '{}'", kind.done_word(), a.task);
+            match self.order(node, kind) {
+                Order::Hold => {
+                    note.push_str(&format!(" ({undo} waits until it is seen healthy again)"))
+                }
+                _ => note.push_str(&format!(" ({undo} asked of its agent)")),
+            }
+            if let Some(f) = &a.undo_failure {
+                note.push_str(&format!("; {undo}: {f}"));
+            }
+            notes.push(note);
+        }
+        (!notes.is_empty()).then(|| notes.join("; "))
     }
 
     /// Whether the work of the lock on `node` (if it has work) is done; `None`: no such work.
@@ -535,3 +569,7 @@ fn clip(outcome: HookOutcome) -> HookOutcome {
         },
     }
 }
+
+#[cfg(test)]
+#[path = "drain_tests.rs"]
+mod tests;

@@ -47,10 +47,10 @@ pub struct NodeRuntime {
     pub last_disk_locks: BTreeMap<u32, crate::engine::fence::EndedLock>,
     /// Its agent drained it for this action and has not undrained it yet.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub drained: Option<crate::engine::drain::Applied>,
+    pub drained: Option<Box<crate::engine::drain::Applied>>,
     /// Its agent cordoned it for this action and has not uncordoned it yet.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cordoned: Option<crate::engine::drain::Applied>,
+    pub cordoned: Option<Box<crate::engine::drain::Applied>>,
 }
 
 /// Monotonic counters that must survive restarts.

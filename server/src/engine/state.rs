@@ -348,7 +348,10 @@ impl State {
             state,
             condition,
             up_since: rt.and_then(|rt| rt.up_since),
-            detail: self.down_note(id),
+            detail: match (self.down_note(id), self.undo_note(id)) {
+                (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+                (a, b) => a.or(b),
+            },
             version: rt.and_then(|rt| rt.version.clone()),
             start_time: rt.and_then(|rt| rt.start_time),
             last_heartbeat: self.last_seen.get(&id).copied(),
@@ -408,26 +411,32 @@ impl State {
                 id: gi.to_string(),
                 actions: g
                     .iter()
-                    .map(|LockRequest { scope, duration, kind }| {
-                        let id = if req.dry_run {
-                            String::new()
-                        } else {
-                            next_action += 1;
-                            format!("a-{next_action}")
-                        };
-                        Action {
-                            id,
-                            scope: scope.clone(),
-                            duration: duration.filter(|d| !d.is_zero()),
-                            status: ActionStatus::Pending {
-                                reason: Reason::Generic,
-                                details: String::from("not checked yet"),
-                            },
-                            covers: None,
-                            kind: *kind,
-                            work: None,
-                        }
-                    })
+                    .map(
+                        |LockRequest {
+                             scope,
+                             duration,
+                             kind,
+                         }| {
+                            let id = if req.dry_run {
+                                String::new()
+                            } else {
+                                next_action += 1;
+                                format!("a-{next_action}")
+                            };
+                            Action {
+                                id,
+                                scope: scope.clone(),
+                                duration: duration.filter(|d| !d.is_zero()),
+                                status: ActionStatus::Pending {
+                                    reason: Reason::Generic,
+                                    details: String::from("not checked yet"),
+                                },
+                                covers: None,
+                                kind: *kind,
+                                work: None,
+                            }
+                        },
+                    )
                     .collect(),
             })
             .collect();

@@ -53,7 +53,7 @@ const REASONS: [(Reason, &str); 9] = [
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StateGauges {
     /// Nodes by condition, in [`CONDITIONS`] order.
-    pub nodes: [i64; 6],
+    pub nodes: [i64; CONDITIONS.len()],
     /// Nodes with an agent (that have sent a heartbeat).
     pub monitored: i64,
     /// The oldest and the newest heartbeat's age among monitored nodes seen since the start,
@@ -290,7 +290,10 @@ mod tests {
 
         let mut out = String::new();
         encode(&mut out, &StateGauges::registry(Some(&g), true, 7)).expect("encode");
-        assert!(out.contains("arbiter_nodes{state=\"in_maintenance\"} 1\n"), "{out}");
+        assert!(
+            out.contains("arbiter_nodes{state=\"in_maintenance\"} 1\n"),
+            "{out}"
+        );
         assert!(
             out.contains("arbiter_pending_actions{reason=\"DISABLED_NODES_LIMIT_REACHED\"} 1\n")
         );

@@ -4,9 +4,9 @@
 
 use super::Context;
 use super::error::ServiceError;
+use crate::engine::NodeId;
 use crate::engine::drain::{HookOutcome, Order, Orders, WorkKind as EngineWorkKind, WorkReport};
 use crate::engine::state::MAX_ID_LEN;
-use crate::engine::NodeId;
 use arbiter_proto::arbiter::v1::report_work_request::Outcome;
 use arbiter_proto::arbiter::v1::{
     AgentOrder, AgentOrdersResponse, ReportWorkRequest, ReportWorkResponse, WorkKind,
@@ -101,7 +101,9 @@ pub fn report(req: ReportWorkRequest) -> Result<(NodeId, WorkReport), ServiceErr
         ));
     }
     if req.exit.len() > MAX_REPORT_TEXT || req.stderr.len() > MAX_REPORT_TEXT {
-        return bad(format!("exit and stderr are at most {MAX_REPORT_TEXT} bytes"));
+        return bad(format!(
+            "exit and stderr are at most {MAX_REPORT_TEXT} bytes"
+        ));
     }
     let outcome = match Outcome::try_from(req.outcome) {
         Ok(Outcome::Running) => {

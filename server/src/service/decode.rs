@@ -75,38 +75,37 @@ fn lock_request(
     action: Option<action::Action>,
     limits: RequestLimits,
 ) -> Result<LockRequest, ServiceError> {
-    // YDB's drain and cordon take a node id scope only; a lock that drains first takes
-    // whole nodes (a node or a host).
+    // YDB's drain and cordon take a node id scope only, and so does a lock that drains first
+    // (its agent drains one node).
     let node_only = |s: Option<ActionScope>, what: &str| match scope(s)? {
         Scope::Node(n) => Ok(Scope::Node(n)),
         _ => Err(ServiceError::BadRequest(format!(
-            "Unsupported scope: a {what} action takes a node_id scope"
+            "Unsupported scope: {what} takes a node_id scope"
         ))),
     };
     let lock = match action {
         Some(action::Action::LockAction(lock)) => lock,
         Some(action::Action::DrainAction(d)) => {
             return Ok(LockRequest {
-                scope: node_only(d.scope, "drain")?,
+                scope: node_only(d.scope, "a drain action")?,
                 duration: None,
                 kind: ActionKind::Drain,
             });
         }
         Some(action::Action::CordonAction(c)) => {
             return Ok(LockRequest {
-                scope: node_only(c.scope, "cordon")?,
+                scope: node_only(c.scope, "a cordon action")?,
                 duration: None,
                 kind: ActionKind::Cordon,
             });
         }
         None => return Err(ServiceError::BadRequest("Unknown action".into())),
     };
-    let scope = scope(lock.scope)?;
-    if lock.drain && !matches!(scope, Scope::Node(_) | Scope::Host(_)) {
-        return Err(ServiceError::BadRequest(
-            "Unsupported scope: a lock with drain takes a node_id or host scope (a drain moves a whole node's work)".into(),
-        ));
-    }
+    let scope = if lock.drain {
+        node_only(lock.scope, "a lock with drain")?
+    } else {
+        scope(lock.scope)?
+    };
     let duration = match lock.duration {
         None => None,
         Some(d) => Some(duration(d, limits)?),
@@ -271,7 +270,7 @@ mod tests {
     }
 
     #[test]
-    fn drain_and_cordon_take_a_node_and_a_drained_lock_whole_nodes() {
+    fn drain_cordon_and_a_lock_with_drain_take_a_node_id() {
         let node = |n| {
             Some(ActionScope {
                 scope: Some(action_scope::Scope::NodeId(n)),
@@ -288,7 +287,9 @@ mod tests {
             refusal(req(1, drain(host.clone()))),
             "Unsupported scope: a drain action takes a node_id scope"
         );
-        let cordon = Some(action::Action::CordonAction(CordonAction { scope: node(2) }));
+        let cordon = Some(action::Action::CordonAction(CordonAction {
+            scope: node(2),
+        }));
         let t = task_request(req(1, cordon), "me", LIMITS).expect("valid");
         assert_eq!(t.groups[0][0].kind, ActionKind::Cordon);
         let drained = |scope| {
@@ -298,17 +299,23 @@ mod tests {
                 drain: true,
             }))
         };
-        let t = task_request(req(1, drained(host)), "me", LIMITS).expect("valid");
+        let t = task_request(req(1, drained(node(4))), "me", LIMITS).expect("valid");
         assert_eq!(t.groups[0][0].kind, ActionKind::DrainFirst);
+        assert_eq!(
+            refusal(req(1, drained(host))),
+            "Unsupported scope: a lock with drain takes a node_id scope"
+        );
         let disk = Some(ActionScope {
             scope: Some(action_scope::Scope::Pdisk(action_scope::PDisk {
-                pdisk: Some(action_scope::p_disk::Pdisk::PdiskId(action_scope::PDiskId {
-                    node_id: 1,
-                    pdisk_id: 1,
-                })),
+                pdisk: Some(action_scope::p_disk::Pdisk::PdiskId(
+                    action_scope::PDiskId {
+                        node_id: 1,
+                        pdisk_id: 1,
+                    },
+                )),
             })),
         });
-        assert!(refusal(req(1, drained(disk))).contains("a lock with drain takes"));
+        assert!(refusal(req(1, drained(disk))).starts_with("Unsupported scope"));
     }
 
     #[test]

@@ -12,9 +12,8 @@ use arbiter_proto::ydb::maintenance::action_scope::{self, PDisk, p_disk};
 use arbiter_proto::ydb::maintenance::action_state::{ActionReason, ActionStatus as WireStatus};
 use arbiter_proto::ydb::maintenance::{
     Action, ActionGroupStates, ActionScope, ActionState, ActionUid, AvailabilityMode, CordonAction,
-    DrainAction,
-    GetMaintenanceTaskResult, ItemState, LockAction, MaintenanceTaskOptions, MaintenanceTaskResult,
-    Node, action, node,
+    DrainAction, GetMaintenanceTaskResult, ItemState, LockAction, MaintenanceTaskOptions,
+    MaintenanceTaskResult, Node, action, node,
 };
 
 /// A wire timestamp.

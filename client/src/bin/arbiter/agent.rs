@@ -9,12 +9,12 @@
 
 use crate::cli::{AgentArgs, Format};
 use crate::error::Failure;
+use crate::hook::{self, Hook};
 use crate::nodes;
 use crate::output::{self, emit};
 use arbiter_client::Client;
 use arbiter_client::heartbeat::{self, HeartbeatConfig, HeartbeatError, Login};
 use serde_json::json;
-use crate::hook::{self, Hook};
 use std::time::{Duration, SystemTime};
 
 /// Why the heartbeat loop stopped.

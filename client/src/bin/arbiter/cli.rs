@@ -369,8 +369,8 @@ pub(crate) struct CreateArgs {
     #[arg(long)]
     pub(crate) composite: bool,
     /// Drain each node through its agent (`arbiter agent --on-drain`) before its lock counts
-    /// as performed: IN_PROGRESS with the drain's progress until then. Nodes and hosts only.
-    #[arg(long, conflicts_with = "pdisks")]
+    /// as performed: IN_PROGRESS with the drain's progress until then. `--nodes` only.
+    #[arg(long, conflicts_with_all = ["pdisks", "hosts"])]
     pub(crate) drain: bool,
     /// Admins only, for emergencies: freezes, maintenance windows and rate budgets do not hold
     /// this task back (the failure model and the node limits still do). Logged and audited.

@@ -48,7 +48,10 @@ pub(crate) fn progress_of(line: &str) -> Option<f64> {
 }
 
 /// Runs `hook` once. Each progress line of its stdout goes to `progress` (when given).
-pub(crate) async fn run(hook: &Hook<'_>, progress: Option<mpsc::Sender<f64>>) -> Result<(), Failed> {
+pub(crate) async fn run(
+    hook: &Hook<'_>,
+    progress: Option<mpsc::Sender<f64>>,
+) -> Result<(), Failed> {
     let failed = |exit: String| Failed {
         exit,
         stderr: String::new(),
@@ -211,6 +214,9 @@ mod tests {
             timeout: Duration::from_millis(200),
         };
         let failed = run(&slow, None).await.expect_err("timed out");
-        assert!(failed.exit.contains("did not finish within 200ms"), "{failed:?}");
+        assert!(
+            failed.exit.contains("did not finish within 200ms"),
+            "{failed:?}"
+        );
     }
 }

@@ -157,7 +157,8 @@ pub(crate) fn item_state(raw: i32) -> String {
     enum_name(name, "ITEM_STATE_", raw)
 }
 
-/// The arbiter's own node state: `UP`, `LOCKED`, `RESTARTING`, `SETTLING`, `DOWN`, `UNKNOWN`.
+/// The arbiter's own node state: `UP`, `ENTERING_MAINTENANCE`, `IN_MAINTENANCE`, `RESTARTING`,
+/// `SETTLING`, `DOWN`, `UNKNOWN`.
 pub(crate) fn node_condition(raw: i32) -> String {
     use arbiter_client::proto::arbiter::v1::NodeCondition;
     let name = NodeCondition::try_from(raw).ok().map(|s| s.as_str_name());

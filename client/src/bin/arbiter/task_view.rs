@@ -237,6 +237,7 @@ impl Row<'_> {
         let kind = match self.state.action.as_ref().and_then(|a| a.action.as_ref()) {
             Some(action::Action::DrainAction(_)) => "drain ",
             Some(action::Action::CordonAction(_)) => "cordon ",
+            Some(action::Action::LockAction(l)) if l.drain => "lock+drain ",
             _ => "",
         };
         let scope = match self.scope().and_then(|s| s.scope.as_ref()) {
@@ -280,12 +281,17 @@ impl Row<'_> {
             Some(action::Action::LockAction(l)) => l.duration.as_ref().map(|d| d.seconds),
             _ => None,
         };
+        let drain_first = matches!(
+            self.state.action.as_ref().and_then(|a| a.action.as_ref()),
+            Some(action::Action::LockAction(l)) if l.drain
+        );
         let id = self.action_id();
         json!({
             "group_id": self.group_id(),
             "action_id": if id.is_empty() { Value::Null } else { Value::String(id) },
             "index": self.ai,
             "kind": kind,
+            "drain": drain_first,
             "scope": self.scope_json(),
             "duration_seconds": duration,
             "status": output::action_status(self.state.status),

@@ -543,16 +543,30 @@ impl<'s> CheckCtx<'s> {
     // ----- lock conflicts ----------------------------------------------------------------
 
     fn locked_by(&self, what: String, l: &LockRef) -> Failure {
+        let until = if l.deadline == Timestamp::NEVER {
+            String::from("it is completed (a drain or cordon has no deadline)")
+        } else {
+            l.deadline.to_string()
+        };
         Failure {
             permanent: false,
             reason: Reason::Generic,
             details: format!(
-                "{what} is locked by task '{}' of {} until {}",
+                "{what} is locked by task '{}' of {} until {until}",
                 l.task,
                 self.st.owner_of(&l.task),
-                l.deadline
             ),
-            retry_at: l.deadline,
+            retry_at: self.lock_retry(l),
+        }
+    }
+
+    /// When a live lock may have ended: its deadline, or for a lock without one (a drain, a
+    /// cordon) the default retry.
+    fn lock_retry(&self, l: &LockRef) -> Timestamp {
+        if l.deadline == Timestamp::NEVER {
+            self.default_retry()
+        } else {
+            l.deadline
         }
     }
 
@@ -680,7 +694,8 @@ impl<'s> CheckCtx<'s> {
                     match &h {
                         Holder::Temp => temp.push(i),
                         Holder::Lock(l) => {
-                            retry = Some(retry.map_or(l.deadline, |r| r.min(l.deadline)))
+                            let at = self.lock_retry(l);
+                            retry = Some(retry.map_or(at, |r| r.min(at)));
                         }
                         Holder::Sched(_) => {}
                     }
@@ -802,7 +817,8 @@ impl<'s> CheckCtx<'s> {
                     }
                     Some(Holder::Lock(l)) => {
                         bad = true;
-                        retry = Some(retry.map_or(l.deadline, |x| x.min(l.deadline)));
+                        let at = self.lock_retry(l);
+                        retry = Some(retry.map_or(at, |x| x.min(at)));
                     }
                     Some(Holder::Sched(_)) => bad = true,
                     None if self.st.is_down(*n) => bad = true,
@@ -879,7 +895,8 @@ impl<'s> CheckCtx<'s> {
                     Some(Holder::Lock(l)) => {
                         locked += 1;
                         mine |= l.task == self.task.uid;
-                        retry = Some(retry.map_or(l.deadline, |x| x.min(l.deadline)));
+                        let at = self.lock_retry(l);
+                        retry = Some(retry.map_or(at, |x| x.min(at)));
                     }
                     Some(Holder::Sched(_)) => locked += 1,
                     None if self.st.is_down(*n) => down += 1,

@@ -242,10 +242,12 @@ function renderTasks(s) {
           t.retry_after ? h("span", { class: "desc" }, "retry after " + t.retry_after) : null));
       }
       cells.push(h("td", { class: "scope" }, a.scope));
-      cells.push(h("td", {}, h("span", { class: "chip " + a.state }, a.state === "performed" ? "locked" : "pending"),
+      const word = { performed: "locked", in_progress: "draining" }[a.state] || "pending";
+      cells.push(h("td", {}, h("span", { class: "chip " + a.state }, word),
         a.hold ? h("span", { class: "chip hold" }, a.hold) : null));
-      if (a.state === "performed") {
-        cells.push(h("td", { class: "why" }, "until " + a.deadline + " ", countdown(Date.parse(a.deadline))));
+      if (a.state === "performed" || a.state === "in_progress") {
+        const until = a.deadline ? ["until " + a.deadline + " ", countdown(Date.parse(a.deadline))] : ["until completed"];
+        cells.push(h("td", { class: "why" }, ...until, a.details ? h("span", { class: "details" }, a.details) : null));
       } else {
         cells.push(h("td", { class: "why" }, h("span", { class: "reason" }, a.reason_text),
           h("span", { class: "mono desc" }, a.reason), a.details ? h("span", { class: "details" }, a.details) : null));

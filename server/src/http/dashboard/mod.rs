@@ -394,7 +394,7 @@ pub struct UiAction {
     pub scope: String,
     /// The nodes it is about.
     pub nodes: Vec<NodeId>,
-    /// "performed" or "pending".
+    /// "performed", "in_progress" (granted, its drain or cordon still running) or "pending".
     pub state: &'static str,
     /// When performed: the lock's deadline.
     pub deadline: Option<String>,
@@ -478,7 +478,15 @@ impl UiState {
                                 ..
                             } => {
                                 ui.state = "performed";
-                                ui.deadline = Some(ts(*deadline));
+                                if let Some(w) = &a.work {
+                                    // Granted, its drain or cordon running or done.
+                                    ui.details = w.details.clone();
+                                    if !w.done {
+                                        ui.state = "in_progress";
+                                    }
+                                }
+                                ui.deadline =
+                                    (*deadline != Timestamp::NEVER).then(|| ts(*deadline));
                                 ui.fencing_token = Some(*fencing_token);
                                 if matches!(a.scope, Scope::PDisk(_) | Scope::PDiskPath { .. }) {
                                     for n in &nodes {

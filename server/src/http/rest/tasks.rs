@@ -151,6 +151,9 @@ pub struct CreateTask {
 pub enum Status {
     /// Granted: the lock is held until `deadline`.
     Performed,
+    /// Granted, and the node's agent is still draining or cordoning it (`details` has the
+    /// progress, "Progress: NN.NN%"); the lock is held until `deadline`.
+    InProgress,
     /// Waiting: `reason` and `details` say for what.
     Pending,
 }
@@ -401,12 +404,15 @@ pub fn action_view(a: &ActionState) -> ActionView {
         Some(action::Action::LockAction(l)) => Some(l),
         _ => None,
     };
-    let performed = a.status == ActionStatus::Performed as i32;
+    let in_progress = a.status == ActionStatus::InProgress as i32;
+    let performed = a.status == ActionStatus::Performed as i32 || in_progress;
     ActionView {
         action_id: a.action_uid.as_ref().map(|u| u.action_id.clone()),
         target: target(lock.and_then(|l| l.scope.as_ref())),
         duration: duration(lock.and_then(|l| l.duration.as_ref())),
-        status: if performed {
+        status: if in_progress {
+            Status::InProgress
+        } else if performed {
             Status::Performed
         } else {
             Status::Pending
