@@ -226,7 +226,7 @@ async fn bad_requests_are_refused_with_one_issue_and_change_nothing() {
     let drain = Action {
         action: Some(action::Action::DrainAction(DrainAction {
             scope: Some(arbiter_e2e::proto::ydb::maintenance::ActionScope {
-                scope: Some(action_scope::Scope::NodeId(3)),
+                scope: Some(action_scope::Scope::Host("storage-3.dc1.example".into())),
             }),
         })),
     };
@@ -288,10 +288,10 @@ async fn bad_requests_are_refused_with_one_issue_and_change_nothing() {
             "Unknown action",
         ),
         (
-            "a drain action",
+            "a drain action by host",
             task("bad-6", AvailabilityMode::Strong, vec![vec![drain]]),
-            StatusCode::Unsupported,
-            "Drain",
+            StatusCode::BadRequest,
+            "Unsupported scope: a drain action takes a node_id scope",
         ),
         (
             "a task uid of 129 bytes",

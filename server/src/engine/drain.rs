@@ -343,20 +343,9 @@ impl State {
                 }
                 match &outcome {
                     HookOutcome::Done => *field = None,
-                    HookOutcome::Failed {
-                        attempt,
-                        exit,
-                        stderr,
-                        retry_in_ms,
-                    } => {
-                        let state = WorkState::Failed {
-                            attempt: *attempt,
-                            exit: exit.clone(),
-                            stderr: stderr.clone(),
-                            retry_in_ms: *retry_in_ms,
-                        };
+                    HookOutcome::Failed { .. } => {
                         if let Some(a) = field.as_mut() {
-                            a.undo_failure = Some(state.to_string());
+                            a.undo_failure = Some(WorkState::from(outcome.clone()).to_string());
                         }
                     }
                     HookOutcome::Running(_) => return false,
@@ -377,21 +366,7 @@ impl State {
                 changes,
             });
         }
-        let state = match outcome {
-            HookOutcome::Running(p) => WorkState::Running { progress: p },
-            HookOutcome::Done => WorkState::Done,
-            HookOutcome::Failed {
-                attempt,
-                exit,
-                stderr,
-                retry_in_ms,
-            } => WorkState::Failed {
-                attempt,
-                exit,
-                stderr,
-                retry_in_ms,
-            },
-        };
+        let state = WorkState::from(outcome);
         let mut changed = false;
         if let Some(task) = self.tasks.get(&report.task)
             && let Some(action) = task.action(&report.action)
@@ -538,6 +513,26 @@ pub struct WorkView {
     pub state: WorkState,
     /// In words, for the action's details.
     pub details: String,
+}
+
+impl From<HookOutcome> for WorkState {
+    fn from(o: HookOutcome) -> WorkState {
+        match o {
+            HookOutcome::Running(progress) => WorkState::Running { progress },
+            HookOutcome::Done => WorkState::Done,
+            HookOutcome::Failed {
+                attempt,
+                exit,
+                stderr,
+                retry_in_ms,
+            } => WorkState::Failed {
+                attempt,
+                exit,
+                stderr,
+                retry_in_ms,
+            },
+        }
+    }
 }
 
 /// Bounds what a report carries: progress to 100%, stderr to one short line.
