@@ -28,17 +28,17 @@ impl AgentHub {
             .subscribe()
     }
 
-    /// Tells the agents of `node` their orders, if they changed.
+    /// Tells the agents of `node` their orders now, if they changed.
     pub fn publish(&mut self, node: NodeId, orders: Orders) {
-        if let Some(tx) = self.by_node.get(&node) {
-            tx.send_if_modified(|o| {
-                if *o == orders {
-                    return false;
-                }
-                *o = orders;
-                true
-            });
+        if let Some(p) = self.prepare(node, orders) {
+            p.send();
         }
+    }
+
+    /// The orders of `node`, to tell its agents once the batch that made them is durable.
+    pub fn prepare(&mut self, node: NodeId, orders: Orders) -> Option<OrdersPublication> {
+        let tx = self.by_node.get(&node)?.clone();
+        Some(OrdersPublication { tx, orders })
     }
 
     /// Whether `node` has an open stream.
@@ -60,6 +60,27 @@ impl AgentHub {
     /// How many nodes have an open stream.
     pub fn open(&self) -> usize {
         self.by_node.len()
+    }
+}
+
+/// A node's orders on their way to its agents.
+#[derive(Debug)]
+pub struct OrdersPublication {
+    tx: watch::Sender<Orders>,
+    orders: Orders,
+}
+
+impl OrdersPublication {
+    /// Tells the agents, if the orders changed.
+    pub fn send(self) {
+        let orders = self.orders;
+        self.tx.send_if_modified(|o| {
+            if *o == orders {
+                return false;
+            }
+            *o = orders;
+            true
+        });
     }
 }
 

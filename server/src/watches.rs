@@ -19,6 +19,25 @@ pub enum TaskUpdate {
     Gone,
 }
 
+/// A task's new state on its way to the task's watchers.
+#[derive(Debug)]
+pub struct Publication {
+    tx: watch::Sender<TaskUpdate>,
+    update: TaskUpdate,
+}
+
+impl Publication {
+    /// Tells the watchers; an unchanged state wakes nobody (a new watch may already hold it).
+    pub fn send(self) {
+        let update = self.update;
+        self.tx.send_if_modified(|current| {
+            let modified = *current != update;
+            *current = update;
+            modified
+        });
+    }
+}
+
 /// One watcher's end.
 #[derive(Debug)]
 pub struct Subscription {
@@ -74,22 +93,26 @@ impl Watches {
         self.by_task.contains_key(uid)
     }
 
-    /// Publishes a task's new state; drops the entry when nobody watches any more or the task
-    /// is gone.
+    /// Publishes a task's new state now; drops the entry when nobody watches any more or the
+    /// task is gone.
     pub fn publish(&mut self, uid: &str, update: TaskUpdate) {
-        let Some(entry) = self.by_task.get(uid) else {
-            return;
-        };
-        let gone = update == TaskUpdate::Gone;
-        // An unchanged state wakes nobody (a new watch may already hold it).
-        entry.updates.send_if_modified(|current| {
-            let modified = *current != update;
-            *current = update;
-            modified
-        });
-        if gone || entry.updates.receiver_count() == 0 {
-            self.by_task.remove(uid);
+        if let Some(p) = self.prepare(uid, update) {
+            p.send();
         }
+    }
+
+    /// A task's new state, to publish once the batch that made it is durable
+    /// ([`Publication::send`]). A gone task's entry is dropped at once, so that a task created
+    /// again under its uid gets a channel of its own; if the publication is then never sent
+    /// (the commit failed), its watchers see their channel close.
+    pub fn prepare(&mut self, uid: &str, update: TaskUpdate) -> Option<Publication> {
+        let entry = self.by_task.get(uid)?;
+        let tx = if update == TaskUpdate::Gone {
+            self.by_task.remove(uid)?.updates
+        } else {
+            entry.updates.clone()
+        };
+        Some(Publication { tx, update })
     }
 
     /// Forgets watches whose watchers have all gone.

@@ -13,22 +13,32 @@
 //! timeout, the end of a settle time) when idle, and runs the engine's `tick` before every batch.
 //!
 //! If a commit fails, the batch's callers get an error and the state is rebuilt from the store,
-//! so memory never runs ahead of the disk.
+//! so memory never runs ahead of the disk for longer than the failed batches.
+//!
+//! # The pipeline
+//! Committing is the commit thread's (`pipeline`): while it commits and fsyncs batch N, this
+//! thread already runs batch N+1 on the engine. Replies, and the publications to watchers and
+//! agents, are prepared here and sent by the commit thread after the batch's own commit, so
+//! they still go out only once durable, in commit order. A failed commit refuses every batch
+//! computed over it, and the state is rebuilt before the next one.
 
 use crate::agents::{AgentHub, AgentSubscription};
 use crate::engine::EngineError;
 use crate::engine::NodeId;
-use crate::engine::audit::AuditKind;
+use crate::engine::audit::{AuditEntry, AuditKind};
 use crate::engine::liveness::Ticked;
 use crate::engine::{Change, State, Timestamp};
 use crate::store::Store;
 use crate::watches::{Subscription, TaskUpdate, Watches};
+use pipeline::{Batch, Pipeline};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
+
+mod pipeline;
 
 /// How many jobs may wait for the writer before callers are told to back off.
 pub const QUEUE_CAPACITY: usize = 4096;
@@ -89,9 +99,11 @@ impl Writer {
         let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
         let stopping = Arc::new(AtomicBool::new(false));
         let flag = stopping.clone();
+        let store: Arc<dyn Store> = Arc::from(store);
+        let pipeline = Pipeline::start(store.clone())?;
         let handle = std::thread::Builder::new()
             .name("arbiter-writer".into())
-            .spawn(move || Loop::new(state, store).run(&rx, &flag))?;
+            .spawn(move || Loop::new(state, store, pipeline).run(&rx, &flag))?;
         Ok((Writer { tx, stopping }, handle))
     }
 
@@ -215,13 +227,18 @@ impl Writer {
 /// The writer thread's own state.
 struct Loop {
     core: Core,
-    store: Box<dyn Store>,
+    /// For rebuilding the state after a failed commit; the commit thread commits.
+    store: Arc<dyn Store>,
+    pipeline: Pipeline,
+    /// Counts the rebuilds after failed commits: a batch run over a state that a failed
+    /// commit left ahead of the store has the failed batch's generation.
+    generation: u64,
     /// The clock never goes backwards for the engine, even if the system clock does.
     last_now: Timestamp,
 }
 
 impl Loop {
-    fn new(state: State, store: Box<dyn Store>) -> Loop {
+    fn new(state: State, store: Arc<dyn Store>, pipeline: Pipeline) -> Loop {
         Loop {
             core: Core {
                 state,
@@ -230,6 +247,8 @@ impl Loop {
                 poke: false,
             },
             store,
+            pipeline,
+            generation: 0,
             last_now: Timestamp(0),
         }
     }
@@ -275,11 +294,21 @@ impl Loop {
                 break;
             }
         }
+        // Every batch handed over is committed (or refused) and answered.
+        self.pipeline.drain();
         tracing::info!("writer stopped");
     }
 
-    /// Runs one batch; false when the state could not be recovered and the writer must stop.
+    /// Runs one batch and hands it to the commit stage; false when the state could not be
+    /// recovered from a failed commit and the writer must stop.
     fn batch(&mut self, jobs: Vec<Job>) -> bool {
+        if self.pipeline.failed(self.generation) {
+            // Jobs not run are dropped: their callers hear that the writer stopped.
+            if !self.recover() {
+                return false;
+            }
+            self.generation += 1;
+        }
         let started = std::time::Instant::now();
         let now = self.now();
         let tokens_before = self.core.state.counters().last_fencing_token;
@@ -302,43 +331,50 @@ impl Loop {
         // In the same commit as the grants: every grant has its entry, and retention bounds the
         // trail as part of the batch.
         let grants = self.core.state.audit_grants(&changes, tokens_before, now);
-        let first_grant = changes.len();
+        let granted_entries = grant_entries(&grants);
         changes.extend(grants);
         changes.extend(self.core.state.audit_retain(now));
-        let committed = if changes.is_empty() {
-            Ok(())
-        } else {
-            crate::metrics::global().commit(|| self.store.commit(&changes))
-        };
-        match committed {
+        // What the commit stage sends once this batch is durable: the watchers' and agents'
+        // new states as of this batch (the engine may be further along by then).
+        let watched = self.prepare_watches(&changes);
+        let orders = self.prepare_orders();
+        let any = !changes.is_empty();
+        let granted = (self.core.state.counters().last_fencing_token).saturating_sub(tokens_before);
+        let open = self.core.watches.open();
+        let (state, jobs) = (&self.core.state, replies.len());
+        crate::metrics::global().batch_done(state, jobs, granted, open, started);
+        let ticked = ticked.value;
+        let finish = Box::new(move |committed: Result<(), WriterError>| match committed {
             Ok(()) => {
-                log_ticked(&ticked.value);
-                log_grants(&changes[first_grant..]);
+                log_ticked(&ticked);
+                log_grants(&granted_entries);
                 // Watchers first: a caller that opened a watch finds it current on its reply.
-                self.publish(&changes);
-                self.publish_orders();
-                if !changes.is_empty() {
+                for p in watched {
+                    p.send();
+                }
+                for p in orders {
+                    p.send();
+                }
+                if any {
                     COMMITS.send_modify(|n| *n = n.wrapping_add(1));
                 }
-                let granted =
-                    (self.core.state.counters().last_fencing_token).saturating_sub(tokens_before);
-                let open = self.core.watches.open();
-                let (state, jobs) = (&self.core.state, replies.len());
-                crate::metrics::global().batch_done(state, jobs, granted, open, started);
                 for reply in replies {
                     reply(Ok(()));
                 }
-                true
             }
-            Err(e) => {
-                tracing::error!(error = %e, jobs = replies.len(), "commit failed; batch refused");
-                let err = WriterError::Store(e.to_string());
+            Err(err) => {
+                tracing::error!(error = %err, jobs = replies.len(), "batch refused");
                 for reply in replies {
                     reply(Err(err.clone()));
                 }
-                self.recover()
             }
-        }
+        });
+        self.pipeline.send(Batch {
+            generation: self.generation,
+            changes,
+            finish,
+        });
+        true
     }
 
     /// Something changed: re-check the pending actions of every task whose owner is watching,
@@ -360,11 +396,12 @@ impl Loop {
         }
     }
 
-    /// Tells the watchers of every task these changes touched.
-    fn publish(&mut self, changes: &[Change]) {
+    /// The new state of every watched task these changes touched, to publish once they are
+    /// durable.
+    fn prepare_watches(&mut self, changes: &[Change]) -> Vec<crate::watches::Publication> {
         let watches = &mut self.core.watches;
         if watches.is_empty() {
-            return;
+            return Vec::new();
         }
         let mut touched: Vec<&str> = changes
             .iter()
@@ -377,25 +414,29 @@ impl Loop {
             .collect();
         touched.sort_unstable();
         touched.dedup();
+        let mut out = Vec::with_capacity(touched.len());
         for uid in touched {
             let update = match self.core.state.task(uid) {
                 Some(view) => TaskUpdate::Live(Box::new(view)),
                 None => TaskUpdate::Gone,
             };
-            watches.publish(uid, update);
+            out.extend(watches.prepare(uid, update));
         }
         watches.prune();
+        out
     }
 
-    /// Tells the agents whose orders the committed batch may have changed.
-    fn publish_orders(&mut self) {
+    /// The new orders of every connected agent whose orders this batch may have changed.
+    fn prepare_orders(&mut self) -> Vec<crate::agents::OrdersPublication> {
         let dirty = self.core.state.take_orders_dirty();
+        let mut out = Vec::new();
         for node in dirty {
             if self.core.agents.is_open(node) {
                 let orders = self.core.state.orders(node);
-                self.core.agents.publish(node, orders);
+                out.extend(self.core.agents.prepare(node, orders));
             }
         }
+        out
     }
 
     /// Rebuilds the state from the store after a failed commit.
@@ -419,16 +460,23 @@ impl Loop {
     }
 }
 
-/// One log line per lock that a committed batch granted, from the batch's grant entries of the
-/// audit trail (one per grant, in token order: see `State::audit_grants`).
-fn log_grants(entries: &[Change]) {
-    for c in entries {
-        if let Change::PutAudit(e) = c
-            && e.kind == AuditKind::LockGranted
-        {
-            tracing::info!(task = %e.task, owner = %e.user, nodes = ?e.nodes, outcome = "granted",
-                fencing_token = e.fencing_token, force = e.force, grant = %e.detail, "lock granted");
-        }
+/// The grant entries of a batch's audit records (one per grant, in token order: see
+/// `State::audit_grants`), for its log lines once committed.
+fn grant_entries(records: &[Change]) -> Vec<AuditEntry> {
+    records
+        .iter()
+        .filter_map(|c| match c {
+            Change::PutAudit(e) if e.kind == AuditKind::LockGranted => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One log line per lock that a committed batch granted.
+fn log_grants(entries: &[AuditEntry]) {
+    for e in entries {
+        tracing::info!(task = %e.task, owner = %e.user, nodes = ?e.nodes, outcome = "granted",
+            fencing_token = e.fencing_token, force = e.force, grant = %e.detail, "lock granted");
     }
 }
 
@@ -647,6 +695,144 @@ mod tests {
         let late = runtime().block_on(writer.read(|s, _| s.lock_count()));
         assert_eq!(late, Err(WriterError::Stopped));
         assert!(store.inner.load().expect("load").tasks.contains_key("t1"));
+    }
+
+    /// A store whose commits wait at a gate: each commit says it started, then waits until
+    /// the test lets it go.
+    struct Gated {
+        inner: Arc<Flaky>,
+        started: Mutex<mpsc::Sender<()>>,
+        go: Mutex<mpsc::Receiver<()>>,
+    }
+
+    impl Store for Arc<Gated> {
+        fn load(&self) -> Result<Snapshot, StoreError> {
+            self.inner.load()
+        }
+        fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
+            let _ = self.started.lock().expect("lock").send(());
+            let _ = self.go.lock().expect("lock").recv();
+            self.inner.commit(changes)
+        }
+    }
+
+    fn gated() -> (Arc<Gated>, mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let (started_tx, started_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel();
+        let store = Arc::new(Gated {
+            inner: Arc::new(Flaky::default()),
+            started: Mutex::new(started_tx),
+            go: Mutex::new(go_rx),
+        });
+        (store, started_rx, go_tx)
+    }
+
+    /// Whether a future is ready now (one poll, no waiting).
+    fn ready_now<F: Future>(f: &mut std::pin::Pin<Box<F>>) -> Option<F::Output> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    /// The pipeline: the engine runs the next batch while one commits, and neither batch is
+    /// answered before its own commit (the later one after the earlier one's).
+    #[test]
+    fn the_next_batch_runs_during_a_commit_and_no_reply_comes_before_its_commit() {
+        let (store, started, go) = gated();
+        let (writer, handle) = Writer::start(state(), Box::new(store.clone())).expect("start");
+        let mut first = Box::pin(create(&writer, request("t1", 1, Duration::from_secs(60))));
+        started
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the first commit starts");
+        let (ran_tx, ran_rx) = mpsc::channel();
+        let mut second = Box::pin(writer.read(move |s, _| {
+            let seen = s.task("t1").is_some();
+            let _ = ran_tx.send(seen);
+            seen
+        }));
+        // The read ran on the engine while the first commit waits at the gate...
+        assert_eq!(ran_rx.recv_timeout(Duration::from_secs(5)), Ok(true));
+        // ... and nobody has been answered: the only commit has not returned.
+        assert!(ready_now(&mut first).is_none(), "a reply before its commit");
+        assert!(
+            ready_now(&mut second).is_none(),
+            "a reply before the commit it read"
+        );
+        assert!(store.inner.inner.load().expect("load").tasks.is_empty());
+        go.send(()).expect("let the commit go");
+        runtime().block_on(async {
+            assert_eq!(first.await, Ok(true));
+            assert_eq!(second.await, Ok(true));
+        });
+        assert!(
+            store
+                .inner
+                .inner
+                .load()
+                .expect("load")
+                .tasks
+                .contains_key("t1")
+        );
+        drop(writer);
+        drop(go);
+        handle.join().expect("writer thread");
+    }
+
+    /// A failed commit refuses the batch and every batch the engine ran over it, without
+    /// committing them; the state is rebuilt and the next batch commits.
+    #[test]
+    fn a_failed_commit_refuses_the_batches_run_over_it() {
+        let (store, started, go) = gated();
+        let (writer, handle) = Writer::start(state(), Box::new(store.clone())).expect("start");
+        let hour = Duration::from_secs(3600);
+        let mut first = Box::pin(create(&writer, request("t1", 1, hour)));
+        started
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the first commit starts");
+        // Run over t1's lock of node 1: t2 asks for node 2 (granted: two nodes, no limit).
+        let (ran_tx, ran_rx) = mpsc::channel();
+        let req = request("t2", 2, hour);
+        let mut second = Box::pin(writer.apply(move |s, now| {
+            let seen = s.task("t1").is_some();
+            let o = s.create(req, now).expect("t2");
+            let _ = ran_tx.send(seen);
+            (o.value.actions().all(|a| a.is_performed()), o.changes)
+        }));
+        assert_eq!(ran_rx.recv_timeout(Duration::from_secs(5)), Ok(true));
+        store.inner.fail.store(true, Ordering::SeqCst);
+        go.send(()).expect("let the failing commit go");
+        runtime().block_on(async {
+            assert!(matches!(first.as_mut().await, Err(WriterError::Store(_))));
+            assert!(matches!(second.as_mut().await, Err(WriterError::Store(_))));
+        });
+        assert_eq!(
+            store.inner.commits.load(Ordering::SeqCst),
+            1,
+            "the batch run over the failed one never reached the store"
+        );
+        store.inner.fail.store(false, Ordering::SeqCst);
+        // Later commits pass the gate at once.
+        for _ in 0..4 {
+            go.send(()).expect("open");
+        }
+        runtime().block_on(async {
+            let seen = writer
+                .read(|s, _| (s.task("t1").is_some(), s.task("t2").is_some()))
+                .await;
+            assert_eq!(
+                seen,
+                Ok((false, false)),
+                "the state was rebuilt from the store"
+            );
+            assert_eq!(create(&writer, request("t3", 1, hour)).await, Ok(true));
+        });
+        let stored = store.inner.inner.load().expect("load");
+        assert_eq!(stored.tasks.keys().collect::<Vec<_>>(), vec!["t3"]);
+        drop(writer);
+        drop(go);
+        handle.join().expect("writer thread");
     }
 
     #[test]
