@@ -71,6 +71,16 @@ pub(crate) struct Args {
     #[arg(long, value_name = "T")]
     pub(crate) ticket: Option<String>,
 
+    /// Instead of the throughput phases: a cluster of this many nodes (block-4-2 groups of 8),
+    /// `--scale-tasks` live tasks on it, and its start and restart times, memory and store
+    /// size (redb).
+    #[arg(long, value_name = "NODES", conflicts_with_all = ["endpoint", "store", "inventory"])]
+    pub(crate) scale: Option<u32>,
+
+    /// With --scale: how many live tasks to create (one lock each, on distinct groups).
+    #[arg(long, default_value_t = 10_000, requires = "scale")]
+    pub(crate) scale_tasks: u32,
+
     /// Refreshes a cycle may make while its lock is pending before it gives up (an error).
     #[arg(long, default_value_t = 1000)]
     pub(crate) max_refreshes: u32,

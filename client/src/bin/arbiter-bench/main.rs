@@ -16,13 +16,14 @@
 //! `--store etcd` starts a one-member etcd first and runs the server on it (waiting until it
 //! leads); after the server's phases it stops the server and measures etcd's own lock service
 //! on the same etcd at the same concurrency (`locks.rs`). `--store both` runs redb, then etcd,
-//! and prints them side by side.
+//! and prints them side by side. `--scale NODES` measures a large cluster instead (`scale.rs`).
 
 mod cli;
 mod etcd_metrics;
 mod locks;
 mod machine;
 mod report;
+mod scale;
 mod spawn;
 mod stats;
 mod workload;
@@ -56,6 +57,9 @@ fn main() -> ExitCode {
 /// Runs the whole benchmark; false when any call failed.
 fn run(args: &Args) -> anyhow::Result<bool> {
     args.check()?;
+    if let Some(nodes) = args.scale {
+        return scale::run(args, nodes, args.scale_tasks);
+    }
     let runs = match &args.endpoint {
         Some(url) => vec![external(args, url)?],
         None => args

@@ -28,6 +28,8 @@ pub(crate) struct Server {
     child: Child,
     addr: SocketAddr,
     bin: PathBuf,
+    /// Its command line, for a restart.
+    args: Vec<std::ffi::OsString>,
     /// The inventory file and the data directory; removed when the server is dropped.
     dir: TempDir,
     /// Kept open: the server may write to stdout again and must not get EPIPE.
@@ -64,52 +66,44 @@ impl Server {
                 p
             }
         };
-        let mut command = Command::new(&bin);
-        command.args(store_args(store, etcd_endpoint)?);
-        let mut child = command
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--inventory")
-            .arg(&inventory)
-            .arg("--log")
-            .arg("warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "cannot start {} (build it: cargo build --release -p arbiter-server)",
-                    bin.display()
-                )
-            })?;
-        let Some(stdout) = child.stdout.take() else {
-            bail!("the server's stdout was not captured");
-        };
-        let mut stdout = BufReader::new(stdout);
-        let mut line = String::new();
-        let read = stdout.read_line(&mut line);
-        let addr = match read.ok().and_then(|_| listening_addr(&line)) {
-            Some(addr) => addr,
-            None => {
-                let _ = child.kill();
-                let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
-                bail!(
-                    "{} did not announce its address (first line {line:?}; {status})",
-                    bin.display()
-                );
-            }
-        };
+        let mut server_args: Vec<std::ffi::OsString> = store_args(store, etcd_endpoint)?
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        server_args.extend([
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--data-dir".into(),
+            dir.path().join("data").into_os_string(),
+            "--inventory".into(),
+            inventory.into_os_string(),
+            "--log".into(),
+            "warn".into(),
+        ]);
+        let (child, addr, stdout) = launch(&bin, &server_args)?;
         Ok(Server {
             child,
             addr,
             bin,
+            args: server_args,
             dir,
             _stdout: stdout,
             stopped: false,
         })
+    }
+
+    /// Kills the server with SIGKILL and starts it again with the same command line (the same
+    /// store; a new ephemeral port); returns the time from the spawn to its `listening on`.
+    pub(crate) fn kill_and_restart(&mut self) -> anyhow::Result<std::time::Duration> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let started = std::time::Instant::now();
+        let (child, addr, stdout) = launch(&self.bin, &self.args)?;
+        let took = started.elapsed();
+        self.child = child;
+        self.addr = addr;
+        self._stdout = stdout;
+        Ok(took)
     }
 
     /// The address the server listens on.
@@ -150,6 +144,42 @@ impl Drop for Server {
         if !self.stopped {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+    }
+}
+
+/// Spawns `bin` with `args` and waits for its `listening on` line.
+fn launch(
+    bin: &Path,
+    args: &[std::ffi::OsString],
+) -> anyhow::Result<(Child, SocketAddr, BufReader<ChildStdout>)> {
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "cannot start {} (build it: cargo build --release -p arbiter-server)",
+                bin.display()
+            )
+        })?;
+    let Some(stdout) = child.stdout.take() else {
+        bail!("the server's stdout was not captured");
+    };
+    let mut stdout = BufReader::new(stdout);
+    let mut line = String::new();
+    let read = stdout.read_line(&mut line);
+    match read.ok().and_then(|_| listening_addr(&line)) {
+        Some(addr) => Ok((child, addr, stdout)),
+        None => {
+            let _ = child.kill();
+            let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+            bail!(
+                "{} did not announce its address (first line {line:?}; {status})",
+                bin.display()
+            )
         }
     }
 }

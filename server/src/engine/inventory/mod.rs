@@ -20,7 +20,7 @@ use crate::engine::cluster::{
 };
 use reader::{Problems, Table, as_u32, count, entry_path, index_path, key_path};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 /// The inventory's text format.
@@ -589,13 +589,15 @@ fn load_node_list(
     cluster: &Cluster,
     probs: &mut Problems,
 ) -> Vec<NodeId> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(values.len());
+    // A set, not `out.contains`: a tablet may list every node of a large cluster.
+    let mut seen = HashSet::with_capacity(values.len());
     for (i, v) in values.iter().enumerate() {
         let p = index_path(path, i);
         if let Some(n) = as_u32(v, &p, probs) {
             if cluster.node(n).is_none() {
                 probs.add(p, format!("unknown node {n}"));
-            } else if out.contains(&n) {
+            } else if !seen.insert(n) {
                 probs.add(p, format!("node {n} is listed twice"));
             } else {
                 out.push(n);

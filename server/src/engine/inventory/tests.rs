@@ -232,6 +232,21 @@ fn references_to_unknown_nodes_are_reported() {
 }
 
 #[test]
+fn a_node_listed_twice_is_reported_at_its_second_place() {
+    let got = problems(
+        "[[nodes]]\nid = 1\nhost = \"h1\"\n[[nodes]]\nid = 2\nhost = \"h2\"\n\
+         [[sys_tablets]]\ntype = \"HIVE\"\nnodes = [1, 2, 1, 2]\n",
+    );
+    assert_eq!(
+        got,
+        vec![
+            "sys_tablets[0].nodes[2]: node 1 is listed twice".to_string(),
+            "sys_tablets[0].nodes[3]: node 2 is listed twice".to_string(),
+        ]
+    );
+}
+
+#[test]
 fn format_follows_the_extension() {
     assert_eq!(Format::from_file_name("a/inv.TOML"), Some(Format::Toml));
     assert_eq!(Format::from_file_name("inv.json"), Some(Format::Json));
