@@ -708,6 +708,35 @@ pub struct Client {
     ticket: Option<(&'static str, String)>,
 }
 
+/// Every node as `arbiter.v1.ListNodes` reports it, ascending by id.
+pub async fn list_nodes(c: &Client) -> Vec<arbiter_proto::arbiter::v1::NodeStatus> {
+    use arbiter_proto::arbiter::v1::ListNodesRequest;
+    use arbiter_proto::arbiter::v1::arbiter_service_client::ArbiterServiceClient;
+    ArbiterServiceClient::new(c.channel())
+        .list_nodes(c.request(ListNodesRequest {}))
+        .await
+        .expect("ListNodes")
+        .into_inner()
+        .nodes
+}
+
+/// One node as ListNodes reports it; panics when it is not listed.
+pub async fn node_status(c: &Client, id: u32) -> arbiter_proto::arbiter::v1::NodeStatus {
+    list_nodes(c)
+        .await
+        .into_iter()
+        .find(|n| n.node_id == id)
+        .unwrap_or_else(|| panic!("node {id} is listed"))
+}
+
+/// A node's condition as the enum (UNSPECIFIED for a value this build does not know).
+pub fn node_condition(
+    n: &arbiter_proto::arbiter::v1::NodeStatus,
+) -> arbiter_proto::arbiter::v1::NodeCondition {
+    arbiter_proto::arbiter::v1::NodeCondition::try_from(n.condition)
+        .unwrap_or(arbiter_proto::arbiter::v1::NodeCondition::Unspecified)
+}
+
 impl Client {
     /// A client on `channel` that sends `ticket` in `x-ydb-auth-ticket`.
     pub fn new(channel: Channel, ticket: Option<&str>) -> Client {

@@ -30,8 +30,7 @@
 //! Every wait polls with a bound; nothing sleeps to synchronise. Whatever a test's agents
 //! started carries a mark in its environment, and is killed (by pid) when the test ends.
 
-use arbiter_e2e::proto::arbiter::v1::arbiter_service_client::ArbiterServiceClient;
-use arbiter_e2e::proto::arbiter::v1::{ListNodesRequest, NodeCondition, NodeStatus};
+use arbiter_e2e::proto::arbiter::v1::{NodeCondition, NodeStatus};
 use arbiter_e2e::proto::ydb::maintenance::action_state::ActionStatus;
 use arbiter_e2e::proto::ydb::maintenance::{
     Action, ActionScope, ActionState, AvailabilityMode, CordonAction, DrainAction,
@@ -39,8 +38,8 @@ use arbiter_e2e::proto::ydb::maintenance::{
 };
 use arbiter_e2e::proto::ydb::status_ids::StatusCode;
 use arbiter_e2e::{
-    Client, FIVE_NODES, Files, ServerProcess, cli, cli_command, cli_ok, spawn_collecting, states,
-    success, task, uid_of,
+    Client, FIVE_NODES, Files, ServerProcess, cli, cli_command, cli_ok, list_nodes, node_condition,
+    node_status, spawn_collecting, states, success, task, uid_of,
 };
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -383,34 +382,12 @@ async fn wait_action(
     }
 }
 
-/// Every node as ListNodes reports it.
-async fn list_nodes(c: &Client) -> Vec<NodeStatus> {
-    ArbiterServiceClient::new(c.channel())
-        .list_nodes(c.request(ListNodesRequest {}))
-        .await
-        .expect("ListNodes")
-        .into_inner()
-        .nodes
-}
-
-async fn node(c: &Client, id: u32) -> NodeStatus {
-    list_nodes(c)
-        .await
-        .into_iter()
-        .find(|n| n.node_id == id)
-        .unwrap_or_else(|| panic!("node {id} is listed"))
-}
-
-fn condition(n: &NodeStatus) -> NodeCondition {
-    NodeCondition::try_from(n.condition).unwrap_or(NodeCondition::Unspecified)
-}
-
 /// Polls node `id` until its condition is `want` (bounded).
 async fn wait_condition(c: &Client, id: u32, want: NodeCondition) -> NodeStatus {
     let start = Instant::now();
     loop {
-        let n = node(c, id).await;
-        if condition(&n) == want {
+        let n = node_status(c, id).await;
+        if node_condition(&n) == want {
             return n;
         }
         assert!(
@@ -528,12 +505,12 @@ async fn a_lock_with_drain_waits_for_the_agent_drains_and_undrains_once_the_node
     let performed = loop {
         // The node first: if the action is still in progress after this read, the drain was
         // not done at it.
-        let n = node(&c, 1).await;
+        let n = node_status(&c, 1).await;
         let a = first_action(&c, "t-drain").await;
         match status_of(&a) {
             ActionStatus::InProgress => {
                 assert_eq!(
-                    condition(&n),
+                    node_condition(&n),
                     NodeCondition::EnteringMaintenance,
                     "draining: {n:?}"
                 );
@@ -576,7 +553,7 @@ async fn a_lock_with_drain_waits_for_the_agent_drains_and_undrains_once_the_node
         "{performed:?}"
     );
     assert_eq!(
-        condition(&node(&c, 1).await),
+        node_condition(&node_status(&c, 1).await),
         NodeCondition::InMaintenance,
         "drained"
     );
@@ -600,7 +577,7 @@ async fn a_lock_with_drain_waits_for_the_agent_drains_and_undrains_once_the_node
     // The node goes down for its restart: its health command fails, its heartbeats pause.
     std::fs::remove_file(&healthy).expect("remove the health marker");
     agent.wait_lines("heartbeats paused", 1);
-    let silent = node(&c, 1).await.last_heartbeat;
+    let silent = node_status(&c, 1).await.last_heartbeat;
 
     // Completed: the node is restarting, and the undrain waits while it is not seen up.
     let out = cli_ok(&cli(
@@ -615,8 +592,12 @@ async fn a_lock_with_drain_waits_for_the_agent_drains_and_undrains_once_the_node
         // The log first: if the node is still restarting after this read, no heartbeat had
         // come by the time of the read.
         let undrains = setup.logged("undrain");
-        let n = node(&c, 1).await;
-        assert_eq!(condition(&n), NodeCondition::Restarting, "released: {n:?}");
+        let n = node_status(&c, 1).await;
+        assert_eq!(
+            node_condition(&n),
+            NodeCondition::Restarting,
+            "released: {n:?}"
+        );
         assert_eq!(
             n.last_heartbeat, silent,
             "no heartbeat while unhealthy: {n:?}"
@@ -784,7 +765,7 @@ async fn an_agent_killed_mid_drain_leaves_it_in_progress_and_a_new_agent_finishe
         "{shown}"
     );
     assert_eq!(
-        condition(&node(&c, 3).await),
+        node_condition(&node_status(&c, 3).await),
         NodeCondition::EnteringMaintenance,
         "not drained"
     );
@@ -798,7 +779,10 @@ async fn an_agent_killed_mid_drain_leaves_it_in_progress_and_a_new_agent_finishe
     })
     .await;
     assert_eq!(done.details, "drained by the node's agent", "{done:?}");
-    assert_eq!(condition(&node(&c, 3).await), NodeCondition::InMaintenance);
+    assert_eq!(
+        node_condition(&node_status(&c, 3).await),
+        NodeCondition::InMaintenance
+    );
     assert_eq!(setup.logged("drain ").len(), 2, "{:?}", setup.log());
     assert_eq!(setup.logged("drained "), vec!["drained t-agent"]);
     second.alive();
@@ -837,7 +821,7 @@ async fn the_arbiter_killed_mid_drain_comes_back_and_the_running_drain_completes
     let start = Instant::now();
     let done = loop {
         for n in list_nodes(&c).await {
-            conditions.push((n.node_id, condition(&n)));
+            conditions.push((n.node_id, node_condition(&n)));
         }
         let a = first_action(&c, "t-crash").await;
         if status_of(&a) == ActionStatus::Performed {
@@ -874,14 +858,17 @@ async fn the_arbiter_killed_mid_drain_comes_back_and_the_running_drain_completes
         agent.report()
     );
     for n in list_nodes(&c).await {
-        conditions.push((n.node_id, condition(&n)));
+        conditions.push((n.node_id, node_condition(&n)));
     }
     let down: Vec<&(u32, NodeCondition)> = conditions
         .iter()
         .filter(|(_, c)| matches!(c, NodeCondition::Down | NodeCondition::Unknown))
         .collect();
     assert!(down.is_empty(), "a node went down or silent: {down:?}");
-    assert_eq!(condition(&node(&c, 4).await), NodeCondition::InMaintenance);
+    assert_eq!(
+        node_condition(&node_status(&c, 4).await),
+        NodeCondition::InMaintenance
+    );
 }
 
 /// The attempt number of "drain: the hook failed (attempt N): ...".
@@ -955,7 +942,7 @@ async fn a_failing_or_hanging_drain_hook_shows_in_the_details_and_is_retried() {
         1,
     );
     assert_eq!(
-        condition(&node(&c, 4).await),
+        node_condition(&node_status(&c, 4).await),
         NodeCondition::EnteringMaintenance,
         "not drained"
     );
@@ -1136,7 +1123,7 @@ async fn ydb_drain_and_cordon_actions_run_the_hooks_and_undo_them_at_once() {
     while setup.logged("undrain").is_empty() || setup.logged("uncordon").is_empty() {
         for n in list_nodes(&c).await {
             assert_ne!(
-                condition(&n),
+                node_condition(&n),
                 NodeCondition::Restarting,
                 "a drain or cordon does not restart its node: {n:?}"
             );
@@ -1170,7 +1157,7 @@ async fn ydb_drain_and_cordon_actions_run_the_hooks_and_undo_them_at_once() {
     );
     for id in [1, 2] {
         assert_eq!(
-            condition(&node(&c, id).await),
+            node_condition(&node_status(&c, id).await),
             NodeCondition::Up,
             "node {id}"
         );

@@ -35,11 +35,10 @@
 //! Every wait polls a condition with a bound; the only sleeps are the fake work's own
 //! durations.
 
-use arbiter_e2e::proto::arbiter::v1::arbiter_service_client::ArbiterServiceClient;
-use arbiter_e2e::proto::arbiter::v1::{ListNodesRequest, NodeCondition, NodeStatus};
+use arbiter_e2e::proto::arbiter::v1::{NodeCondition, NodeStatus};
 use arbiter_e2e::proto::ydb::maintenance::{ItemState, ListMaintenanceTasksResult};
 use arbiter_e2e::{
-    Client, Collected, Files, ServerProcess, cli_command, spawn_collecting, success,
+    Client, Collected, Files, ServerProcess, cli_command, list_nodes, spawn_collecting, success,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -365,15 +364,6 @@ impl Drop for Rollout {
 }
 
 // ----- the sampler --------------------------------------------------------------------------
-
-async fn list_nodes(c: &Client) -> Vec<NodeStatus> {
-    ArbiterServiceClient::new(c.channel())
-        .list_nodes(c.request(ListNodesRequest {}))
-        .await
-        .expect("ListNodes")
-        .into_inner()
-        .nodes
-}
 
 /// The nodes that have a file `<prefix><id>` in `d` now.
 fn marked(d: &Path, prefix: &str) -> BTreeSet<u32> {

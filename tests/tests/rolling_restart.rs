@@ -17,11 +17,13 @@
 //!
 //! The CLI is `ARBITER_CLI_BIN`, else the harness builds it on first use (see `arbiter_e2e`).
 
+use arbiter_e2e::proto::arbiter::v1::HeartbeatRequest;
 use arbiter_e2e::proto::arbiter::v1::arbiter_service_client::ArbiterServiceClient;
-use arbiter_e2e::proto::arbiter::v1::{HeartbeatRequest, ListNodesRequest, NodeStatus};
 use arbiter_e2e::proto::ydb::maintenance::{ItemState, ListMaintenanceTasksResult};
 use arbiter_e2e::proto::ydb::status_ids::StatusCode;
-use arbiter_e2e::{Client, FIVE_NODES, Files, ServerProcess, cli_binary, status, success};
+use arbiter_e2e::{
+    Client, FIVE_NODES, Files, ServerProcess, cli_binary, list_nodes, status, success,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::{Path, PathBuf};
@@ -485,15 +487,6 @@ impl Drop for Agents {
             t.abort();
         }
     }
-}
-
-async fn list_nodes(c: &Client) -> Vec<NodeStatus> {
-    ArbiterServiceClient::new(c.channel())
-        .list_nodes(c.request(ListNodesRequest {}))
-        .await
-        .expect("ListNodes")
-        .into_inner()
-        .nodes
 }
 
 /// What the checker saw.
