@@ -123,6 +123,17 @@ pub struct Config {
     #[arg(long, env = "ARBITER_MAX_LOCK_DURATION", default_value = "7d", value_parser = duration)]
     pub max_lock_duration: Duration,
 
+    /// The most task watch streams (WatchMaintenanceTask) open at once.
+    #[arg(long, env = "ARBITER_MAX_WATCHES", default_value_t = 4096,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_watches: u32,
+
+    /// The most task watch streams one user may hold open at once (so that one user cannot
+    /// take every slot).
+    #[arg(long, env = "ARBITER_MAX_WATCHES_PER_USER", default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_watches_per_user: u32,
+
     /// Lock duration for actions that ask for none (overrides the inventory's [defaults]).
     #[arg(long, env = "ARBITER_DEFAULT_LOCK_DURATION", value_parser = duration)]
     pub default_lock_duration: Option<Duration>,
@@ -329,6 +340,15 @@ mod tests {
         assert_eq!(c.store, StoreKind::Redb);
         assert_eq!(c.etcd_prefix, "/arbiter/default");
         assert_eq!(c.leader_lease, Duration::from_secs(10));
+        assert_eq!((c.max_watches, c.max_watches_per_user), (4096, 256));
+        let zero = [
+            "arbiter-server",
+            "--inventory",
+            "x.toml",
+            "--max-watches",
+            "0",
+        ];
+        assert!(Config::try_parse_from(zero).is_err(), "at least one watch");
         let c = Config::try_parse_from([
             "arbiter-server",
             "--store",

@@ -280,6 +280,8 @@ pub async fn run(
         identity,
         limits: RequestLimits {
             max_lock_duration: config.max_lock_duration,
+            max_watches: config.max_watches as usize,
+            max_watches_per_user: config.max_watches_per_user as usize,
         },
         inventory,
         shutdown: stopping_rx,

@@ -38,11 +38,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
-/// The most watch streams open at once.
-pub const MAX_WATCHES: usize = 4096;
-/// The most watch streams one user may hold open, so that one user cannot take every slot.
-pub const MAX_WATCHES_PER_USER: usize = 256;
-
 /// Arbiter's own service.
 #[derive(Debug, Clone)]
 pub struct ArbiterApi {
@@ -592,7 +587,7 @@ impl ArbiterService for ArbiterApi {
         let (meta, _, req) = request.into_parts();
         let caller = self.caller(&audit, &meta)?;
         let uid = req.task_uid;
-        let guard = WatchSlot::take(&self.open_watches, &caller.user)?;
+        let guard = WatchSlot::take(&self.open_watches, &caller.user, self.ctx.limits)?;
         // Whether this watch drives the task is decided by the writer, on the task as it is
         // when the watch opens (a uid may be dropped and created again by someone else).
         let drives = {
@@ -667,19 +662,25 @@ struct WatchSlot {
 }
 
 impl WatchSlot {
-    fn take(counts: &Arc<Mutex<WatchCounts>>, user: &str) -> Result<WatchSlot, Status> {
+    fn take(
+        counts: &Arc<Mutex<WatchCounts>>,
+        user: &str,
+        limits: super::decode::RequestLimits,
+    ) -> Result<WatchSlot, Status> {
         let mut c = counts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if c.total >= MAX_WATCHES {
+        if c.total >= limits.max_watches {
             return Err(Status::resource_exhausted(format!(
-                "too many open watches: the server holds at most {MAX_WATCHES}"
+                "too many open watches: the server holds at most {} (--max-watches)",
+                limits.max_watches
             )));
         }
         let mine = c.by_user.entry(user.to_owned()).or_default();
-        if *mine >= MAX_WATCHES_PER_USER {
+        if *mine >= limits.max_watches_per_user {
             return Err(Status::resource_exhausted(format!(
-                "too many open watches: user '{user}' holds {MAX_WATCHES_PER_USER}, the most one user may"
+                "too many open watches: user '{user}' holds {}, the most one user may (--max-watches-per-user)",
+                limits.max_watches_per_user
             )));
         }
         *mine += 1;

@@ -19,6 +19,10 @@ use std::time::Duration;
 pub struct RequestLimits {
     /// The longest lock a client may ask for.
     pub max_lock_duration: Duration,
+    /// The most task watch streams open at once (`--max-watches`).
+    pub max_watches: usize,
+    /// The most task watch streams one user may hold open (`--max-watches-per-user`).
+    pub max_watches_per_user: usize,
 }
 
 /// A CreateMaintenanceTask request as the engine takes it, owned by `owner`.
@@ -211,6 +215,8 @@ mod tests {
     };
 
     const LIMITS: RequestLimits = RequestLimits {
+        max_watches: 4096,
+        max_watches_per_user: 256,
         max_lock_duration: Duration::from_secs(3600),
     };
 

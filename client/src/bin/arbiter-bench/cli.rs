@@ -81,6 +81,11 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 10_000, requires = "scale")]
     pub(crate) scale_tasks: u32,
 
+    /// With --scale: how many watches of one task to open for the fan-out (0: none).
+    #[arg(long, default_value_t = 10_000, requires = "scale",
+        value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub(crate) scale_watchers: u32,
+
     /// Refreshes a cycle may make while its lock is pending before it gives up (an error).
     #[arg(long, default_value_t = 1000)]
     pub(crate) max_refreshes: u32,

@@ -58,7 +58,7 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> anyhow::Result<bool> {
     args.check()?;
     if let Some(nodes) = args.scale {
-        return scale::run(args, nodes, args.scale_tasks);
+        return scale::run(args, nodes, args.scale_tasks, args.scale_watchers);
     }
     let runs = match &args.endpoint {
         Some(url) => vec![external(args, url)?],

@@ -46,6 +46,16 @@ impl Server {
         store: Store,
         etcd_endpoint: Option<&str>,
     ) -> anyhow::Result<Server> {
+        Server::start_with(args, store, etcd_endpoint, &[])
+    }
+
+    /// [`Server::start`] with more server options.
+    pub(crate) fn start_with(
+        args: &Args,
+        store: Store,
+        etcd_endpoint: Option<&str>,
+        extra: &[&str],
+    ) -> anyhow::Result<Server> {
         let bin = match &args.server_bin {
             Some(p) => p.clone(),
             None => default_server_bin()?,
@@ -80,6 +90,7 @@ impl Server {
             "--log".into(),
             "warn".into(),
         ]);
+        server_args.extend(extra.iter().map(Into::into));
         let (child, addr, stdout) = launch(&bin, &server_args)?;
         Ok(Server {
             child,
