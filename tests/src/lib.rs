@@ -708,6 +708,43 @@ pub struct Client {
     ticket: Option<(&'static str, String)>,
 }
 
+/// Every live process with `var=value` in its environment, but `except`: its pid and command
+/// line (Linux `/proc`). Zombies have no environment left, so they do not count. Tests mark the
+/// processes they start this way to find what those left running.
+pub fn marked_processes(var: &str, value: &str, except: Option<u32>) -> Vec<(u32, String)> {
+    let want = format!("{var}={value}");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Some(pid) == except {
+            continue;
+        }
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if !env.split(|&b| b == 0).any(|v| v == want.as_bytes()) {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline)
+            .split('\0')
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        found.push((pid, cmdline));
+    }
+    found
+}
+
 /// Every node as `arbiter.v1.ListNodes` reports it, ascending by id.
 pub async fn list_nodes(c: &Client) -> Vec<arbiter_proto::arbiter::v1::NodeStatus> {
     use arbiter_proto::arbiter::v1::ListNodesRequest;

@@ -155,37 +155,9 @@ impl Drop for Agent {
     }
 }
 
-/// Every live process with `MARK_VAR=mark` in its environment: its pid and command line.
-/// Zombies have no environment left, so they do not count.
+/// Every live process this test marked with `MARK_VAR=mark`.
 fn marked(mark: &str) -> Vec<(u32, String)> {
-    let want = format!("{MARK_VAR}={mark}");
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut found = Vec::new();
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        if !env.split(|&b| b == 0).any(|v| v == want.as_bytes()) {
-            continue;
-        }
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline)
-            .split('\0')
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
-        found.push((pid, cmdline));
-    }
-    found
+    arbiter_e2e::marked_processes(MARK_VAR, mark, None)
 }
 
 fn kill_pid(pid: u32) {
