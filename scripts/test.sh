@@ -7,6 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A clean CI run builds everything once: incremental caches would only take disk space.
+if [[ "${CI:-}" == "true" ]]; then
+    export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+fi
+echo "==> disk free where the build goes: $(df -h --output=avail . | tail -1 | tr -d ' ')"
+
 echo "==> Python environment (tests/python/requirements.txt)"
 venv="$(bash scripts/python-env.sh)"
 
@@ -44,6 +50,8 @@ set +e
 py_status=${PIPESTATUS[0]}
 set -e
 [[ $py_status -eq 0 ]] || status=$py_status
+
+echo "==> build directory: $(du -sh "$target_dir" 2>/dev/null | cut -f1)"
 
 # One closing line for the whole run: the sum over every Rust test binary and pytest.
 awk '
