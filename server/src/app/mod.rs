@@ -439,7 +439,9 @@ fn start_solo(
     inventory: &InventoryFile,
     health: HealthConfig,
 ) -> Result<(Writer, std::thread::JoinHandle<()>, Arc<Identity>), AppError> {
+    let started = std::time::Instant::now();
     let cluster = Arc::new(inventory.load()?);
+    let inventory_loaded = started.elapsed();
     let recovery = if config.accept_store_loss {
         Recovery::AcceptLoss
     } else {
@@ -450,6 +452,7 @@ fn start_solo(
     let snapshot = store
         .load()
         .map_err(|source| store_error(&config.data_dir, source))?;
+    let store_loaded = started.elapsed() - inventory_loaded;
     let stranded = State::stranded_locks(&cluster, &snapshot);
     if !stranded.is_empty() {
         return Err(AppError::Inventory {
@@ -470,6 +473,9 @@ fn start_solo(
         tasks = state.task_uids(None).len(),
         locks = state.lock_count(),
         auth = identity.is_enforcing(),
+        inventory_ms = inventory_loaded.as_millis(),
+        store_ms = store_loaded.as_millis(),
+        total_ms = started.elapsed().as_millis(),
         "state restored"
     );
     transfer::warn_if_read_only(&state);

@@ -71,22 +71,33 @@ impl fmt::Display for InventoryError {
 /// Longest host name or device path accepted (the wire limit).
 const MAX_NAME: usize = 255;
 
+/// The top-level arrays that are read entry by entry: they hold nearly all of a large inventory.
+const STREAMED: [&str; 2] = ["nodes", "storage_groups"];
+
 /// Parses and validates an inventory.
+///
+/// JSON is read in one pass that hands each node and storage group to the loader as it is read,
+/// so that the whole document never exists as a tree beside the cluster (write a large inventory
+/// as JSON). TOML is parsed whole first, as its parser does anyway.
 pub fn parse(text: &str, format: Format) -> Result<Cluster, InventoryError> {
-    let doc: Value = match format {
-        Format::Json => json::parse(text).map_err(|e| match e {
-            json::JsonError::Syntax(e) => single("", format!("invalid JSON: {e}")),
-            json::JsonError::Duplicates(problems) => InventoryError { problems },
-        })?,
+    let mut loader = Loader::default();
+    let rest = match format {
+        Format::Json => json::parse_streaming(text, &STREAMED, &mut |item| loader.take(item))
+            .map_err(|e| match e {
+                json::JsonError::Syntax(e) => single("", format!("invalid JSON: {e}")),
+                json::JsonError::Duplicates(problems) => InventoryError { problems },
+            })?,
         Format::Toml => {
             let v: toml::Table =
                 toml::from_str(text).map_err(|e| single("", format!("invalid TOML: {e}")))?;
-            serde_json::to_value(v)
-                .map_err(|e| single("", format!("unsupported TOML value: {e}")))?
+            let mut doc = serde_json::to_value(v)
+                .map_err(|e| single("", format!("unsupported TOML value: {e}")))?;
+            loader.take_arrays(&mut doc);
+            doc
         }
     };
     let mut probs = Problems::default();
-    let cluster = load(&doc, &mut probs);
+    let cluster = loader.finish(&rest, &mut probs);
     if probs.0.is_empty() {
         Ok(cluster.index())
     } else {
@@ -103,54 +114,79 @@ fn single(path: &str, message: String) -> InventoryError {
     }
 }
 
-fn load(doc: &Value, probs: &mut Problems) -> Cluster {
-    let mut top = Table::new(doc, String::new(), probs);
-    let mut cluster = Cluster::default();
+/// Builds a cluster from the streamed arrays as they arrive, then from the rest of the document.
+///
+/// Problems are kept per part and put together in one fixed order at the end (top-level tables,
+/// nodes, storage groups, the rest), whatever order the file has its keys in.
+#[derive(Default)]
+struct Loader {
+    cluster: Cluster,
+    /// (host, device path) -> node: a path names one disk per host.
+    paths: HashMap<(String, String), NodeId>,
+    /// machine id -> node: FleetLock names a node by it.
+    machine_ids: HashMap<String, NodeId>,
+    /// Node entries read (refused ones included).
+    node_entries: usize,
+    node_probs: Problems,
+    /// Every node entry has been read, so groups can be checked against the nodes.
+    nodes_done: bool,
+    /// Group entries read before the nodes were; checked once they are.
+    early_groups: Vec<(usize, Value)>,
+    group_probs: Problems,
+}
 
-    if let Some(v) = top.value("defaults") {
-        cluster.defaults = load_defaults(v, probs);
+impl Loader {
+    /// One item from the streaming reader.
+    fn take(&mut self, item: json::Streamed) {
+        match item {
+            json::Streamed::Entry {
+                key: "nodes",
+                index,
+                value,
+            } => self.node(index, &value),
+            json::Streamed::Entry { index, value, .. } if self.nodes_done => {
+                self.group(index, &value);
+            }
+            json::Streamed::Entry { index, value, .. } => self.early_groups.push((index, value)),
+            json::Streamed::End { key: "nodes" } => self.nodes_done = true,
+            json::Streamed::End { .. } => {}
+        }
     }
-    if let Some(v) = top.value("limits") {
-        cluster.limits = load_limits(v, "limits".into(), probs);
-    }
-    if let Some(v) = top.value("fairness") {
-        cluster.fairness = load_fairness(v, probs);
-    }
-    let mut tenant_limits = BTreeMap::new();
-    match top.value("tenants") {
-        None => {}
-        // Every key of `tenants` is a tenant name, so there are no unknown keys to report.
-        Some(Value::Object(m)) => {
-            for (name, tv) in m {
-                let path = key_path("tenants", &format!("\"{name}\""));
-                if name.is_empty() {
-                    probs.add(path.clone(), "a tenant name must not be empty");
+
+    /// Takes the streamed arrays out of a whole document (TOML) and reads them, nodes first.
+    fn take_arrays(&mut self, doc: &mut Value) {
+        let Value::Object(top) = doc else { return };
+        for key in STREAMED {
+            if let Some(Value::Array(entries)) = top.get_mut(key) {
+                let entries = std::mem::take(entries);
+                top.remove(key);
+                for (index, value) in entries.into_iter().enumerate() {
+                    self.take(json::Streamed::Entry { key, index, value });
                 }
-                tenant_limits.insert(name.clone(), load_limits(tv, path, probs));
+                self.take(json::Streamed::End { key });
             }
         }
-        Some(_) => probs.add("tenants", "expected a table of tenant names"),
     }
 
-    let nodes = top.opt_array("nodes", probs);
-    // (host, device path) -> node: a path names one disk per host.
-    let mut paths: HashMap<(String, String), NodeId> = HashMap::new();
-    // machine id -> node: FleetLock names a node by it.
-    let mut machine_ids: HashMap<String, NodeId> = HashMap::new();
-    for (i, nv) in nodes.iter().enumerate() {
+    fn node(&mut self, i: usize, nv: &Value) {
+        self.node_entries += 1;
         let path = entry_path("nodes", i, nv);
+        let probs = &mut self.node_probs;
         let Some(node) = load_node(nv, path.clone(), probs) else {
-            continue;
+            return;
         };
-        if cluster.nodes.contains_key(&node.id) {
+        if self.cluster.nodes.contains_key(&node.id) {
             probs.add(
                 key_path(&path, "id"),
                 format!("duplicate node id {}", node.id),
             );
-            continue;
+            return;
         }
         for pd in &node.pdisks {
-            if let Some(other) = paths.insert((node.host.clone(), pd.path.clone()), node.id) {
+            if let Some(other) = self
+                .paths
+                .insert((node.host.clone(), pd.path.clone()), node.id)
+            {
                 probs.add(
                     key_path(&pdisk_path(nv, &path, pd), "path"),
                     format!(
@@ -161,49 +197,23 @@ fn load(doc: &Value, probs: &mut Problems) -> Cluster {
             }
         }
         if let Some(m) = &node.machine_id
-            && let Some(other) = machine_ids.insert(m.clone(), node.id)
+            && let Some(other) = self.machine_ids.insert(m.clone(), node.id)
         {
             probs.add(
                 key_path(&path, "machine_id"),
                 format!("machine id '{m}' is also node {other}'s"),
             );
         }
-        cluster.nodes.insert(node.id, node);
-    }
-    if nodes.is_empty() {
-        probs.add("nodes", "the inventory has no nodes");
+        self.cluster.nodes.insert(node.id, node);
     }
 
-    // Tenants: those with limits, and those that nodes name (with the default limits).
-    for (name, limits) in tenant_limits {
-        cluster.tenants.insert(
-            name.clone(),
-            Tenant {
-                name,
-                limits,
-                nodes: Vec::new(),
-            },
-        );
-    }
-    for node in cluster.nodes.values() {
-        if let Some(t) = &node.tenant {
-            cluster
-                .tenants
-                .entry(t.clone())
-                .or_insert_with(|| Tenant {
-                    name: t.clone(),
-                    limits: Limits::default(),
-                    nodes: Vec::new(),
-                })
-                .nodes
-                .push(node.id);
-        }
-    }
-
-    for (i, gv) in top.opt_array("storage_groups", probs).iter().enumerate() {
+    fn group(&mut self, i: usize, gv: &Value) {
         let path = entry_path("storage_groups", i, gv);
-        if let Some(group) = load_group(gv, path.clone(), &cluster, probs) {
-            if let std::collections::btree_map::Entry::Vacant(e) = cluster.groups.entry(group.id) {
+        let probs = &mut self.group_probs;
+        if let Some(group) = load_group(gv, path.clone(), &self.cluster, probs) {
+            if let std::collections::btree_map::Entry::Vacant(e) =
+                self.cluster.groups.entry(group.id)
+            {
                 e.insert(group);
             } else {
                 probs.add(
@@ -213,19 +223,93 @@ fn load(doc: &Value, probs: &mut Problems) -> Cluster {
             }
         }
     }
-    if let Some(v) = top.value("state_storage") {
-        cluster.state_storage = load_state_storage(v, &cluster, probs);
-    }
-    for (i, tv) in top.opt_array("sys_tablets", probs).iter().enumerate() {
-        if let Some(t) = load_sys_tablet(tv, index_path("sys_tablets", i), &cluster, probs) {
-            cluster.sys_tablets.push(t);
+
+    /// The rest of the document (`doc` without the streamed arrays), and every problem in order.
+    fn finish(mut self, doc: &Value, probs: &mut Problems) -> Cluster {
+        let mut top = Table::new(doc, String::new(), probs);
+        let mut cluster = std::mem::take(&mut self.cluster);
+
+        if let Some(v) = top.value("defaults") {
+            cluster.defaults = load_defaults(v, probs);
         }
+        if let Some(v) = top.value("limits") {
+            cluster.limits = load_limits(v, "limits".into(), probs);
+        }
+        if let Some(v) = top.value("fairness") {
+            cluster.fairness = load_fairness(v, probs);
+        }
+        let mut tenant_limits = BTreeMap::new();
+        match top.value("tenants") {
+            None => {}
+            // Every key of `tenants` is a tenant name, so there are no unknown keys to report.
+            Some(Value::Object(m)) => {
+                for (name, tv) in m {
+                    let path = key_path("tenants", &format!("\"{name}\""));
+                    if name.is_empty() {
+                        probs.add(path.clone(), "a tenant name must not be empty");
+                    }
+                    tenant_limits.insert(name.clone(), load_limits(tv, path, probs));
+                }
+            }
+            Some(_) => probs.add("tenants", "expected a table of tenant names"),
+        }
+
+        // A `nodes` that is not an array stayed in the document: reported here.
+        top.opt_array("nodes", probs);
+        probs.0.append(&mut self.node_probs.0);
+        if self.node_entries == 0 {
+            probs.add("nodes", "the inventory has no nodes");
+        }
+
+        // Tenants: those with limits, and those that nodes name (with the default limits).
+        for (name, limits) in tenant_limits {
+            cluster.tenants.insert(
+                name.clone(),
+                Tenant {
+                    name,
+                    limits,
+                    nodes: Vec::new(),
+                },
+            );
+        }
+        for node in cluster.nodes.values() {
+            if let Some(t) = &node.tenant {
+                cluster
+                    .tenants
+                    .entry(t.clone())
+                    .or_insert_with(|| Tenant {
+                        name: t.clone(),
+                        limits: Limits::default(),
+                        nodes: Vec::new(),
+                    })
+                    .nodes
+                    .push(node.id);
+            }
+        }
+
+        top.opt_array("storage_groups", probs);
+        self.cluster = cluster;
+        for (i, gv) in std::mem::take(&mut self.early_groups) {
+            self.group(i, &gv);
+        }
+        let mut cluster = std::mem::take(&mut self.cluster);
+        probs.0.append(&mut self.group_probs.0);
+
+        if let Some(v) = top.value("state_storage") {
+            cluster.state_storage = load_state_storage(v, &cluster, probs);
+        }
+        for (i, tv) in top.opt_array("sys_tablets", probs).iter().enumerate() {
+            if let Some(t) = load_sys_tablet(tv, index_path("sys_tablets", i), &cluster, probs) {
+                cluster.sys_tablets.push(t);
+            }
+        }
+        let windows = top.opt_array("windows", probs);
+        cluster.windows = windows::load_windows(windows, &cluster, probs);
+        cluster.fleetlock_groups =
+            fleetlock::load_fleetlock(top.value("fleetlock"), &cluster, probs);
+        top.finish(probs);
+        cluster
     }
-    let windows = top.opt_array("windows", probs);
-    cluster.windows = windows::load_windows(windows, &cluster, probs);
-    cluster.fleetlock_groups = fleetlock::load_fleetlock(top.value("fleetlock"), &cluster, probs);
-    top.finish(probs);
-    cluster
 }
 
 /// The path of a node's pdisk entry as the file has it: its index among the node's `pdisks` (the

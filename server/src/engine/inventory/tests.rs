@@ -531,3 +531,111 @@ fn reports_fleetlock_problems_with_their_key_paths() {
         vec!["fleetlock.groups: expected a table of group names"]
     );
 }
+
+/// The example as JSON with its top-level keys in the given order (the rest after them).
+fn example_json_in_order(first: &[&str]) -> String {
+    let toml_value: toml::Table = toml::from_str(EXAMPLE).expect("toml");
+    let doc = serde_json::to_value(&toml_value).expect("json");
+    let map = doc.as_object().expect("a table");
+    let mut keys: Vec<&str> = first.to_vec();
+    keys.extend(
+        map.keys()
+            .map(String::as_str)
+            .filter(|k| !first.contains(k)),
+    );
+    let parts: Vec<String> = keys
+        .iter()
+        .map(|k| format!("{:?}: {}", k, map[*k]))
+        .collect();
+    format!("{{{}}}", parts.join(", "))
+}
+
+#[test]
+fn groups_before_nodes_load_the_same_cluster() {
+    let a = parse(&example_json_in_order(&["nodes"]), Format::Json).expect("nodes first");
+    let b = parse(
+        &example_json_in_order(&["storage_groups", "sys_tablets", "nodes"]),
+        Format::Json,
+    )
+    .expect("groups first");
+    assert!(!a.groups.is_empty());
+    assert_eq!(a.nodes, b.nodes);
+    assert_eq!(a.groups, b.groups);
+    assert_eq!(a.tenants, b.tenants);
+    assert_eq!(a.sys_tablets, b.sys_tablets);
+}
+
+#[test]
+fn problems_come_in_one_order_whatever_the_key_order() {
+    let nodes = r#""nodes": [{"id": 1, "host": "h1", "colour": "red"}, {"id": 1, "host": "h2"}]"#;
+    let groups = r#""storage_groups": [{"id": 7, "erasure": "none", "nodes": [9]}]"#;
+    let limits = r#""limits": {"max_unavailable_ratio": 101}"#;
+    let a = json_problems(&format!("{{{limits}, {nodes}, {groups}}}"));
+    let b = json_problems(&format!("{{{groups}, {nodes}, {limits}}}"));
+    assert_eq!(a, b);
+    assert_eq!(
+        a[0],
+        "limits.max_unavailable_ratio: 101 is over 100 (the ratio is a percentage)"
+    );
+    assert_eq!(a[1], "nodes[0] (id 1).colour: unknown key");
+    assert_eq!(a[2], "nodes[1] (id 1).id: duplicate node id 1");
+    assert!(a[3].starts_with("storage_groups[0] (id 7)"), "{a:?}");
+}
+
+#[test]
+fn streamed_keys_that_are_not_arrays_are_reported() {
+    assert_eq!(
+        json_problems(r#"{"nodes": 5}"#),
+        vec![
+            "nodes: expected an array, found a number",
+            "nodes: the inventory has no nodes",
+        ]
+    );
+    let got = json_problems(r#"{"nodes": [{"id": 1, "host": "h"}], "storage_groups": {"id": 1}}"#);
+    assert_eq!(
+        got,
+        vec!["storage_groups: expected an array, found a table"]
+    );
+}
+
+#[test]
+fn a_duplicate_in_a_streamed_entry_names_an_id_given_after_it() {
+    let got = json_problems(&json_nodes(r#"{"host": "h4", "host": "h5", "id": 4}"#));
+    assert_eq!(got, vec!["nodes[3] (id 4).host: duplicate key"]);
+}
+
+#[test]
+fn a_second_nodes_array_is_a_duplicate_and_the_first_counts() {
+    let text = r#"{"nodes": [{"id": 1, "host": "h1"}], "nodes": [{"id": 2, "host": "h2"}]}"#;
+    assert_eq!(json_problems(text), vec!["nodes: duplicate key"]);
+    // Its syntax is still checked.
+    let e = parse(
+        r#"{"nodes": [{"id": 1, "host": "h1"}], "nodes": [}"#,
+        Format::Json,
+    )
+    .expect_err("bad");
+    assert!(e.to_string().contains("invalid JSON"), "{e}");
+}
+
+#[test]
+fn streamed_arrays_reach_the_sink_entry_by_entry_and_stay_out_of_the_document() {
+    let text = r#"{"a": 1, "nodes": [{"id": 1}, {"id": 2}], "b": [3], "storage_groups": []}"#;
+    let mut seen = Vec::new();
+    let doc = json::parse_streaming(text, &STREAMED, &mut |item| {
+        seen.push(match item {
+            json::Streamed::Entry { key, index, value } => format!("{key}[{index}] = {value}"),
+            json::Streamed::End { key } => format!("end of {key}"),
+        })
+    })
+    .expect("reads");
+    assert_eq!(
+        seen,
+        vec![
+            "nodes[0] = {\"id\":1}",
+            "nodes[1] = {\"id\":2}",
+            "end of nodes",
+            "end of storage_groups",
+        ]
+    );
+    assert_eq!(doc, serde_json::json!({"a": 1, "b": [3]}));
+}
