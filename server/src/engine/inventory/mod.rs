@@ -413,11 +413,15 @@ fn load_fairness(v: &Value, probs: &mut Problems) -> Fairness {
     f
 }
 
-fn check_name(value: &str, path: &str, what: &str, probs: &mut Problems) {
+/// Checks the name at `key` of the table at `path` (the key's path is built only for a problem).
+fn check_name(value: &str, path: &str, key: &str, what: &str, probs: &mut Problems) {
     if value.is_empty() {
-        probs.add(path, format!("{what} must not be empty"));
+        probs.add(key_path(path, key), format!("{what} must not be empty"));
     } else if value.len() > MAX_NAME {
-        probs.add(path, format!("{what} is longer than {MAX_NAME} bytes"));
+        probs.add(
+            key_path(path, key),
+            format!("{what} is longer than {MAX_NAME} bytes"),
+        );
     }
 }
 
@@ -429,7 +433,7 @@ fn load_node(v: &Value, path: String, probs: &mut Problems) -> Option<Node> {
     }
     let host = t.req_str("host", probs);
     if let Some(h) = &host {
-        check_name(h, &key_path(&path, "host"), "a host name", probs);
+        check_name(h, &path, "host", "a host name", probs);
     }
     let port = t.opt_u32("port", probs).unwrap_or(0);
     if port > u32::from(u16::MAX) {
@@ -451,7 +455,7 @@ fn load_node(v: &Value, path: String, probs: &mut Problems) -> Option<Node> {
     let version = t.opt_str("version", probs);
     let machine_id = t.opt_str("machine_id", probs);
     if let Some(m) = &machine_id {
-        check_name(m, &key_path(&path, "machine_id"), "a machine id", probs);
+        check_name(m, &path, "machine_id", "a machine id", probs);
     }
     let initial_state = match t.opt_str("state", probs).as_deref() {
         None | Some("up") => InitialState::Up,
@@ -472,7 +476,7 @@ fn load_node(v: &Value, path: String, probs: &mut Problems) -> Option<Node> {
         let pid = pt.req_u32("id", probs);
         let ppathv = pt.req_str("path", probs);
         if let Some(p) = &ppathv {
-            check_name(p, &key_path(&ppath, "path"), "a device path", probs);
+            check_name(p, &ppath, "path", "a device path", probs);
         }
         pt.finish(probs);
         if let (Some(id), Some(dev)) = (pid, ppathv) {

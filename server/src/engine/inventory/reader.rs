@@ -119,42 +119,55 @@ impl<'a> Table<'a> {
         }
     }
 
+    /// Reports a problem at `key` of this table (its path is built only then).
+    fn report(&self, key: &str, probs: &mut Problems, message: String) {
+        probs.add(key_path(&self.path, key), message);
+    }
+
     /// Reads a key that must be present, converting it with `conv`.
     fn required<T>(
         &mut self,
         key: &'static str,
         probs: &mut Problems,
-        conv: fn(&Value, &str, &mut Problems) -> Option<T>,
+        conv: fn(&Value) -> Result<T, String>,
     ) -> Option<T> {
-        let path = key_path(&self.path, key);
         match self.get(key) {
-            Some(v) => conv(v, &path, probs),
+            Some(v) => conv(v).map_err(|m| self.report(key, probs, m)).ok(),
             None => {
                 // A table that is not a table was reported already; do not pile on.
                 if self.map.is_some() {
-                    probs.add(path, "missing required key");
+                    self.report(key, probs, "missing required key".into());
                 }
                 None
             }
         }
     }
 
+    /// Reads a key that may be absent, converting it with `conv`.
+    fn optional<T>(
+        &mut self,
+        key: &'static str,
+        probs: &mut Problems,
+        conv: fn(&Value) -> Result<T, String>,
+    ) -> Option<T> {
+        let v = self.get(key)?;
+        conv(v).map_err(|m| self.report(key, probs, m)).ok()
+    }
+
     pub(crate) fn req_u32(&mut self, key: &'static str, probs: &mut Problems) -> Option<u32> {
-        self.required(key, probs, as_u32)
+        self.required(key, probs, u32_of)
     }
 
     pub(crate) fn opt_u32(&mut self, key: &'static str, probs: &mut Problems) -> Option<u32> {
-        let path = key_path(&self.path, key);
-        self.get(key).and_then(|v| as_u32(v, &path, probs))
+        self.optional(key, probs, u32_of)
     }
 
     pub(crate) fn req_str(&mut self, key: &'static str, probs: &mut Problems) -> Option<String> {
-        self.required(key, probs, as_str)
+        self.required(key, probs, str_of)
     }
 
     pub(crate) fn opt_str(&mut self, key: &'static str, probs: &mut Problems) -> Option<String> {
-        let path = key_path(&self.path, key);
-        self.get(key).and_then(|v| as_str(v, &path, probs))
+        self.optional(key, probs, str_of)
     }
 
     pub(crate) fn opt_duration(
@@ -162,13 +175,13 @@ impl<'a> Table<'a> {
         key: &'static str,
         probs: &mut Problems,
     ) -> Option<Duration> {
-        let path = key_path(&self.path, key);
-        let s = self.get(key).and_then(|v| as_str(v, &path, probs))?;
+        let s = self.optional(key, probs, str_of)?;
         match humantime::parse_duration(&s) {
             Ok(d) => Some(d),
             Err(e) => {
-                probs.add(
-                    path,
+                self.report(
+                    key,
+                    probs,
                     format!("invalid duration '{s}': {e} (write e.g. \"5m\" or \"90s\")"),
                 );
                 None
@@ -178,15 +191,12 @@ impl<'a> Table<'a> {
 
     /// The array at `key` (absent: empty).
     pub(crate) fn opt_array(&mut self, key: &'static str, probs: &mut Problems) -> &'a [Value] {
-        let path = key_path(&self.path, key);
         match self.get(key) {
             None => &[],
             Some(Value::Array(a)) => a,
             Some(other) => {
-                probs.add(
-                    path,
-                    format!("expected an array, found {}", type_name(other)),
-                );
+                let message = format!("expected an array, found {}", type_name(other));
+                self.report(key, probs, message);
                 &[]
             }
         }
@@ -194,28 +204,27 @@ impl<'a> Table<'a> {
 }
 
 pub(crate) fn as_u32(v: &Value, path: &str, probs: &mut Problems) -> Option<u32> {
-    match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
-        Some(n) => Some(n),
-        None => {
-            let what = match v {
-                Value::Number(_) => format!("{v} is not an integer in 0..=4294967295"),
-                other => format!("expected an integer, found {}", type_name(other)),
-            };
-            probs.add(path, what);
-            None
-        }
-    }
+    u32_of(v).map_err(|m| probs.add(path, m)).ok()
 }
 
 pub(crate) fn as_str(v: &Value, path: &str, probs: &mut Problems) -> Option<String> {
+    str_of(v).map_err(|m| probs.add(path, m)).ok()
+}
+
+/// The value as a `u32`, or what is wrong with it.
+fn u32_of(v: &Value) -> Result<u32, String> {
+    v.as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| match v {
+            Value::Number(_) => format!("{v} is not an integer in 0..=4294967295"),
+            other => format!("expected an integer, found {}", type_name(other)),
+        })
+}
+
+/// The value as a string, or what is wrong with it.
+fn str_of(v: &Value) -> Result<String, String> {
     match v {
-        Value::String(s) => Some(s.clone()),
-        other => {
-            probs.add(
-                path,
-                format!("expected a string, found {}", type_name(other)),
-            );
-            None
-        }
+        Value::String(s) => Ok(s.clone()),
+        other => Err(format!("expected a string, found {}", type_name(other))),
     }
 }
