@@ -6,6 +6,11 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+
+/// A hash map over keys the inventory names (node ids, disks, hosts, device paths): hashed
+/// with foldhash, several times faster than the standard SipHash. Never for keys a client
+/// chooses (task uids, users), which keep the standard map.
+pub(crate) type InventoryMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::fmt;
 use std::time::Duration;
 
@@ -246,19 +251,19 @@ pub struct Cluster {
     pub(crate) state_storage: StateStorage,
     pub(crate) sys_tablets: Vec<SysTablet>,
     /// host -> its nodes, ascending.
-    pub(crate) hosts: HashMap<String, Vec<NodeId>>,
+    pub(crate) hosts: InventoryMap<String, Vec<NodeId>>,
     /// (host, path) -> disk.
-    pub(crate) pdisk_paths: HashMap<(String, String), PDiskKey>,
+    pub(crate) pdisk_paths: InventoryMap<(String, String), PDiskKey>,
     /// disk -> the (group, member index) pairs of its vdisks.
-    pub(crate) vdisks_on: HashMap<PDiskKey, Vec<(GroupId, usize)>>,
+    pub(crate) vdisks_on: InventoryMap<PDiskKey, Vec<(GroupId, usize)>>,
     /// node -> its state-storage ring index.
-    pub(crate) ring_of: HashMap<NodeId, usize>,
+    pub(crate) ring_of: InventoryMap<NodeId, usize>,
     /// node -> indexes into `sys_tablets`.
-    pub(crate) tablets_of: HashMap<NodeId, Vec<usize>>,
+    pub(crate) tablets_of: InventoryMap<NodeId, Vec<usize>>,
     /// Maintenance windows, in inventory order.
     pub(crate) windows: Vec<crate::engine::windows::Window>,
     /// node -> indexes into `windows` (nodes without windows are absent).
-    pub(crate) windows_of: HashMap<NodeId, Vec<usize>>,
+    pub(crate) windows_of: InventoryMap<NodeId, Vec<usize>>,
     /// FleetLock's reboot groups by name (`[fleetlock.groups.NAME]`; without a `[fleetlock]`
     /// table, one group "default" over every node).
     pub(crate) fleetlock_groups: BTreeMap<String, FleetLockGroup>,

@@ -4,7 +4,7 @@
 //! and returns the [`Change`] records that the store must persist before anyone is told.
 
 use crate::engine::check::{CheckCtx, Verdict};
-use crate::engine::cluster::{Cluster, InitialState, NodeId, PDiskKey};
+use crate::engine::cluster::{Cluster, InitialState, InventoryMap, NodeId, PDiskKey};
 use crate::engine::error::EngineError;
 use crate::engine::fence::{EndedLock, LockEnd};
 use crate::engine::liveness::HealthConfig;
@@ -80,13 +80,13 @@ pub struct Expired {
 pub struct State {
     pub(crate) cluster: Arc<Cluster>,
     pub(crate) tasks: BTreeMap<String, Task>,
-    pub(crate) runtime: HashMap<NodeId, NodeRuntime>,
-    pub(crate) node_locks: HashMap<NodeId, LockRef>,
-    pub(crate) pdisk_locks: HashMap<PDiskKey, LockRef>,
+    pub(crate) runtime: InventoryMap<NodeId, NodeRuntime>,
+    pub(crate) node_locks: InventoryMap<NodeId, LockRef>,
+    pub(crate) pdisk_locks: InventoryMap<PDiskKey, LockRef>,
     /// node -> how many of its disks are locked.
-    pub(crate) pdisk_locks_on: HashMap<NodeId, u32>,
+    pub(crate) pdisk_locks_on: InventoryMap<NodeId, u32>,
     pub(crate) cluster_count: Count,
-    pub(crate) tenant_counts: HashMap<String, Count>,
+    pub(crate) tenant_counts: InventoryMap<String, Count>,
     /// Every node that counts against the limits (locked or down), so that a limit's text can
     /// name them without walking the cluster.
     pub(crate) unavailable: BTreeSet<NodeId>,
@@ -102,7 +102,7 @@ pub struct State {
     /// State-storage replicas that stop counting as recently started, by when.
     pub(crate) ring_settle_due: BTreeSet<(Timestamp, NodeId)>,
     /// Soft state, never persisted: the last heartbeat of each monitored node.
-    pub(crate) last_seen: HashMap<NodeId, Timestamp>,
+    pub(crate) last_seen: InventoryMap<NodeId, Timestamp>,
     /// Soft state: when each monitored node's heartbeat times out.
     pub(crate) heartbeat_due: BTreeSet<(Timestamp, NodeId)>,
     /// Whether monitored nodes restored from the store got their first timeout.
@@ -121,9 +121,9 @@ pub struct State {
     /// re-checked then.
     pub(crate) wakeups: BTreeSet<Timestamp>,
     /// Soft state: nodes with an agent's order stream open, and how many streams.
-    pub(crate) agents: HashMap<NodeId, u32>,
+    pub(crate) agents: InventoryMap<NodeId, u32>,
     /// Soft state: when the last agent of a node went away.
-    pub(crate) agent_lost: HashMap<NodeId, Timestamp>,
+    pub(crate) agent_lost: InventoryMap<NodeId, Timestamp>,
     /// Soft state: nodes whose agent orders may have changed since the writer last asked.
     pub(crate) orders_dirty: BTreeSet<NodeId>,
 }
@@ -139,12 +139,12 @@ impl State {
         let mut state = State {
             cluster,
             tasks: BTreeMap::new(),
-            runtime: HashMap::new(),
-            node_locks: HashMap::new(),
-            pdisk_locks: HashMap::new(),
-            pdisk_locks_on: HashMap::new(),
+            runtime: InventoryMap::default(),
+            node_locks: InventoryMap::default(),
+            pdisk_locks: InventoryMap::default(),
+            pdisk_locks_on: InventoryMap::default(),
             cluster_count: Count::default(),
-            tenant_counts: HashMap::new(),
+            tenant_counts: InventoryMap::default(),
             unavailable: BTreeSet::new(),
             deadlines: BTreeSet::new(),
             pending_by_priority: BTreeMap::new(),
@@ -152,7 +152,7 @@ impl State {
             health: HealthConfig::default(),
             settle_due: BTreeSet::new(),
             ring_settle_due: BTreeSet::new(),
-            last_seen: HashMap::new(),
+            last_seen: InventoryMap::default(),
             heartbeat_due: BTreeSet::new(),
             liveness_armed: false,
             retry_hints: HashMap::new(),
@@ -160,8 +160,8 @@ impl State {
             freezes: crate::engine::freeze::Freezes::restore(snapshot.freezes, snapshot.read_only),
             grants: crate::engine::budget::GrantLog::restore(snapshot.grants),
             wakeups: BTreeSet::new(),
-            agents: HashMap::new(),
-            agent_lost: HashMap::new(),
+            agents: InventoryMap::default(),
+            agent_lost: InventoryMap::default(),
             orders_dirty: BTreeSet::new(),
         };
         for (id, rt) in snapshot.nodes {

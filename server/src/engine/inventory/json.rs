@@ -81,6 +81,20 @@ pub(crate) fn parse_streaming(
     Err(JsonError::Duplicates(problems))
 }
 
+/// Reads the next value of `map` as [`parse`] would, failing on a duplicate key anywhere in it
+/// (with a bare message: the fast reader that calls this falls back to the checking one).
+pub(crate) fn next_value_without_duplicates<'de, A: MapAccess<'de>>(
+    map: &mut A,
+) -> Result<Value, A::Error> {
+    let mut walk = Walk::default();
+    let value = map.next_value_seed(Seed { walk: &mut walk })?;
+    if walk.duplicates.is_empty() {
+        Ok(value)
+    } else {
+        Err(de::Error::custom("duplicate key"))
+    }
+}
+
 /// One step of a path into the document.
 #[derive(Debug, Clone)]
 enum Step {

@@ -4,6 +4,8 @@
 //! problem it finds, each with its key path, because an inventory is usually written by a tool
 //! and fixed by a person who wants the whole list at once.
 
+mod entries;
+mod fast;
 mod fleetlock;
 mod json;
 mod reader;
@@ -15,12 +17,12 @@ pub(crate) use fleetlock::valid_group_name as valid_fleetlock_group;
 
 use crate::engine::budget::{Budget, MAX_BUDGET_INTERVAL};
 use crate::engine::cluster::{
-    Cluster, Defaults, Erasure, Fairness, Group, InitialState, Limits, Location, Node, NodeId,
-    PDisk, PDiskKey, StateStorage, SysTablet, Tenant, VDisk,
+    Cluster, Defaults, Fairness, Group, InventoryMap, Limits, Node, NodeId, PDisk, StateStorage,
+    SysTablet, Tenant,
 };
 use reader::{Problems, Table, as_u32, count, entry_path, index_path, key_path};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 /// The inventory's text format.
@@ -68,18 +70,28 @@ impl fmt::Display for InventoryError {
     }
 }
 
-/// Longest host name or device path accepted (the wire limit).
-const MAX_NAME: usize = 255;
-
 /// The top-level arrays that are read entry by entry: they hold nearly all of a large inventory.
 const STREAMED: [&str; 2] = ["nodes", "storage_groups"];
 
 /// Parses and validates an inventory.
 ///
-/// JSON is read in one pass that hands each node and storage group to the loader as it is read,
-/// so that the whole document never exists as a tree beside the cluster (write a large inventory
-/// as JSON). TOML is parsed whole first, as its parser does anyway.
+/// JSON is first read by the fast reader (`fast.rs`: typed entries, answers only for an
+/// inventory with no problem at all); otherwise, and for TOML, by the checking reader, which
+/// names every problem with its key path. The checking reader takes JSON in one pass that hands
+/// each node and storage group to the loader as it is read, so that the whole document never
+/// exists as a tree beside the cluster (write a large inventory as JSON); TOML is parsed whole
+/// first, as its parser does anyway.
 pub fn parse(text: &str, format: Format) -> Result<Cluster, InventoryError> {
+    if format == Format::Json
+        && let Some(cluster) = fast::parse(text)
+    {
+        return Ok(cluster.index());
+    }
+    checked(text, format)
+}
+
+/// The checking reader alone: every problem, each with its key path.
+fn checked(text: &str, format: Format) -> Result<Cluster, InventoryError> {
     let mut loader = Loader::default();
     let rest = match format {
         Format::Json => json::parse_streaming(text, &STREAMED, &mut |item| loader.take(item))
@@ -122,9 +134,9 @@ fn single(path: &str, message: String) -> InventoryError {
 struct Loader {
     cluster: Cluster,
     /// (host, device path) -> node: a path names one disk per host.
-    paths: HashMap<(String, String), NodeId>,
+    paths: InventoryMap<(String, String), NodeId>,
     /// machine id -> node: FleetLock names a node by it.
-    machine_ids: HashMap<String, NodeId>,
+    machine_ids: InventoryMap<String, NodeId>,
     /// Node entries read (refused ones included).
     node_entries: usize,
     node_probs: Problems,
@@ -171,13 +183,18 @@ impl Loader {
     fn node(&mut self, i: usize, nv: &Value) {
         self.node_entries += 1;
         let path = entry_path("nodes", i, nv);
+        if let Some(node) = entries::load_node(nv, &path, &mut self.node_probs) {
+            self.add_node(node, &path, |pd| entries::pdisk_path(nv, &path, pd));
+        }
+    }
+
+    /// Adds a node read (at `path`) unless its id, one of its device paths or its machine id is
+    /// taken; `pdisk_at` names the entry of one of its pdisks.
+    fn add_node(&mut self, node: Node, path: &str, pdisk_at: impl Fn(&PDisk) -> String) {
         let probs = &mut self.node_probs;
-        let Some(node) = load_node(nv, path.clone(), probs) else {
-            return;
-        };
         if self.cluster.nodes.contains_key(&node.id) {
             probs.add(
-                key_path(&path, "id"),
+                key_path(path, "id"),
                 format!("duplicate node id {}", node.id),
             );
             return;
@@ -188,7 +205,7 @@ impl Loader {
                 .insert((node.host.clone(), pd.path.clone()), node.id)
             {
                 probs.add(
-                    key_path(&pdisk_path(nv, &path, pd), "path"),
+                    key_path(&pdisk_at(pd), "path"),
                     format!(
                         "device path '{}' on host '{}' is also used by node {other}",
                         pd.path, node.host
@@ -200,7 +217,7 @@ impl Loader {
             && let Some(other) = self.machine_ids.insert(m.clone(), node.id)
         {
             probs.add(
-                key_path(&path, "machine_id"),
+                key_path(path, "machine_id"),
                 format!("machine id '{m}' is also node {other}'s"),
             );
         }
@@ -209,18 +226,21 @@ impl Loader {
 
     fn group(&mut self, i: usize, gv: &Value) {
         let path = entry_path("storage_groups", i, gv);
-        let probs = &mut self.group_probs;
-        if let Some(group) = load_group(gv, path.clone(), &self.cluster, probs) {
-            if let std::collections::btree_map::Entry::Vacant(e) =
-                self.cluster.groups.entry(group.id)
-            {
-                e.insert(group);
-            } else {
-                probs.add(
-                    key_path(&path, "id"),
-                    format!("duplicate storage group id {}", group.id),
-                );
-            }
+        let group = entries::load_group(gv, &path, &self.cluster, &mut self.group_probs);
+        if let Some(group) = group {
+            self.add_group(group, &path);
+        }
+    }
+
+    /// Adds a group read (at `path`) unless its id is taken.
+    fn add_group(&mut self, group: Group, path: &str) {
+        if let std::collections::btree_map::Entry::Vacant(e) = self.cluster.groups.entry(group.id) {
+            e.insert(group);
+        } else {
+            self.group_probs.add(
+                key_path(path, "id"),
+                format!("duplicate storage group id {}", group.id),
+            );
         }
     }
 
@@ -312,21 +332,6 @@ impl Loader {
     }
 }
 
-/// The path of a node's pdisk entry as the file has it: its index among the node's `pdisks` (the
-/// loader skips refused entries, so the position in [`Node::pdisks`] may differ) and its id.
-fn pdisk_path(node: &Value, node_path: &str, pd: &PDisk) -> String {
-    let list = key_path(node_path, "pdisks");
-    let entries = node.get("pdisks").and_then(Value::as_array);
-    let found = entries.into_iter().flatten().enumerate().find(|(_, e)| {
-        e.get("id").and_then(Value::as_u64) == Some(u64::from(pd.id))
-            && e.get("path").and_then(Value::as_str) == Some(pd.path.as_str())
-    });
-    match found {
-        Some((i, e)) => entry_path(&list, i, e),
-        None => list,
-    }
-}
-
 fn load_defaults(v: &Value, probs: &mut Problems) -> Defaults {
     let mut t = Table::new(v, "defaults".into(), probs);
     let mut d = Defaults::default();
@@ -411,264 +416,6 @@ fn load_fairness(v: &Value, probs: &mut Problems) -> Fairness {
     }
     t.finish(probs);
     f
-}
-
-/// Checks the name at `key` of the table at `path` (the key's path is built only for a problem).
-fn check_name(value: &str, path: &str, key: &str, what: &str, probs: &mut Problems) {
-    if value.is_empty() {
-        probs.add(key_path(path, key), format!("{what} must not be empty"));
-    } else if value.len() > MAX_NAME {
-        probs.add(
-            key_path(path, key),
-            format!("{what} is longer than {MAX_NAME} bytes"),
-        );
-    }
-}
-
-fn load_node(v: &Value, path: String, probs: &mut Problems) -> Option<Node> {
-    let mut t = Table::new(v, path.clone(), probs);
-    let id = t.req_u32("id", probs);
-    if id == Some(0) {
-        probs.add(key_path(&path, "id"), "node ids start at 1");
-    }
-    let host = t.req_str("host", probs);
-    if let Some(h) = &host {
-        check_name(h, &path, "host", "a host name", probs);
-    }
-    let port = t.opt_u32("port", probs).unwrap_or(0);
-    if port > u32::from(u16::MAX) {
-        probs.add(
-            key_path(&path, "port"),
-            format!("{port} is not a port number"),
-        );
-    }
-    let location = Location {
-        data_center: t.opt_str("data_center", probs),
-        module: t.opt_str("module", probs),
-        rack: t.opt_str("rack", probs),
-        unit: t.opt_str("unit", probs),
-    };
-    let tenant = t.opt_str("tenant", probs);
-    if tenant.as_deref() == Some("") {
-        probs.add(key_path(&path, "tenant"), "a tenant name must not be empty");
-    }
-    let version = t.opt_str("version", probs);
-    let machine_id = t.opt_str("machine_id", probs);
-    if let Some(m) = &machine_id {
-        check_name(m, &path, "machine_id", "a machine id", probs);
-    }
-    let initial_state = match t.opt_str("state", probs).as_deref() {
-        None | Some("up") => InitialState::Up,
-        Some("down") => InitialState::Down,
-        Some(other) => {
-            probs.add(
-                key_path(&path, "state"),
-                format!("unknown state '{other}' (up | down)"),
-            );
-            InitialState::Up
-        }
-    };
-    let mut pdisks = Vec::new();
-    let pd_path = key_path(&path, "pdisks");
-    for (i, pv) in t.opt_array("pdisks", probs).iter().enumerate() {
-        let ppath = entry_path(&pd_path, i, pv);
-        let mut pt = Table::new(pv, ppath.clone(), probs);
-        let pid = pt.req_u32("id", probs);
-        let ppathv = pt.req_str("path", probs);
-        if let Some(p) = &ppathv {
-            check_name(p, &ppath, "path", "a device path", probs);
-        }
-        pt.finish(probs);
-        if let (Some(id), Some(dev)) = (pid, ppathv) {
-            if pdisks.iter().any(|p: &PDisk| p.id == id) {
-                probs.add(
-                    key_path(&ppath, "id"),
-                    format!("duplicate pdisk id {id} on this node"),
-                );
-            } else {
-                pdisks.push(PDisk { id, path: dev });
-            }
-        }
-    }
-    t.finish(probs);
-    Some(Node {
-        id: id.filter(|i| *i != 0)?,
-        host: host?,
-        port,
-        location,
-        tenant: tenant.filter(|t| !t.is_empty()),
-        version,
-        initial_state,
-        pdisks,
-        machine_id: machine_id.filter(|m| !m.is_empty()),
-    })
-}
-
-fn load_group(v: &Value, path: String, cluster: &Cluster, probs: &mut Problems) -> Option<Group> {
-    let mut t = Table::new(v, path.clone(), probs);
-    let id = t.req_u32("id", probs);
-    let erasure_name = t.req_str("erasure", probs);
-    let erasure = erasure_name.as_deref().and_then(|e| {
-        let parsed = Erasure::parse(e);
-        if parsed.is_none() {
-            probs.add(
-                key_path(&path, "erasure"),
-                format!(
-                    "unknown erasure '{e}' (none | mirror-3 | block-4-2 | mirror-3-dc | quorum)"
-                ),
-            );
-        }
-        parsed
-    });
-    let mut vdisks = Vec::new();
-    let mut ok = true;
-    let by_vdisks = t.value("vdisks").is_some();
-    let by_nodes = t.value("nodes").is_some();
-    if by_vdisks && by_nodes {
-        probs.add(path.clone(), "give either `vdisks` or `nodes`, not both");
-        ok = false;
-    }
-    if by_vdisks {
-        let vpath = key_path(&path, "vdisks");
-        for (i, vv) in t.opt_array("vdisks", probs).iter().enumerate() {
-            let p = index_path(&vpath, i);
-            let mut vt = Table::new(vv, p.clone(), probs);
-            let node = vt.req_u32("node", probs);
-            let pdisk = vt.req_u32("pdisk", probs);
-            vt.finish(probs);
-            match (node, pdisk) {
-                (Some(node), Some(pdisk)) => {
-                    let key = PDiskKey { node, pdisk };
-                    if cluster.node(node).is_none() {
-                        probs.add(key_path(&p, "node"), format!("unknown node {node}"));
-                        ok = false;
-                    } else if !cluster.has_pdisk(key) {
-                        probs.add(
-                            key_path(&p, "pdisk"),
-                            format!("node {node} has no pdisk {pdisk}"),
-                        );
-                        ok = false;
-                    } else {
-                        vdisks.push(VDisk { pdisk: key });
-                    }
-                }
-                _ => ok = false,
-            }
-        }
-    } else if by_nodes {
-        let npath = key_path(&path, "nodes");
-        for (i, nv) in t.opt_array("nodes", probs).iter().enumerate() {
-            let p = index_path(&npath, i);
-            let Some(n) = as_u32(nv, &p, probs) else {
-                ok = false;
-                continue;
-            };
-            match cluster.node(n) {
-                None => {
-                    probs.add(p, format!("unknown node {n}"));
-                    ok = false;
-                }
-                Some(node) => match node.pdisks.first() {
-                    None => {
-                        probs.add(p, format!("node {n} has no pdisks to hold a vdisk"));
-                        ok = false;
-                    }
-                    Some(pd) => vdisks.push(VDisk {
-                        pdisk: PDiskKey {
-                            node: n,
-                            pdisk: pd.id,
-                        },
-                    }),
-                },
-            }
-        }
-    } else {
-        probs.add(path.clone(), "a storage group needs `vdisks` or `nodes`");
-        ok = false;
-    }
-    t.finish(probs);
-    let (id, erasure) = (id?, erasure?);
-    if !ok {
-        return None;
-    }
-    let mut seen = BTreeSet::new();
-    for v in &vdisks {
-        if !seen.insert(v.pdisk) {
-            probs.add(
-                path.clone(),
-                format!("pdisk {} holds two vdisks of this group", v.pdisk),
-            );
-            return None;
-        }
-    }
-    let n = vdisks.len();
-    let count_problem = match erasure {
-        Erasure::None | Erasure::Quorum if n == 0 => Some("at least 1 member"),
-        Erasure::Mirror3 if n < 3 => Some("at least 3 members"),
-        Erasure::Block42 if !(6..=8).contains(&n) => {
-            Some("6 to 8 members (4 data, 2 parity, up to 2 spare)")
-        }
-        Erasure::Mirror3Dc if n == 0 || n % 3 != 0 => {
-            Some("3, 6 or 9 members, the same number in each of 3 data centers")
-        }
-        _ => None,
-    };
-    if let Some(need) = count_problem {
-        probs.add(
-            path,
-            format!("a {} group needs {need}; this one has {n}", erasure.name()),
-        );
-        return None;
-    }
-    let mut realms = Vec::new();
-    if erasure == Erasure::Mirror3Dc {
-        let mut dcs: Vec<String> = Vec::new();
-        for v in &vdisks {
-            let node = cluster.node(v.pdisk.node)?;
-            let Some(dc) = node.location.data_center.clone() else {
-                probs.add(
-                    path,
-                    format!(
-                        "mirror-3-dc needs a data_center on every member's node; node {} has none",
-                        node.id
-                    ),
-                );
-                return None;
-            };
-            let idx = match dcs.iter().position(|d| *d == dc) {
-                Some(i) => i,
-                None => {
-                    dcs.push(dc);
-                    dcs.len() - 1
-                }
-            };
-            realms.push(u8::try_from(idx).unwrap_or(u8::MAX));
-        }
-        let per_dc: Vec<usize> = (0..dcs.len())
-            .map(|d| realms.iter().filter(|r| usize::from(**r) == d).count())
-            .collect();
-        if dcs.len() != 3 || per_dc.iter().any(|c| *c != n / 3) {
-            probs.add(
-                path,
-                format!(
-                    "mirror-3-dc needs its members spread evenly over exactly 3 data centers; found {}: {}",
-                    count(dcs.len(), "data center", "data centers"),
-                    dcs.iter()
-                        .zip(&per_dc)
-                        .map(|(dc, n)| format!("'{dc}' with {}", count(*n, "member", "members")))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            );
-            return None;
-        }
-    }
-    Some(Group {
-        id,
-        erasure,
-        vdisks,
-        realms,
-    })
 }
 
 fn load_node_list(

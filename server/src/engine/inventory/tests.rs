@@ -1,5 +1,5 @@
 use super::*;
-use crate::engine::cluster::{Erasure, InitialState};
+use crate::engine::cluster::{Erasure, InitialState, PDiskKey};
 use std::time::Duration;
 
 const EXAMPLE: &str = r#"
