@@ -40,13 +40,20 @@ pub struct InventoryFile {
 impl InventoryFile {
     /// Reads and validates the file.
     pub fn load(&self) -> Result<Cluster, InventoryFileError> {
-        self.load_with_digest().map(|(c, _)| c)
+        self.read(false).map(|(c, _)| c)
     }
 
     /// Reads and validates the file; also answers a digest of what was read (the file's bytes
     /// and the command line's overrides), which every instance of a highly available arbiter
     /// must share.
     pub fn load_with_digest(&self) -> Result<(Cluster, String), InventoryFileError> {
+        self.read(true)
+            .map(|(c, digest)| (c, digest.unwrap_or_default()))
+    }
+
+    /// Reads and validates the file, and digests it when asked (a whole pass over the text: at
+    /// 100,000 nodes a good part of the start, so only HA pays for it).
+    fn read(&self, digest: bool) -> Result<(Cluster, Option<String>), InventoryFileError> {
         let fail = |message: String| InventoryFileError::Invalid {
             path: self.path.clone(),
             message,
@@ -55,13 +62,15 @@ impl InventoryFile {
             .ok_or_else(|| fail("unknown file type: name it *.toml or *.json".into()))?;
         let text =
             std::fs::read_to_string(&self.path).map_err(|e| fail(format!("cannot read: {e}")))?;
-        let digest = crate::store::etcd::layout::checksum(
-            format!(
-                "{text}\n--default-lock-duration={:?}\n--default-retry-after={:?}\n",
-                self.lock_duration, self.retry_after
+        let digest = digest.then(|| {
+            crate::store::etcd::layout::checksum(
+                format!(
+                    "{text}\n--default-lock-duration={:?}\n--default-retry-after={:?}\n",
+                    self.lock_duration, self.retry_after
+                )
+                .as_bytes(),
             )
-            .as_bytes(),
-        );
+        });
         let mut cluster = inventory::parse(&text, format).map_err(|e| fail(e.to_string()))?;
         let inv = cluster.defaults();
         let defaults = Defaults {

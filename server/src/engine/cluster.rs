@@ -319,10 +319,10 @@ impl FleetLockGroup {
 }
 
 impl Cluster {
-    /// Builds the indexes. The inventory loader has already validated cross references.
+    /// Builds the indexes but `pdisk_paths`, which the inventory loader builds as it checks that
+    /// no two disks share a path. The loader has already validated cross references.
     pub(crate) fn index(mut self) -> Cluster {
         self.hosts.clear();
-        self.pdisk_paths.clear();
         self.vdisks_on.clear();
         self.ring_of.clear();
         self.tablets_of.clear();
@@ -332,15 +332,6 @@ impl Cluster {
                 .entry(node.host.clone())
                 .or_default()
                 .push(node.id);
-            for pd in &node.pdisks {
-                self.pdisk_paths.insert(
-                    (node.host.clone(), pd.path.clone()),
-                    PDiskKey {
-                        node: node.id,
-                        pdisk: pd.id,
-                    },
-                );
-            }
         }
         for group in self.groups.values() {
             for (i, v) in group.vdisks.iter().enumerate() {

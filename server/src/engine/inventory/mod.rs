@@ -17,8 +17,8 @@ pub(crate) use fleetlock::valid_group_name as valid_fleetlock_group;
 
 use crate::engine::budget::{Budget, MAX_BUDGET_INTERVAL};
 use crate::engine::cluster::{
-    Cluster, Defaults, Fairness, Group, InventoryMap, Limits, Node, NodeId, PDisk, StateStorage,
-    SysTablet, Tenant,
+    Cluster, Defaults, Fairness, Group, InventoryMap, Limits, Node, NodeId, PDisk, PDiskKey,
+    StateStorage, SysTablet, Tenant,
 };
 use reader::{Problems, Table, as_u32, count, entry_path, index_path, key_path};
 use serde_json::Value;
@@ -133,8 +133,6 @@ fn single(path: &str, message: String) -> InventoryError {
 #[derive(Default)]
 struct Loader {
     cluster: Cluster,
-    /// (host, device path) -> node: a path names one disk per host.
-    paths: InventoryMap<(String, String), NodeId>,
     /// machine id -> node: FleetLock names a node by it.
     machine_ids: InventoryMap<String, NodeId>,
     /// Node entries read (refused ones included).
@@ -199,10 +197,16 @@ impl Loader {
             );
             return;
         }
+        // The index of device paths is built here, as they are checked (`Cluster::index`
+        // builds the rest).
+        let paths = &mut self.cluster.pdisk_paths;
         for pd in &node.pdisks {
-            if let Some(other) = self
-                .paths
-                .insert((node.host.clone(), pd.path.clone()), node.id)
+            let disk = PDiskKey {
+                node: node.id,
+                pdisk: pd.id,
+            };
+            if let Some(PDiskKey { node: other, .. }) =
+                paths.insert((node.host.clone(), pd.path.clone()), disk)
             {
                 probs.add(
                     key_path(&pdisk_at(pd), "path"),
