@@ -39,6 +39,7 @@ pub mod fence;
 pub mod freeze;
 pub mod inventory;
 pub mod liveness;
+mod locks;
 pub mod plan;
 pub mod record;
 pub mod reload;
@@ -47,6 +48,7 @@ mod rules;
 pub mod state;
 pub mod task;
 pub mod time;
+mod views;
 pub mod windows;
 
 pub use cluster::{Cluster, NodeId, PDiskKey};
