@@ -197,6 +197,167 @@ pub fn spawn_collecting(cmd: &mut Command, what: &str) -> (Child, Collected) {
     (child, (stdout, stderr))
 }
 
+/// How long a [`NodeProcess`] wait may take.
+pub const NODE_PROCESS_BOUND: Duration = Duration::from_secs(20);
+
+/// A long-running CLI process for one node (`arbiter agent`, `arbiter node heartbeat`), its output
+/// collected as it comes. Killed when dropped; a test that panics prints what it wrote.
+pub struct NodeProcess {
+    /// The node it serves.
+    pub id: u32,
+    child: Option<Child>,
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl NodeProcess {
+    /// Spawns `cmd` ([`spawn_collecting`]) for node `id`; `what` names it in a failure.
+    pub fn spawn(cmd: &mut Command, what: &str, id: u32) -> NodeProcess {
+        let (child, (stdout, stderr)) = spawn_collecting(cmd, what);
+        NodeProcess {
+            id,
+            child: Some(child),
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the process was started").id()
+    }
+
+    /// Its stdout lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.stdout
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// How many stdout lines so far contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.lines().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Whether it still runs.
+    pub fn running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Asserts that it still runs.
+    pub fn alive(&mut self) {
+        assert!(
+            self.running(),
+            "node {}: the agent exited: {}",
+            self.id,
+            self.report()
+        );
+    }
+
+    /// Waits until `n` stdout lines contain `needle` (bounded; it must stay up meanwhile).
+    pub fn wait_lines(&mut self, needle: &str, n: usize) {
+        let start = std::time::Instant::now();
+        while self.count(needle) < n {
+            assert!(
+                self.running(),
+                "node {}: the agent exited before printing {needle:?} {n}x: {}",
+                self.id,
+                self.report()
+            );
+            assert!(
+                start.elapsed() < NODE_PROCESS_BOUND,
+                "node {}: not {n} {needle:?} lines within {NODE_PROCESS_BOUND:?}: {}",
+                self.id,
+                self.report()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until some stdout line contains `needle`.
+    pub fn wait_line(&mut self, needle: &str) {
+        self.wait_lines(needle, 1);
+    }
+
+    /// Sends `sig`.
+    pub fn signal(&self, sig: rustix::process::Signal) {
+        let pid = i32::try_from(self.pid())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .expect("a valid pid");
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+
+    /// SIGKILL: nothing of its own shutdown runs.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("the process runs");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+
+    /// Waits for the exit (bounded); the status and everything it wrote to stderr.
+    pub fn exit(&mut self) -> (ExitStatus, String) {
+        let mut child = self.child.take().expect("the process was started");
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if start.elapsed() > NODE_PROCESS_BOUND {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "node {}: the agent did not exit within {NODE_PROCESS_BOUND:?}: {}",
+                    self.id,
+                    self.report()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The reader threads finish once the pipes close.
+        let start = std::time::Instant::now();
+        while (std::sync::Arc::strong_count(&self.stderr) > 1
+            || std::sync::Arc::strong_count(&self.stdout) > 1)
+            && start.elapsed() < NODE_PROCESS_BOUND
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let stderr = self
+            .stderr
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        (status, stderr)
+    }
+
+    /// Everything it wrote so far, for a failure message.
+    pub fn report(&self) -> String {
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            self.lines().join("\n"),
+            self.stderr
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        )
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- agent for node {} ---\n{}", self.id, self.report());
+        }
+    }
+}
+
 /// The stdout of a CLI run that must have succeeded.
 pub fn cli_ok(out: &Output) -> String {
     assert!(out.status.success(), "{out:?}");

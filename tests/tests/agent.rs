@@ -14,20 +14,18 @@
 //!
 //! Every wait polls with a bound; nothing sleeps to synchronise.
 
-use arbiter_e2e::proto::arbiter::v1::arbiter_service_client::ArbiterServiceClient;
-use arbiter_e2e::proto::arbiter::v1::{ListNodesRequest, NodeCondition, NodeStatus};
+use arbiter_e2e::NodeProcess as Agent;
+use arbiter_e2e::proto::arbiter::v1::{NodeCondition, NodeStatus};
 use arbiter_e2e::proto::ydb::maintenance::{ItemState, MaintenanceTaskResult, ManageActionResult};
 use arbiter_e2e::proto::ydb::status_ids::StatusCode;
 use arbiter_e2e::{
-    FIVE_NODES, Files, ServerProcess, cli, cli_command, cli_ok, is_performed, node_locks,
-    spawn_collecting, states, success, uid_of,
+    FIVE_NODES, Files, ServerProcess, cli, cli_command, cli_ok, is_performed, node_locks, states,
+    success, uid_of,
 };
 use serde_json::Value;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, ExitStatus};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The server's heartbeat timeout in these tests: longer than any window below in which a
@@ -40,172 +38,42 @@ const BOUND: Duration = Duration::from_secs(20);
 /// The environment variable that marks every process an agent of these tests started.
 const MARK_VAR: &str = "E2E_AGENT_MARK";
 
-/// One `arbiter agent` process, its output collected as it comes.
-struct Agent {
-    id: u32,
-    child: Option<Child>,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<String>>,
+/// `arbiter agent --node ID --every EVERY ARGS` against `addr`, with `MARK_VAR=mark` in its
+/// environment (inherited by its health commands).
+fn start_agent(addr: SocketAddr, id: u32, args: &[&str], mark: &str) -> Agent {
+    let mut cmd = cli_command();
+    cmd.env(MARK_VAR, mark)
+        .arg("--endpoint")
+        .arg(addr.to_string())
+        .args(["agent", "--node", &id.to_string(), "--every", EVERY])
+        .args(args);
+    Agent::spawn(&mut cmd, "arbiter agent", id)
 }
 
-impl Agent {
-    /// `arbiter agent --node ID --every EVERY ARGS` against `addr`, with `MARK_VAR=mark` in its
-    /// environment (inherited by its health commands).
-    fn start(addr: SocketAddr, id: u32, args: &[&str], mark: &str) -> Agent {
-        let mut cmd = cli_command();
-        cmd.env(MARK_VAR, mark)
-            .arg("--endpoint")
-            .arg(addr.to_string())
-            .args(["agent", "--node", &id.to_string(), "--every", EVERY])
-            .args(args);
-        let (child, (stdout, stderr)) = spawn_collecting(&mut cmd, "arbiter agent");
-        Agent {
-            id,
-            child: Some(child),
-            stdout,
-            stderr,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().expect("the agent was started").id()
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.stdout.lock().expect("lines").clone()
-    }
-
-    /// How many stdout lines so far contain `needle`.
-    fn count(&self, needle: &str) -> usize {
-        self.lines().iter().filter(|l| l.contains(needle)).count()
-    }
-
-    fn running(&mut self) -> bool {
-        match &mut self.child {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
-        }
-    }
-
-    /// Asserts that the agent still runs.
-    fn alive(&mut self) {
-        assert!(
-            self.running(),
-            "node {}: the agent exited: {}",
-            self.id,
-            self.report()
-        );
-    }
-
-    /// Waits until `n` stdout lines contain `needle` (bounded; the agent must stay up).
-    fn wait_lines(&mut self, needle: &str, n: usize) {
-        let start = Instant::now();
-        loop {
-            if self.count(needle) >= n {
-                return;
-            }
-            assert!(
-                self.running(),
-                "node {}: the agent exited before printing {needle:?} {n}x: {}",
-                self.id,
-                self.report()
-            );
-            assert!(
-                start.elapsed() < BOUND,
-                "node {}: not {n} {needle:?} lines within {BOUND:?}: {}",
-                self.id,
-                self.report()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn wait_line(&mut self, needle: &str) {
-        self.wait_lines(needle, 1);
-    }
-
-    fn terminate(&self) {
-        let pid = i32::try_from(self.pid())
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-            .expect("a valid pid");
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-    }
-
-    /// Waits for the exit (bounded); the status and everything it wrote to stderr.
-    fn exit(&mut self) -> (ExitStatus, String) {
-        let mut child = self.child.take().expect("the agent was started");
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                break status;
-            }
-            if start.elapsed() > BOUND {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "node {}: the agent did not exit within {BOUND:?}: {}",
-                    self.id,
-                    self.report()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        // The reader threads finish once the pipes close.
-        let start = Instant::now();
-        while (Arc::strong_count(&self.stderr) > 1 || Arc::strong_count(&self.stdout) > 1)
-            && start.elapsed() < BOUND
-        {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        (status, self.stderr.lock().expect("stderr").clone())
-    }
-
-    /// SIGTERM: the agent ends with exit 0, saying so last, and nothing on stderr.
-    fn stop(&mut self) {
-        self.terminate();
-        let (status, stderr) = self.exit();
-        assert_eq!(
-            status.code(),
-            Some(0),
-            "node {}: {}",
-            self.id,
-            self.report()
-        );
-        assert!(
-            stderr.trim().is_empty(),
-            "node {}: stderr: {stderr}",
-            self.id
-        );
-        let lines = self.lines();
-        let last = lines.last().map(String::as_str).unwrap_or_default();
-        assert!(
-            last.ends_with(&format!("node {}: stopped by SIGTERM", self.id)),
-            "node {}: last line {last:?}: {}",
-            self.id,
-            self.report()
-        );
-    }
-
-    fn report(&self) -> String {
-        format!(
-            "stdout:\n{}\nstderr:\n{}",
-            self.lines().join("\n"),
-            self.stderr.lock().expect("stderr")
-        )
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("--- agent for node {} ---\n{}", self.id, self.report());
-        }
-    }
+/// SIGTERM: the agent ends with exit 0, saying so last, and nothing on stderr.
+fn stop(agent: &mut Agent) {
+    agent.signal(rustix::process::Signal::TERM);
+    let (status, stderr) = agent.exit();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "node {}: {}",
+        agent.id,
+        agent.report()
+    );
+    assert!(
+        stderr.trim().is_empty(),
+        "node {}: stderr: {stderr}",
+        agent.id
+    );
+    let lines = agent.lines();
+    let last = lines.last().map(String::as_str).unwrap_or_default();
+    assert!(
+        last.ends_with(&format!("node {}: stopped by SIGTERM", agent.id)),
+        "node {}: last line {last:?}: {}",
+        agent.id,
+        agent.report()
+    );
 }
 
 /// Every live process (not the agent itself) this test marked with `MARK_VAR=mark`.
@@ -252,13 +120,7 @@ fn five_nodes(files: &Files) -> ServerProcess {
 
 /// Every node as ListNodes reports it, over a fresh connection.
 async fn list_nodes(server: &ServerProcess) -> Vec<NodeStatus> {
-    let c = server.client(None).await;
-    ArbiterServiceClient::new(c.channel())
-        .list_nodes(c.request(ListNodesRequest {}))
-        .await
-        .expect("ListNodes")
-        .into_inner()
-        .nodes
+    arbiter_e2e::list_nodes(&server.client(None).await).await
 }
 
 async fn node(server: &ServerProcess, id: u32) -> NodeStatus {
@@ -332,7 +194,7 @@ async fn heartbeats_flow_only_while_the_health_command_succeeds() {
         "node 1: unhealthy: the health command exited with status 3: not ready: no marker";
 
     // 1. Not healthy from the start: said once, however many runs fail; no heartbeat at all.
-    let mut agent = Agent::start(server.addr(), 1, &["--health", &health], &mark_of(&files));
+    let mut agent = start_agent(server.addr(), 1, &["--health", &health], &mark_of(&files));
     agent.wait_line(unhealthy);
     wait_runs(&mut agent, &log, 5);
     assert_eq!(agent.count("unhealthy"), 1, "{}", agent.report());
@@ -457,7 +319,7 @@ async fn heartbeats_flow_only_while_the_health_command_succeeds() {
     );
 
     // 5. SIGTERM: exit 0.
-    agent.stop();
+    stop(&mut agent);
 }
 
 /// Waits until `n` different marked `sleep` processes (health runs) have been seen; answers
@@ -490,7 +352,7 @@ async fn a_hung_health_command_is_killed_and_counts_as_failed() {
     let mark = mark_of(&files);
     let _leftovers = Leftovers(mark.clone());
     let server = five_nodes(&files);
-    let mut agent = Agent::start(
+    let mut agent = start_agent(
         server.addr(),
         2,
         &["--health", "sleep 30", "--health-timeout", "300ms"],
@@ -504,7 +366,7 @@ async fn a_hung_health_command_is_killed_and_counts_as_failed() {
     let n = node(&server, 2).await;
     assert_eq!(condition(&n), NodeCondition::Up, "no agent, no lock: {n:?}");
 
-    agent.stop();
+    stop(&mut agent);
     assert_eq!(agent.count("unhealthy"), 1, "{}", agent.report());
     never_beaten(&server, 2).await;
 }
@@ -515,7 +377,7 @@ async fn a_hung_health_command_leaves_no_process_behind() {
     let mark = mark_of(&files);
     let _leftovers = Leftovers(mark.clone());
     let server = five_nodes(&files);
-    let mut agent = Agent::start(
+    let mut agent = start_agent(
         server.addr(),
         2,
         &["--health", "sleep 30", "--health-timeout", "300ms"],
@@ -530,7 +392,7 @@ async fn a_hung_health_command_leaves_no_process_behind() {
         most <= 1,
         "{most} hung health runs alive at once, the killed ones were left running: {alive:?}"
     );
-    agent.stop();
+    stop(&mut agent);
     // And none after the agent ended.
     let start = Instant::now();
     loop {

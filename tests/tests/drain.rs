@@ -30,6 +30,7 @@
 //! Every wait polls with a bound; nothing sleeps to synchronise. Whatever a test's agents
 //! started carries a mark in its environment, and is killed (by pid) when the test ends.
 
+use arbiter_e2e::NodeProcess as Agent;
 use arbiter_e2e::proto::arbiter::v1::{NodeCondition, NodeStatus};
 use arbiter_e2e::proto::ydb::maintenance::action_state::ActionStatus;
 use arbiter_e2e::proto::ydb::maintenance::{
@@ -39,13 +40,11 @@ use arbiter_e2e::proto::ydb::maintenance::{
 use arbiter_e2e::proto::ydb::status_ids::StatusCode;
 use arbiter_e2e::{
     Client, FIVE_NODES, Files, ServerProcess, cli, cli_command, cli_ok, list_nodes, node_condition,
-    node_status, spawn_collecting, states, success, task, uid_of,
+    node_status, states, success, task, uid_of,
 };
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Child;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The server's heartbeat timeout: longer than any window in which a node is silent on
@@ -58,101 +57,16 @@ const POLL: Duration = Duration::from_millis(20);
 /// The environment variable that marks every process an agent of these tests started.
 const MARK_VAR: &str = "E2E_DRAIN_MARK";
 
-/// One `arbiter agent` process, its output collected as it comes.
-struct Agent {
-    id: u32,
-    child: Option<Child>,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Agent {
-    /// `arbiter agent --node ID --every EVERY ARGS` against `addr`, with `MARK_VAR=mark` in its
-    /// environment (inherited by its hooks).
-    fn start(addr: SocketAddr, id: u32, every: &str, args: &[&str], mark: &str) -> Agent {
-        let mut cmd = cli_command();
-        cmd.env(MARK_VAR, mark)
-            .arg("--endpoint")
-            .arg(addr.to_string())
-            .args(["agent", "--node", &id.to_string(), "--every", every])
-            .args(args);
-        let (child, (stdout, stderr)) = spawn_collecting(&mut cmd, "arbiter agent");
-        Agent {
-            id,
-            child: Some(child),
-            stdout,
-            stderr,
-        }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.stdout
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    fn count(&self, needle: &str) -> usize {
-        self.lines().iter().filter(|l| l.contains(needle)).count()
-    }
-
-    /// Asserts that the agent still runs.
-    fn alive(&mut self) {
-        let running = match &mut self.child {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
-        };
-        assert!(
-            running,
-            "node {}: the agent exited: {}",
-            self.id,
-            self.report()
-        );
-    }
-
-    /// Waits until `n` stdout lines contain `needle` (bounded; the agent must stay up).
-    fn wait_lines(&mut self, needle: &str, n: usize) {
-        let start = Instant::now();
-        while self.count(needle) < n {
-            self.alive();
-            assert!(
-                start.elapsed() < BOUND,
-                "node {}: not {n} {needle:?} lines within {BOUND:?}: {}",
-                self.id,
-                self.report()
-            );
-            std::thread::sleep(POLL);
-        }
-    }
-
-    /// SIGKILL: nothing of the agent's own shutdown runs.
-    fn kill9(&mut self) {
-        let mut child = self.child.take().expect("the agent runs");
-        child.kill().expect("SIGKILL the agent");
-        child.wait().expect("reap the agent");
-    }
-
-    fn report(&self) -> String {
-        format!(
-            "stdout:\n{}\nstderr:\n{}",
-            self.lines().join("\n"),
-            self.stderr
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        )
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("--- agent for node {} ---\n{}", self.id, self.report());
-        }
-    }
+/// `arbiter agent --node ID --every EVERY ARGS` against `addr`, with `MARK_VAR=mark` in its
+/// environment (inherited by its hooks).
+fn start_agent(addr: SocketAddr, id: u32, every: &str, args: &[&str], mark: &str) -> Agent {
+    let mut cmd = cli_command();
+    cmd.env(MARK_VAR, mark)
+        .arg("--endpoint")
+        .arg(addr.to_string())
+        .args(["agent", "--node", &id.to_string(), "--every", every])
+        .args(args);
+    Agent::spawn(&mut cmd, "arbiter agent", id)
 }
 
 /// Every live process this test marked with `MARK_VAR=mark`.
@@ -447,7 +361,7 @@ async fn a_lock_with_drain_waits_for_the_agent_drains_and_undrains_once_the_node
     let health = format!("test -f '{}'", healthy.display());
     let drain = setup.drain_hook(&[10, 40, 70], "0.4");
     let undrain = setup.log_hook("undrain");
-    let mut agent = Agent::start(
+    let mut agent = start_agent(
         server.addr(),
         1,
         "500ms",
@@ -622,7 +536,7 @@ async fn dropping_the_task_mid_drain_kills_the_hook_and_undrains() {
         ),
     );
     let undrain = setup.log_hook("undrain");
-    let mut agent = Agent::start(
+    let mut agent = start_agent(
         server.addr(),
         2,
         "200ms",
@@ -701,7 +615,7 @@ async fn an_agent_killed_mid_drain_leaves_it_in_progress_and_a_new_agent_finishe
         "--on-undrain",
         undrain.as_str(),
     ];
-    let mut first = Agent::start(server.addr(), 3, "200ms", &hooks, &setup.mark());
+    let mut first = start_agent(server.addr(), 3, "200ms", &hooks, &setup.mark());
     first.wait_lines("node 3: orders connected", 1);
     create_drain(&server, "t-agent", 3);
     refresh_until_granted(&c, "t-agent").await;
@@ -744,7 +658,7 @@ async fn an_agent_killed_mid_drain_leaves_it_in_progress_and_a_new_agent_finishe
     assert!(setup.logged("drained").is_empty(), "{:?}", setup.log());
 
     // A new agent: the drain runs again, and the action is performed.
-    let mut second = Agent::start(server.addr(), 3, "200ms", &hooks, &setup.mark());
+    let mut second = start_agent(server.addr(), 3, "200ms", &hooks, &setup.mark());
     second.wait_lines("node 3: drain: started for task t-agent (attempt 1)", 1);
     let done = wait_action(&c, "t-agent", "performed", |a| {
         status_of(a) == ActionStatus::Performed
@@ -767,7 +681,7 @@ async fn the_arbiter_killed_mid_drain_comes_back_and_the_running_drain_completes
     let c = server.client(None).await;
     let drain = setup.drain_hook(&[10, 20, 30, 40, 50, 60, 70, 80, 90], "0.3");
     let undrain = setup.log_hook("undrain");
-    let mut agent = Agent::start(
+    let mut agent = start_agent(
         server.addr(),
         4,
         "200ms",
@@ -858,14 +772,14 @@ async fn a_failing_or_hanging_drain_hook_shows_in_the_details_and_is_retried() {
         "drain",
         "echo 'progress 1'\necho 'moving shards' >&2\necho 'no replica for shard 7' >&2\nexit 3",
     );
-    let mut failer = Agent::start(
+    let mut failer = start_agent(
         server.addr(),
         4,
         "200ms",
         &["--on-drain", &failing, "--hook-retry-delay", "300ms"],
         &setup.mark(),
     );
-    let mut hanger = Agent::start(
+    let mut hanger = start_agent(
         server.addr(),
         5,
         "200ms",
@@ -1013,14 +927,14 @@ async fn ydb_drain_and_cordon_actions_run_the_hooks_and_undo_them_at_once() {
     let undrain = setup.log_hook("undrain");
     let cordon = setup.hook("cordon", "echo 'progress 50'\nsleep 0.3");
     let uncordon = setup.log_hook("uncordon");
-    let mut drainer = Agent::start(
+    let mut drainer = start_agent(
         server.addr(),
         1,
         "1s",
         &["--on-drain", &drain, "--on-undrain", &undrain],
         &setup.mark(),
     );
-    let mut cordoner = Agent::start(
+    let mut cordoner = start_agent(
         server.addr(),
         2,
         "1s",

@@ -12,14 +12,12 @@
 //!
 //! Every wait polls with a bound; nothing sleeps to synchronise.
 
-use arbiter_e2e::proto::arbiter::v1::arbiter_service_client::ArbiterServiceClient;
-use arbiter_e2e::proto::arbiter::v1::{ListNodesRequest, NodeStatus};
+use arbiter_e2e::NodeProcess as Agent;
+use arbiter_e2e::proto::arbiter::v1::NodeStatus;
 use arbiter_e2e::proto::ydb::maintenance::ItemState;
-use arbiter_e2e::{FIVE_NODES, Files, ServerProcess, cli_command, free_addr, spawn_collecting};
+use arbiter_e2e::{FIVE_NODES, Files, ServerProcess, cli_command, free_addr};
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::process::{Child, ExitStatus};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The server's heartbeat timeout in these tests.
@@ -29,146 +27,38 @@ const EVERY: &str = "500ms";
 /// The longest any awaited change may take.
 const BOUND: Duration = Duration::from_secs(20);
 
-/// One `arbiter node heartbeat` process, its output collected as it comes.
-struct Agent {
-    id: u32,
-    child: Option<Child>,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<String>>,
+/// An `arbiter node heartbeat` loop for node `id` against `addr`, with `extra` global flags
+/// (e.g. `-o json`).
+fn start_agent(addr: SocketAddr, id: u32, extra: &[&str]) -> Agent {
+    let mut cmd = cli_command();
+    cmd.arg("--endpoint")
+        .arg(addr.to_string())
+        .args(extra)
+        .args(["node", "heartbeat", &id.to_string(), "--every", EVERY]);
+    Agent::spawn(&mut cmd, "arbiter node heartbeat", id)
 }
 
-impl Agent {
-    /// An agent for node `id` against `addr`, with `extra` global flags (e.g. `-o json`).
-    fn start(addr: SocketAddr, id: u32, extra: &[&str]) -> Agent {
-        let mut cmd = cli_command();
-        cmd.arg("--endpoint")
-            .arg(addr.to_string())
-            .args(extra)
-            .args(["node", "heartbeat", &id.to_string(), "--every", EVERY]);
-        let (child, (stdout, stderr)) = spawn_collecting(&mut cmd, "arbiter node heartbeat");
-        Agent {
-            id,
-            child: Some(child),
-            stdout,
-            stderr,
-        }
-    }
-
-    /// A JSON-output agent.
-    fn json(addr: SocketAddr, id: u32) -> Agent {
-        Agent::start(addr, id, &["-o", "json"])
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.stdout.lock().expect("lines").clone()
-    }
-
-    /// The `agent` field of every JSON line so far.
-    fn states(&self) -> Vec<String> {
-        self.lines()
-            .iter()
-            .map(|l| {
-                let v: Value = serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("node {}: not JSON: {e}: {l}", self.id));
-                v["agent"].as_str().unwrap_or_default().to_owned()
-            })
-            .collect()
-    }
-
-    fn running(&mut self) -> bool {
-        match &mut self.child {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
-        }
-    }
-
-    /// Waits until some stdout line contains `needle` (bounded; the agent must stay up).
-    fn wait_line(&mut self, needle: &str) {
-        let start = Instant::now();
-        loop {
-            if self.lines().iter().any(|l| l.contains(needle)) {
-                return;
-            }
-            assert!(
-                self.running(),
-                "node {}: the agent exited before printing {needle:?}: {}",
-                self.id,
-                self.report()
-            );
-            assert!(
-                start.elapsed() < BOUND,
-                "node {}: no {needle:?} line within {BOUND:?}: {}",
-                self.id,
-                self.report()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn signal(&self, sig: rustix::process::Signal) {
-        let child = self.child.as_ref().expect("the agent was started");
-        let pid = i32::try_from(child.id())
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-            .expect("a valid pid");
-        let _ = rustix::process::kill_process(pid, sig);
-    }
-
-    /// Waits for the exit (bounded); the status and everything it wrote to stderr.
-    fn exit(&mut self) -> (ExitStatus, String) {
-        let mut child = self.child.take().expect("the agent was started");
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                break status;
-            }
-            if start.elapsed() > BOUND {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("node {}: the agent did not exit within {BOUND:?}", self.id);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        // The reader threads finish once the pipes close.
-        let start = Instant::now();
-        while (Arc::strong_count(&self.stderr) > 1 || Arc::strong_count(&self.stdout) > 1)
-            && start.elapsed() < BOUND
-        {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        (status, self.stderr.lock().expect("stderr").clone())
-    }
-
-    fn report(&self) -> String {
-        format!(
-            "stdout:\n{}\nstderr:\n{}",
-            self.lines().join("\n"),
-            self.stderr.lock().expect("stderr")
-        )
-    }
+/// A JSON-output heartbeat loop.
+fn json_agent(addr: SocketAddr, id: u32) -> Agent {
+    start_agent(addr, id, &["-o", "json"])
 }
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("--- agent for node {} ---\n{}", self.id, self.report());
-        }
-    }
+/// The `agent` field of every JSON line the loop printed so far.
+fn states(agent: &Agent) -> Vec<String> {
+    agent
+        .lines()
+        .iter()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("node {}: not JSON: {e}: {l}", agent.id));
+            v["agent"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect()
 }
 
 /// Every node as ListNodes reports it, over a fresh connection.
 async fn list_nodes(server: &ServerProcess) -> Vec<NodeStatus> {
-    let c = server.client(None).await;
-    ArbiterServiceClient::new(c.channel())
-        .list_nodes(c.request(ListNodesRequest {}))
-        .await
-        .expect("ListNodes")
-        .into_inner()
-        .nodes
+    arbiter_e2e::list_nodes(&server.client(None).await).await
 }
 
 fn node(nodes: &[NodeStatus], id: u32) -> &NodeStatus {
@@ -256,7 +146,7 @@ async fn agents_outlast_a_server_restart_and_no_node_goes_down() {
     let ids = [1, 2, 3, 4];
     let mut agents: Vec<Agent> = ids
         .iter()
-        .map(|&id| Agent::json(server.addr(), id))
+        .map(|&id| json_agent(server.addr(), id))
         .collect();
     for a in &mut agents {
         a.wait_line("\"beating\"");
@@ -289,7 +179,7 @@ async fn agents_outlast_a_server_restart_and_no_node_goes_down() {
     server.restart_on_same_port();
     for a in &mut agents {
         let start = Instant::now();
-        while a.states().iter().filter(|s| *s == "recovered").count() < 2 {
+        while states(a).iter().filter(|s| *s == "recovered").count() < 2 {
             assert!(
                 a.running(),
                 "node {}: the agent stopped: {}",
@@ -311,7 +201,7 @@ async fn agents_outlast_a_server_restart_and_no_node_goes_down() {
     // One line per change of state, not one per attempt.
     for a in &mut agents {
         assert_eq!(
-            a.states(),
+            states(a),
             ["beating", "retrying", "recovered", "retrying", "recovered"],
             "node {}: {}",
             a.id,
@@ -328,7 +218,7 @@ async fn an_agent_started_before_the_server_retries_until_the_server_is_up() {
     let files = Files::new();
     let addr = free_addr();
     let ids = [2, 5];
-    let mut agents: Vec<Agent> = ids.iter().map(|&id| Agent::json(addr, id)).collect();
+    let mut agents: Vec<Agent> = ids.iter().map(|&id| json_agent(addr, id)).collect();
     for a in &mut agents {
         a.wait_line("\"retrying\"");
     }
@@ -346,7 +236,7 @@ async fn an_agent_started_before_the_server_retries_until_the_server_is_up() {
     for a in &mut agents {
         a.wait_line("\"beating\"");
         assert_eq!(
-            a.states(),
+            states(a),
             ["retrying", "beating"],
             "node {}: {}",
             a.id,
@@ -376,7 +266,7 @@ async fn a_refusal_no_retry_cures_ends_the_agent_with_exit_1() {
     // Started before the server: first it retries, then the server says node 99 does not
     // exist, which no retry changes.
     let addr = free_addr();
-    let mut unknown = Agent::start(addr, 99, &[]);
+    let mut unknown = start_agent(addr, 99, &[]);
     unknown.wait_line("retrying");
     let server = five_nodes_with_timeout(&files, Some(addr));
     let (status, stderr) = unknown.exit();
@@ -399,7 +289,7 @@ async fn a_refusal_no_retry_cures_ends_the_agent_with_exit_1() {
         files.write("five-again.toml", FIVE_NODES),
         &["--auth".as_ref(), auth.as_os_str()],
     );
-    let mut viewer = Agent::start(guarded.addr(), 1, &["--token", "vic-token-00000000000003"]);
+    let mut viewer = start_agent(guarded.addr(), 1, &["--token", "vic-token-00000000000003"]);
     let (status, stderr) = viewer.exit();
     assert_eq!(status.code(), Some(1), "{stderr}");
     let line = stderr.trim_end();
@@ -421,7 +311,7 @@ async fn sigterm_and_sigint_end_an_agent_with_exit_0() {
         (rustix::process::Signal::TERM, "SIGTERM"),
         (rustix::process::Signal::INT, "SIGINT"),
     ] {
-        let mut agent = Agent::start(server.addr(), 3, &[]);
+        let mut agent = start_agent(server.addr(), 3, &[]);
         agent.wait_line("heartbeats accepted");
         agent.signal(sig);
         let (status, stderr) = agent.exit();
@@ -441,10 +331,10 @@ async fn sigterm_and_sigint_end_an_agent_with_exit_0() {
     }
 
     // Also in the middle of an outage: nobody listens on this address.
-    let mut lonely = Agent::json(free_addr(), 4);
+    let mut lonely = json_agent(free_addr(), 4);
     lonely.wait_line("\"retrying\"");
     lonely.signal(rustix::process::Signal::TERM);
     let (status, stderr) = lonely.exit();
     assert_eq!(status.code(), Some(0), "{stderr}");
-    assert_eq!(lonely.states(), ["retrying", "stopped"]);
+    assert_eq!(states(&lonely), ["retrying", "stopped"]);
 }
