@@ -118,21 +118,9 @@ fn five_nodes(files: &Files) -> ServerProcess {
     )
 }
 
-/// Every node as ListNodes reports it, over a fresh connection.
-async fn list_nodes(server: &ServerProcess) -> Vec<NodeStatus> {
-    arbiter_e2e::list_nodes(&server.client(None).await).await
-}
-
+/// Node `id` as ListNodes reports it, over a fresh connection.
 async fn node(server: &ServerProcess, id: u32) -> NodeStatus {
-    list_nodes(server)
-        .await
-        .into_iter()
-        .find(|n| n.node_id == id)
-        .unwrap_or_else(|| panic!("node {id} is listed"))
-}
-
-fn condition(n: &NodeStatus) -> NodeCondition {
-    NodeCondition::try_from(n.condition).unwrap_or(NodeCondition::Unspecified)
+    arbiter_e2e::node_status(&server.client(None).await, id).await
 }
 
 /// Node `id` as `arbiter -o json nodes` shows it.
@@ -220,7 +208,11 @@ async fn heartbeats_flow_only_while_the_health_command_succeeds() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(up.state, ItemState::Up as i32, "{up:?}");
-    assert_eq!(condition(&up), NodeCondition::Up, "{up:?}");
+    assert_eq!(
+        arbiter_e2e::node_condition(&up),
+        NodeCondition::Up,
+        "{up:?}"
+    );
     assert!(up.available, "{up:?}");
     let shown = cli_node(&server, 1);
     assert_eq!(shown["condition"], "UP", "{shown}");
@@ -234,7 +226,7 @@ async fn heartbeats_flow_only_while_the_health_command_succeeds() {
     let last = paused.last_heartbeat;
     assert!(last.is_some(), "{paused:?}");
     assert_eq!(
-        condition(&paused),
+        arbiter_e2e::node_condition(&paused),
         NodeCondition::Up,
         "not silent yet: {paused:?}"
     );
@@ -258,7 +250,7 @@ async fn heartbeats_flow_only_while_the_health_command_succeeds() {
         agent.alive();
         let n = node(&server, 1).await;
         assert_eq!(
-            condition(&n),
+            arbiter_e2e::node_condition(&n),
             NodeCondition::Restarting,
             "released and unhealthy, after {} health runs: {n:?}",
             runs(&log) - released
@@ -300,7 +292,7 @@ async fn heartbeats_flow_only_while_the_health_command_succeeds() {
     };
     assert!(
         matches!(
-            condition(&back),
+            arbiter_e2e::node_condition(&back),
             NodeCondition::Up | NodeCondition::Settling
         ),
         "seen up again: {back:?}"
@@ -364,7 +356,11 @@ async fn a_hung_health_command_is_killed_and_counts_as_failed() {
     assert_eq!(agent.lines().len(), 1, "{}", agent.report());
     never_beaten(&server, 2).await;
     let n = node(&server, 2).await;
-    assert_eq!(condition(&n), NodeCondition::Up, "no agent, no lock: {n:?}");
+    assert_eq!(
+        arbiter_e2e::node_condition(&n),
+        NodeCondition::Up,
+        "no agent, no lock: {n:?}"
+    );
 
     stop(&mut agent);
     assert_eq!(agent.count("unhealthy"), 1, "{}", agent.report());
