@@ -23,6 +23,7 @@ pub mod etcd;
 mod memory;
 mod redb_store;
 mod seal;
+mod sealer;
 pub mod suite;
 
 pub use memory::MemoryStore;

@@ -6,13 +6,14 @@
 //!
 //! # Never lying about what it holds
 //! - The `meta` table holds the store's identity (random, chosen at creation) and a commit number,
-//!   incremented in the same write transaction as every batch. After each commit the seal records
-//!   (identity, number) durably.
+//!   incremented in the same write transaction as every batch. Once a commit is durable the seal
+//!   records (identity, number), on a thread of its own (`sealer.rs`): never ahead of the store,
+//!   at most two commits behind it after a crash, exact after the store is dropped.
 //! - [`RedbStore::open`] compares the two. No seal and no store file: a new data directory. A seal
 //!   but no store, an empty one, another identity or a lower commit number: refused
-//!   ([`StoreError::Untrusted`]). A store one commit ahead of its seal (a crash between the two
-//!   writes) is fine. A store without a seal (a data directory from before seals, or a seal moved
-//!   aside on purpose) is accepted as it is and sealed.
+//!   ([`StoreError::Untrusted`]). A store ahead of its seal (a crash before the seal caught up)
+//!   is fine. A store without a seal (a data directory from before seals, or a seal moved aside
+//!   on purpose) is accepted as it is and sealed.
 //! - The file is opened with redb's integrity check (every page checksum is verified, so a
 //!   damaged file is an error instead of a panic later; it reads the whole file once per start),
 //!   and every record is decoded at open; redb calls run under [`contain`], so no panic escapes,
@@ -21,12 +22,13 @@
 //!   `<name>.lost-<unix seconds>`, never deleted) and the directory starts as new.
 //!
 //! # Cost
-//! On top of redb's own commit, each [`Store::commit`] rewrites one 96-byte record of the seal in
-//! place and flushes it (`fdatasync`): one small write per batch, which group commit amortises
-//! over every request of the batch. No rename and no directory sync happen per commit.
+//! Beside redb's own commit, the seal thread rewrites one 96-byte record of the seal in place and
+//! flushes it (`fdatasync`) while the next batch commits: the reply does not wait for it. No
+//! rename and no directory sync happen per commit.
 
 use super::contain::contain;
 use super::seal::{self, Found, Seal, SealFile, StoreId};
+use super::sealer::Sealer;
 use super::{Distrust, Store, StoreError};
 use crate::engine::audit::AuditEntry;
 use crate::engine::record::{Counters, NodeRuntime};
@@ -39,7 +41,6 @@ use redb::{
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The store's file inside the data directory.
@@ -80,8 +81,7 @@ pub enum Recovery {
 pub struct RedbStore {
     db: Database,
     path: PathBuf,
-    id: StoreId,
-    seal: Mutex<SealFile>,
+    seal: Sealer,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -117,6 +117,11 @@ fn untrusted(path: &Path, problem: Distrust) -> StoreError {
 
 fn io_error(path: &Path, what: &str, e: std::io::Error) -> StoreError {
     StoreError::Backend(format!("{}: {what}: {e}", path.display()))
+}
+
+/// The seal thread for `file` (at `path`), which holds commit `seq` of store `id`.
+fn start_sealer(path: &Path, file: SealFile, id: StoreId, seq: u64) -> Result<Sealer, StoreError> {
+    Sealer::start(file, id, seq).map_err(|e| io_error(path, "cannot start the seal's thread", e))
 }
 
 /// A panic's text on one line.
@@ -451,8 +456,7 @@ impl RedbStore {
         Ok(RedbStore {
             db,
             path: path.to_owned(),
-            id,
-            seal: Mutex::new(seal),
+            seal: start_sealer(seal_path, seal, id, 0)?,
         })
     }
 
@@ -540,8 +544,7 @@ impl RedbStore {
         Ok(RedbStore {
             db,
             path: path.to_owned(),
-            id,
-            seal: Mutex::new(seal),
+            seal: start_sealer(seal_path, seal, id, position.seq)?,
         })
     }
 
@@ -635,9 +638,10 @@ impl Store for RedbStore {
         })?
     }
 
-    /// The batch in one redb write transaction (fsync), then the seal's record of it (one small
-    /// write and `fdatasync`). A seal that cannot be written does not fail the commit: the batch
-    /// is durable, and a store ahead of its seal is accepted at the next start; it is logged.
+    /// The batch in one redb write transaction (fsync); its number goes to the seal thread, and
+    /// the call waits only until the seal holds the commit before it. A seal that cannot be
+    /// written does not fail the commit: the batch is durable, and a store ahead of its seal is
+    /// accepted at the next start; it is logged.
     fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
@@ -649,15 +653,7 @@ impl Store for RedbStore {
                 one_line(&panic)
             ))
         })??;
-        let mut seal = self.seal.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Err(e) = seal.write(Seal { id: self.id, seq }) {
-            tracing::error!(
-                seal = %seal.path().display(),
-                error = %e,
-                commit = seq,
-                "cannot record the commit in the store's seal; the commit itself is durable"
-            );
-        }
+        self.seal.committed(seq);
         Ok(())
     }
 }
@@ -764,6 +760,7 @@ mod tests {
             Found::Present(Seal { seq: 0, .. })
         ));
         s.commit(&[Change::PutTask(task("t"))]).expect("commit");
+        s.seal.flush();
         assert!(matches!(
             seal::read(&dir.path().join(SEAL_FILE)).expect("seal"),
             Found::Present(Seal { seq: 1, .. })

@@ -18,7 +18,7 @@ pub(crate) struct Args {
     /// spawns its own server (--spawn).
     #[arg(
         long,
-        conflicts_with_all = ["spawn", "server_bin", "inventory", "data_dir", "store", "etcd_unsafe_no_fsync"]
+        conflicts_with_all = ["spawn", "server_bin", "inventory", "store", "etcd_unsafe_no_fsync"]
     )]
     pub(crate) endpoint: Option<String>,
 
@@ -52,6 +52,8 @@ pub(crate) struct Args {
 
     /// Put the spawned server's store (and the bench's etcd) in a fresh directory under DIR
     /// (e.g. /dev/shm, to take fsync out of the picture) [default: the system temp directory].
+    /// The bench times fdatasync there first (the floor of the one-client bound); with
+    /// --endpoint, name the running server's data directory here for the same.
     #[arg(long, value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
 

@@ -20,6 +20,7 @@
 
 mod cli;
 mod etcd_metrics;
+mod fsync;
 mod locks;
 mod machine;
 mod report;
@@ -60,6 +61,10 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     if let Some(nodes) = args.scale {
         return scale::run(args, nodes, args.scale_tasks, args.scale_watchers);
     }
+    // Before any load, so that nothing else competes for the disk.
+    let floor_dir = args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let floor = fsync::measure(&floor_dir, fsync::SAMPLES)
+        .map_err(|e| format!("{}: {e}", floor_dir.display()));
     let runs = match &args.endpoint {
         Some(url) => vec![external(args, url)?],
         None => args
@@ -68,7 +73,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             .map(|&store| spawned(args, store))
             .collect::<anyhow::Result<_>>()?,
     };
-    Ok(report::print(args, &runs))
+    Ok(report::print(args, &runs, &floor))
 }
 
 fn runtime() -> anyhow::Result<Runtime> {
