@@ -25,9 +25,11 @@ mod redb_store;
 mod seal;
 mod sealer;
 pub mod suite;
+mod wal;
 
 pub use memory::MemoryStore;
 pub use redb_store::{Recovery, RedbStore, SEAL_FILE, STORE_FILE};
+pub use wal::WAL_FILE;
 
 use crate::engine::{Change, Snapshot};
 use std::path::PathBuf;

@@ -29,18 +29,20 @@
 use super::contain::contain;
 use super::seal::{self, Found, Seal, SealFile, StoreId};
 use super::sealer::Sealer;
+use super::wal::{self, WAL_FILE, Wal};
 use super::{Distrust, Store, StoreError};
 use crate::engine::audit::AuditEntry;
 use crate::engine::record::{Counters, NodeRuntime};
 use crate::engine::task::Task;
 use crate::engine::{Change, Snapshot};
 use redb::{
-    Builder, Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
-    TableError,
+    Builder, Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable,
+    TableDefinition, TableError,
 };
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The store's file inside the data directory.
@@ -81,7 +83,22 @@ pub enum Recovery {
 pub struct RedbStore {
     db: Database,
     path: PathBuf,
+    log: Mutex<Log>,
     seal: Sealer,
+}
+
+/// The write-ahead log and where the store stands on it.
+#[derive(Debug)]
+struct Log {
+    wal: Wal,
+    /// The last commit (durable in the log, applied to redb).
+    seq: u64,
+    /// Commits since the last checkpoint.
+    since: u64,
+    /// Set when a batch is durable in the log but redb could not apply it and the record could
+    /// not be taken back: redb no longer says what the store holds, so nothing more is served
+    /// from it (a restart replays the log).
+    broken: Option<String>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -122,6 +139,86 @@ fn io_error(path: &Path, what: &str, e: std::io::Error) -> StoreError {
 /// The seal thread for `file` (at `path`), which holds commit `seq` of store `id`.
 fn start_sealer(path: &Path, file: SealFile, id: StoreId, seq: u64) -> Result<Sealer, StoreError> {
     Sealer::start(file, id, seq).map_err(|e| io_error(path, "cannot start the seal's thread", e))
+}
+
+/// The write-ahead log beside the store file.
+fn wal_path(store: &Path) -> PathBuf {
+    store.with_file_name(WAL_FILE)
+}
+
+/// The log for store `id`, started after redb commit `base` with a header newer than
+/// `generation`.
+fn start_wal(store: &Path, id: StoreId, base: u64, generation: u64) -> Result<Wal, StoreError> {
+    let path = wal_path(store);
+    Wal::start(&path, id, base, generation)
+        .map_err(|e| io_error(&path, "cannot start the write-ahead log", e))
+}
+
+/// After a crash: applies the log's batches that the redb file does not hold durably, and
+/// flushes them; `position` moves to the last. Returns the log header's generation (0: none).
+fn replay(path: &Path, db: &Database, position: &mut Position) -> Result<u64, StoreError> {
+    let wal_path = wal_path(path);
+    let damaged = |why: String| untrusted(&wal_path, Distrust::Damaged(why));
+    let found = wal::read(&wal_path).map_err(|e| io_error(&wal_path, "cannot read", e))?;
+    let (id, base, generation, records) = match found {
+        wal::Found::Absent => return Ok(0),
+        wal::Found::Damaged(why) => {
+            return Err(damaged(format!("its write-ahead log is unreadable: {why}")));
+        }
+        wal::Found::Log {
+            id,
+            base,
+            generation,
+            records,
+        } => (id, base, generation, records),
+    };
+    if position.id != Some(id) {
+        return Err(damaged(format!(
+            "the write-ahead log belongs to store {id}, not to store {}",
+            position
+                .id
+                .map_or_else(|| "<without an identity>".to_owned(), |i| i.to_string())
+        )));
+    }
+    if base > position.seq {
+        // The log continues from a checkpoint the redb file does not have.
+        return Err(untrusted(
+            path,
+            Distrust::RolledBack {
+                found: position.seq,
+                expected: base,
+            },
+        ));
+    }
+    let panicked = |panic: String| damaged(format!("redb panicked: {}", one_line(&panic)));
+    let mut replayed = 0u64;
+    for (seq, payload) in records {
+        if seq <= position.seq {
+            continue;
+        }
+        let changes: Vec<Change> = serde_json::from_slice(&payload).map_err(|e| {
+            damaged(format!(
+                "commit #{seq} in its write-ahead log cannot be read: {e}"
+            ))
+        })?;
+        let n = contain(|| apply(db, &changes, Durability::None)).map_err(panicked)??;
+        if n != seq {
+            return Err(damaged(format!(
+                "replaying commit #{seq} of its write-ahead log gave commit #{n}"
+            )));
+        }
+        position.seq = seq;
+        replayed += 1;
+    }
+    if replayed > 0 {
+        contain(|| flush(db)).map_err(panicked)??;
+        tracing::info!(
+            commits = replayed,
+            up_to = position.seq,
+            "replayed the write-ahead log"
+        );
+    }
+    Ok(generation)
 }
 
 /// A panic's text on one line.
@@ -405,9 +502,11 @@ impl RedbStore {
                     let moved = if matches!(problem, Distrust::SealDamaged(_)) {
                         vec![(seal.clone(), move_aside(&seal)?)]
                     } else {
+                        let log = wal_path(&store);
                         vec![
                             (store.clone(), move_aside(&store)?),
                             (seal.clone(), move_aside(&seal)?),
+                            (log.clone(), move_aside(&log)?),
                         ]
                     };
                     for (from, to) in moved {
@@ -449,22 +548,48 @@ impl RedbStore {
         let db = open_db(path, true)?.db;
         let id = StoreId::random().map_err(|e| io_error(path, "cannot choose an identity", e))?;
         write_identity(path, &db, id, 0)?;
+        // A second flushed commit: redb keeps the last two, and a crash can send it back to the
+        // one before. With the log, commits to the file are rare; from now on even that one
+        // names the store.
+        contain(|| flush(&db)).map_err(|panic| {
+            StoreError::Backend(format!("redb panicked: {}", one_line(&panic)))
+        })??;
         // The seal's directory sync also makes the new store file's name durable.
         let seal = SealFile::create(seal_path, Seal { id, seq: 0 })
             .map_err(|e| io_error(seal_path, "cannot write", e))?;
+        // A log without its store holds nothing usable (its records are the store's); kept.
+        let leftover = wal_path(path);
+        if let Some(to) = move_aside(&leftover)? {
+            tracing::warn!(from = %leftover.display(), to = %to.display(), "a write-ahead log without its store: moved aside");
+        }
+        let wal = start_wal(path, id, 0, 0)?;
         tracing::info!(store = %path.display(), id = %id, "new store created");
-        Ok(RedbStore {
+        Ok(RedbStore::assemble(
             db,
-            path: path.to_owned(),
-            seal: start_sealer(seal_path, seal, id, 0)?,
-        })
+            path,
+            wal,
+            0,
+            start_sealer(seal_path, seal, id, 0)?,
+        ))
     }
 
     fn open_existing(path: &Path, seal_path: &Path, found: Found) -> Result<RedbStore, StoreError> {
         let Opened { db, fell_back } = open_db(path, false)?;
-        let position = verify(path, &db)?;
-        let (id, seal) = match found {
+        let mut position = verify(path, &db)?;
+        let (id, seal, generation) = match found {
             Found::Present(sealed) => {
+                if position.id.is_none() && fell_back {
+                    // redb went back to a commit from before the identity: its newer ones are
+                    // damaged (with the log, a crash leaves the file near its first commits).
+                    return Err(untrusted(
+                        path,
+                        Distrust::Damaged(
+                            "its newest commits are damaged: redb could only recover one from \
+                             before the store's identity"
+                                .into(),
+                        ),
+                    ));
+                }
                 if position.id != Some(sealed.id) {
                     return Err(untrusted(
                         path,
@@ -474,6 +599,9 @@ impl RedbStore {
                         },
                     ));
                 }
+                // Only the identity is compared before the log is replayed: the commit number
+                // is the log's.
+                let generation = replay(path, &db, &mut position)?;
                 if position.seq < sealed.seq && fell_back {
                     return Err(untrusted(
                         path,
@@ -501,9 +629,10 @@ impl RedbStore {
                     seq: position.seq,
                 })
                 .map_err(|e| io_error(seal_path, "cannot write", e))?;
-                (sealed.id, file)
+                (sealed.id, file, generation)
             }
             Found::Absent | Found::Damaged(_) => {
+                let generation = replay(path, &db, &mut position)?;
                 let id = match position.id {
                     Some(id) => id,
                     None => {
@@ -538,90 +667,136 @@ impl RedbStore {
                         "a store from before seals: accepted as it is and sealed"
                     );
                 }
-                (id, file)
+                (id, file, generation)
             }
         };
-        Ok(RedbStore {
+        let wal = start_wal(path, id, position.seq, generation)?;
+        Ok(RedbStore::assemble(
             db,
-            path: path.to_owned(),
-            seal: start_sealer(seal_path, seal, id, position.seq)?,
-        })
+            path,
+            wal,
+            position.seq,
+            start_sealer(seal_path, seal, id, position.seq)?,
+        ))
     }
 
-    /// The batch in one write transaction with the next commit number; returns that number.
-    fn commit_tx(&self, changes: &[Change]) -> Result<u64, StoreError> {
-        let tx = self.db.begin_write().map_err(backend)?;
-        let seq;
-        {
-            let mut tasks = tx.open_table(TASKS).map_err(backend)?;
-            let mut nodes = tx.open_table(NODES).map_err(backend)?;
-            let mut meta = tx.open_table(META).map_err(backend)?;
-            let mut audit = tx.open_table(AUDIT).map_err(backend)?;
-            let mut freezes = tx.open_table(FREEZES).map_err(backend)?;
-            let last = match meta.get(SEQ_KEY).map_err(backend)? {
-                Some(v) => decode_seq(v.value())?,
-                None => 0,
-            };
-            seq = last.saturating_add(1);
-            for c in changes {
-                match c {
-                    Change::PutTask(t) => {
-                        tasks
-                            .insert(t.uid.as_str(), encode(t)?.as_slice())
-                            .map_err(backend)?;
-                    }
-                    Change::DeleteTask(uid) => {
-                        tasks.remove(uid.as_str()).map_err(backend)?;
-                    }
-                    Change::PutNode(id, rt) => {
-                        nodes.insert(*id, encode(rt)?.as_slice()).map_err(backend)?;
-                    }
-                    Change::DeleteNode(id) => {
-                        nodes.remove(*id).map_err(backend)?;
-                    }
-                    Change::PutCounters(counters) => {
-                        meta.insert(COUNTERS_KEY, encode(counters)?.as_slice())
-                            .map_err(backend)?;
-                    }
-                    Change::PutAudit(e) => {
-                        audit
-                            .insert(e.seq, encode(e)?.as_slice())
-                            .map_err(backend)?;
-                    }
-                    Change::DropAuditUpTo(seq) => {
-                        audit.retain_in(..=*seq, |_, _| false).map_err(backend)?;
-                    }
-                    Change::PutFreeze(f) => {
-                        freezes
-                            .insert(f.scope.key().as_str(), encode(f)?.as_slice())
-                            .map_err(backend)?;
-                    }
-                    Change::DeleteFreeze(scope) => {
-                        freezes.remove(scope.key().as_str()).map_err(backend)?;
-                    }
-                    Change::PutReadOnly(Some(r)) => {
-                        meta.insert(READ_ONLY_KEY, encode(r)?.as_slice())
-                            .map_err(backend)?;
-                    }
-                    Change::PutReadOnly(None) => {
-                        meta.remove(READ_ONLY_KEY).map_err(backend)?;
-                    }
-                    Change::PutGrants(g) if g.is_empty() => {
-                        meta.remove(GRANTS_KEY).map_err(backend)?;
-                    }
-                    Change::PutGrants(g) => {
-                        meta.insert(GRANTS_KEY, encode(g)?.as_slice())
-                            .map_err(backend)?;
-                    }
+    fn assemble(db: Database, path: &Path, wal: Wal, seq: u64, seal: Sealer) -> RedbStore {
+        RedbStore {
+            db,
+            path: path.to_owned(),
+            log: Mutex::new(Log {
+                wal,
+                seq,
+                since: 0,
+                broken: None,
+            }),
+            seal,
+        }
+    }
+
+    fn log(&self) -> MutexGuard<'_, Log> {
+        self.log.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One flushed redb commit (everything applied since the last becomes durable in the redb
+    /// file), then the log starts again after it.
+    fn checkpoint(&self, log: &mut Log) -> Result<(), StoreError> {
+        contain(|| flush(&self.db)).map_err(|panic| {
+            StoreError::Backend(format!(
+                "{}: redb panicked during a checkpoint: {}",
+                self.path.display(),
+                one_line(&panic)
+            ))
+        })??;
+        log.wal
+            .restart(log.seq)
+            .map_err(|e| io_error(log.wal.path(), "cannot restart the log", e))?;
+        log.since = 0;
+        Ok(())
+    }
+}
+
+/// The batch in one redb write transaction with the next commit number, flushed or not;
+/// returns that number.
+fn apply(db: &Database, changes: &[Change], durability: Durability) -> Result<u64, StoreError> {
+    let mut tx = db.begin_write().map_err(backend)?;
+    tx.set_durability(durability).map_err(backend)?;
+    let seq;
+    {
+        let mut tasks = tx.open_table(TASKS).map_err(backend)?;
+        let mut nodes = tx.open_table(NODES).map_err(backend)?;
+        let mut meta = tx.open_table(META).map_err(backend)?;
+        let mut audit = tx.open_table(AUDIT).map_err(backend)?;
+        let mut freezes = tx.open_table(FREEZES).map_err(backend)?;
+        let last = match meta.get(SEQ_KEY).map_err(backend)? {
+            Some(v) => decode_seq(v.value())?,
+            None => 0,
+        };
+        seq = last.saturating_add(1);
+        for c in changes {
+            match c {
+                Change::PutTask(t) => {
+                    tasks
+                        .insert(t.uid.as_str(), encode(t)?.as_slice())
+                        .map_err(backend)?;
+                }
+                Change::DeleteTask(uid) => {
+                    tasks.remove(uid.as_str()).map_err(backend)?;
+                }
+                Change::PutNode(id, rt) => {
+                    nodes.insert(*id, encode(rt)?.as_slice()).map_err(backend)?;
+                }
+                Change::DeleteNode(id) => {
+                    nodes.remove(*id).map_err(backend)?;
+                }
+                Change::PutCounters(counters) => {
+                    meta.insert(COUNTERS_KEY, encode(counters)?.as_slice())
+                        .map_err(backend)?;
+                }
+                Change::PutAudit(e) => {
+                    audit
+                        .insert(e.seq, encode(e)?.as_slice())
+                        .map_err(backend)?;
+                }
+                Change::DropAuditUpTo(seq) => {
+                    audit.retain_in(..=*seq, |_, _| false).map_err(backend)?;
+                }
+                Change::PutFreeze(f) => {
+                    freezes
+                        .insert(f.scope.key().as_str(), encode(f)?.as_slice())
+                        .map_err(backend)?;
+                }
+                Change::DeleteFreeze(scope) => {
+                    freezes.remove(scope.key().as_str()).map_err(backend)?;
+                }
+                Change::PutReadOnly(Some(r)) => {
+                    meta.insert(READ_ONLY_KEY, encode(r)?.as_slice())
+                        .map_err(backend)?;
+                }
+                Change::PutReadOnly(None) => {
+                    meta.remove(READ_ONLY_KEY).map_err(backend)?;
+                }
+                Change::PutGrants(g) if g.is_empty() => {
+                    meta.remove(GRANTS_KEY).map_err(backend)?;
+                }
+                Change::PutGrants(g) => {
+                    meta.insert(GRANTS_KEY, encode(g)?.as_slice())
+                        .map_err(backend)?;
                 }
             }
-            meta.insert(SEQ_KEY, seq.to_le_bytes().as_slice())
-                .map_err(backend)?;
         }
-        // An error before this point drops the transaction: nothing of the batch is applied.
-        tx.commit().map_err(backend)?;
-        Ok(seq)
+        meta.insert(SEQ_KEY, seq.to_le_bytes().as_slice())
+            .map_err(backend)?;
     }
+    // An error before this point drops the transaction: nothing of the batch is applied.
+    tx.commit().map_err(backend)?;
+    Ok(seq)
+}
+
+/// An empty flushed commit: redb makes every commit applied without a flush before it durable.
+fn flush(db: &Database) -> Result<(), StoreError> {
+    let tx = db.begin_write().map_err(backend)?;
+    tx.commit().map_err(backend)
 }
 
 impl Store for RedbStore {
@@ -638,378 +813,89 @@ impl Store for RedbStore {
         })?
     }
 
-    /// The batch in one redb write transaction (fsync); its number goes to the seal thread, and
-    /// the call waits only until the seal holds the commit before it. A seal that cannot be
-    /// written does not fail the commit: the batch is durable, and a store ahead of its seal is
-    /// accepted at the next start; it is logged.
+    /// The batch as one record of the write-ahead log (one `fdatasync`: durable from here on),
+    /// then applied to redb without a flush; every so many batches a checkpoint. The commit's
+    /// number goes to the seal thread, and the call waits only until the seal holds the commit
+    /// before it. A seal that cannot be written, or a checkpoint that fails, does not fail the
+    /// commit: the batch is durable in the log; both are logged.
     fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
         }
-        let seq = contain(|| self.commit_tx(changes)).map_err(|panic| {
+        let mut log = self.log();
+        if let Some(why) = &log.broken {
+            return Err(StoreError::Backend(why.clone()));
+        }
+        let seq = log.seq.saturating_add(1);
+        let payload = encode(&changes)?;
+        if let Err(e) = log.wal.append(seq, &payload) {
+            let failed = io_error(log.wal.path(), "cannot write the batch to the log", e);
+            return Err(self.take_back(&mut log, failed));
+        }
+        let applied = contain(|| apply(&self.db, changes, Durability::None)).map_err(|panic| {
             StoreError::Backend(format!(
                 "{}: redb panicked during a commit: {}",
                 self.path.display(),
                 one_line(&panic)
             ))
-        })??;
+        });
+        match applied {
+            Ok(Ok(n)) if n == seq => {}
+            Ok(Ok(n)) => {
+                let why = format!(
+                    "{}: redb gave the batch commit number #{n}, the log #{seq}; restart the \
+                     server (the log is replayed)",
+                    self.path.display()
+                );
+                log.broken = Some(why.clone());
+                return Err(StoreError::Backend(why));
+            }
+            Ok(Err(e)) | Err(e) => return Err(self.take_back(&mut log, e)),
+        }
+        log.seq = seq;
+        log.since += 1;
         self.seal.committed(seq);
+        if log.wal.full(log.since)
+            && let Err(e) = self.checkpoint(&mut log)
+        {
+            tracing::error!(error = %e, commit = seq, "checkpoint failed; the log keeps every batch since the last");
+        }
         Ok(())
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::engine::Timestamp;
-    use crate::engine::task::{Action, ActionGroup, ActionStatus, Items, Mode, Scope};
-
-    fn task(uid: &str) -> Task {
-        Task {
-            uid: uid.into(),
-            owner: "alice".into(),
-            description: "x".repeat(200),
-            mode: Mode::Weak,
-            priority: 0,
-            composite: false,
-            groups: vec![ActionGroup {
-                id: "0".into(),
-                actions: vec![Action {
-                    id: format!("{uid}-a"),
-                    scope: Scope::Node(1),
-                    duration: None,
-                    status: ActionStatus::Performed {
-                        granted_at: Timestamp(1),
-                        deadline: Timestamp(2),
-                        fencing_token: 1,
-                    },
-                    covers: Some(Items::Nodes(vec![1])),
-                    kind: Default::default(),
-                    work: None,
-                }],
-            }],
-            create_time: Timestamp(1),
-            last_refresh_time: Timestamp(1),
-            override_holds: false,
-        }
-    }
-
-    /// A data directory whose store holds `n` tasks, committed one by one.
-    fn store_with_tasks(dir: &Path, n: usize) {
-        let s = RedbStore::open(dir, Recovery::Refuse).expect("open");
-        for i in 0..n {
-            s.commit(&[Change::PutTask(task(&format!("t{i}")))])
-                .expect("commit");
-        }
-    }
-
-    fn refused(dir: &Path) -> (PathBuf, Distrust) {
-        match RedbStore::open(dir, Recovery::Refuse) {
-            Err(StoreError::Untrusted { path, problem, .. }) => (path, problem),
-            Err(e) => panic!("want Untrusted, got {e}"),
-            Ok(s) => panic!(
-                "want a refusal, it opened with {} tasks",
-                s.load().map(|s| s.tasks.len()).unwrap_or(0)
-            ),
-        }
-    }
-
-    /// Deterministic bytes that look random (xorshift).
-    fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-        (0..len)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed as u8
-            })
-            .collect()
-    }
-
-    fn damage_from(path: &Path, offset: usize, seed: u64) {
-        let mut bytes = std::fs::read(path).expect("read");
-        assert!(bytes.len() > offset, "the file has {} bytes", bytes.len());
-        let len = bytes.len() - offset;
-        bytes[offset..].copy_from_slice(&noise(len, seed));
-        std::fs::write(path, bytes).expect("write");
-    }
-
-    fn lost_files(dir: &Path, name: &str) -> Vec<PathBuf> {
-        let prefix = format!("{name}.lost-");
-        let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-            .expect("read dir")
-            .map(|e| e.expect("entry").path())
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(&prefix))
-            })
-            .collect();
-        found.sort();
-        found
-    }
-
-    #[test]
-    fn a_fresh_directory_starts_empty_and_sealed() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let s = RedbStore::open(dir.path(), Recovery::Refuse).expect("open");
-        assert_eq!(s.load().expect("load"), Snapshot::default());
-        assert!(dir.path().join(STORE_FILE).is_file());
-        assert!(matches!(
-            seal::read(&dir.path().join(SEAL_FILE)).expect("seal"),
-            Found::Present(Seal { seq: 0, .. })
-        ));
-        s.commit(&[Change::PutTask(task("t"))]).expect("commit");
-        s.seal.flush();
-        assert!(matches!(
-            seal::read(&dir.path().join(SEAL_FILE)).expect("seal"),
-            Found::Present(Seal { seq: 1, .. })
-        ));
-        drop(s);
-        let s = RedbStore::open(dir.path(), Recovery::Refuse).expect("reopen");
-        assert!(s.load().expect("load").tasks.contains_key("t"));
-    }
-
-    #[test]
-    fn a_damaged_file_is_refused_without_a_panic() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        store_with_tasks(dir.path(), 30);
-        let file = dir.path().join(STORE_FILE);
-        damage_from(&file, 4096, 1);
-        let (path, problem) = refused(dir.path());
-        assert_eq!(path, file);
-        assert!(matches!(problem, Distrust::Damaged(_)), "{problem}");
-        // Refusing changed nothing: still refused.
-        assert!(matches!(refused(dir.path()).1, Distrust::Damaged(_)));
-    }
-
-    #[test]
-    fn a_panic_in_redb_is_contained() {
-        // Without the integrity check, redb 4.5 panics on this file (an `unreachable!` in its
-        // b-tree code): `contain` turns that into an error, quietly.
-        let dir = tempfile::tempdir().expect("tempdir");
-        store_with_tasks(dir.path(), 30);
-        let file = dir.path().join(STORE_FILE);
-        damage_from(&file, 4096, 88);
-        let plain = contain(|| Database::create(&file).map(drop));
-        assert!(!matches!(plain, Ok(Ok(()))), "redb accepted a damaged file");
-        // The store itself never even gets that far.
-        assert!(matches!(refused(dir.path()).1, Distrust::Damaged(_)));
-    }
-
-    #[test]
-    fn damage_anywhere_never_panics() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        store_with_tasks(dir.path(), 10);
-        let file = dir.path().join(STORE_FILE);
-        let pristine = std::fs::read(&file).expect("read");
-        let seal = std::fs::read(dir.path().join(SEAL_FILE)).expect("seal");
-        for (i, offset) in [
-            0usize, 9, 64, 300, 512, 1024, 4096, 4200, 8192, 12_000, 20_000,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            if offset >= pristine.len() {
-                continue;
-            }
-            let mut bytes = pristine.clone();
-            let end = (offset + 64).min(bytes.len());
-            bytes[offset..end].copy_from_slice(&noise(end - offset, i as u64 + 7));
-            std::fs::write(&file, &bytes).expect("write");
-            std::fs::write(dir.path().join(SEAL_FILE), &seal).expect("seal");
-            // Either redb finds nothing wrong that matters (unused bytes) and every record is
-            // there, or the file is refused: never a panic, never a silent loss.
-            match RedbStore::open(dir.path(), Recovery::Refuse) {
-                Ok(s) => assert_eq!(s.load().expect("load").tasks.len(), 10, "offset {offset}"),
-                Err(StoreError::Untrusted { .. } | StoreError::Backend(_)) => {}
-                Err(e) => panic!("offset {offset}: {e}"),
+impl RedbStore {
+    /// After a batch's record went (or may have gone) to the log but the batch is not applied:
+    /// the record is taken back, so that the failure stands. If that fails too the store is
+    /// broken: the batch may come back when the log is replayed.
+    fn take_back(&self, log: &mut Log, failed: StoreError) -> StoreError {
+        match log.wal.retract() {
+            Ok(()) => failed,
+            Err(e) => {
+                let why = format!(
+                    "{failed}; and {}: cannot take the batch back out of the log: {e}; its \
+                     outcome is unknown until a restart replays the log",
+                    log.wal.path().display()
+                );
+                log.broken = Some(why.clone());
+                StoreError::Backend(why)
             }
         }
-        // Garbage from the first byte on.
-        std::fs::write(&file, noise(pristine.len(), 99)).expect("write");
-        std::fs::write(dir.path().join(SEAL_FILE), &seal).expect("seal");
-        assert!(matches!(refused(dir.path()).1, Distrust::Damaged(_)));
-    }
-
-    #[test]
-    fn a_truncated_file_is_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        store_with_tasks(dir.path(), 3);
-        let file = dir.path().join(STORE_FILE);
-        std::fs::File::options()
-            .write(true)
-            .open(&file)
-            .expect("open")
-            .set_len(0)
-            .expect("truncate");
-        assert_eq!(refused(dir.path()), (file.clone(), Distrust::Empty));
-        // Still there, still empty: refusing creates nothing.
-        assert_eq!(std::fs::metadata(&file).expect("meta").len(), 0);
-    }
-
-    #[test]
-    fn a_deleted_file_is_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        store_with_tasks(dir.path(), 3);
-        let file = dir.path().join(STORE_FILE);
-        std::fs::remove_file(&file).expect("delete");
-        assert_eq!(refused(dir.path()), (file.clone(), Distrust::Missing));
-        assert!(!file.exists(), "refusing must not create a new store");
-    }
-
-    #[test]
-    fn a_rolled_back_copy_is_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        store_with_tasks(dir.path(), 3);
-        let file = dir.path().join(STORE_FILE);
-        let old = std::fs::read(&file).expect("copy");
-        {
-            let s = RedbStore::open(dir.path(), Recovery::Refuse).expect("open");
-            s.commit(&[Change::DeleteTask("t0".into())])
-                .expect("commit");
-            s.commit(&[Change::PutTask(task("t9"))]).expect("commit");
-        }
-        std::fs::write(&file, old).expect("restore the old copy");
-        assert_eq!(
-            refused(dir.path()),
-            (
-                file,
-                Distrust::RolledBack {
-                    found: 3,
-                    expected: 5
-                }
-            )
-        );
-    }
-
-    #[test]
-    fn another_store_in_its_place_is_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let other = tempfile::tempdir().expect("tempdir");
-        store_with_tasks(dir.path(), 1);
-        store_with_tasks(other.path(), 5);
-        let file = dir.path().join(STORE_FILE);
-        std::fs::copy(other.path().join(STORE_FILE), &file).expect("copy");
-        let (path, problem) = refused(dir.path());
-        assert_eq!(path, file);
-        assert!(
-            matches!(problem, Distrust::Replaced { found: Some(_), .. }),
-            "{problem}"
-        );
-    }
-
-    #[test]
-    fn a_store_ahead_of_its_seal_is_accepted() {
-        // A crash before the seal thread caught up: the seal is up to two commits behind.
-        let dir = tempfile::tempdir().expect("tempdir");
-        store_with_tasks(dir.path(), 2);
-        let seal_path = dir.path().join(SEAL_FILE);
-        let behind = std::fs::read(&seal_path).expect("seal");
-        store_with_tasks(dir.path(), 2);
-        std::fs::write(&seal_path, behind).expect("seal two behind");
-        let s = RedbStore::open(dir.path(), Recovery::Refuse).expect("ahead is fine");
-        assert_eq!(s.load().expect("load").tasks.len(), 2);
-        // Brought up to date at once, before the first commit.
-        assert!(matches!(
-            seal::read(&seal_path).expect("seal"),
-            Found::Present(Seal { seq: 4, .. })
-        ));
-    }
-
-    #[test]
-    fn a_directory_from_before_seals_is_accepted_and_sealed() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join(STORE_FILE);
-        // What the previous version wrote: the three tables, no identity, no commit number.
-        {
-            let db = Database::create(&file).expect("create");
-            let tx = db.begin_write().expect("tx");
-            {
-                let mut tasks = tx.open_table(TASKS).expect("tasks");
-                tasks
-                    .insert("old", encode(&task("old")).expect("json").as_slice())
-                    .expect("insert");
-                tx.open_table(NODES).expect("nodes");
-                tx.open_table(META).expect("meta");
-            }
-            tx.commit().expect("commit");
-        }
-        let s = RedbStore::open(dir.path(), Recovery::Refuse).expect("legacy accepted");
-        assert!(s.load().expect("load").tasks.contains_key("old"));
-        s.commit(&[Change::PutTask(task("new"))]).expect("commit");
-        drop(s);
-        assert!(matches!(
-            seal::read(&dir.path().join(SEAL_FILE)).expect("seal"),
-            Found::Present(Seal { seq: 1, .. })
-        ));
-        // From now on it is protected like any other.
-        std::fs::remove_file(&file).expect("delete");
-        assert_eq!(refused(dir.path()).1, Distrust::Missing);
-    }
-
-    #[test]
-    fn a_damaged_seal_is_refused_and_accepting_keeps_the_store() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        store_with_tasks(dir.path(), 2);
-        let seal_path = dir.path().join(SEAL_FILE);
-        std::fs::write(&seal_path, b"garbage").expect("damage the seal");
-        let (path, problem) = refused(dir.path());
-        assert_eq!(path, seal_path);
-        assert!(matches!(problem, Distrust::SealDamaged(_)), "{problem}");
-        let s = RedbStore::open(dir.path(), Recovery::AcceptLoss).expect("accepted");
-        assert_eq!(s.load().expect("load").tasks.len(), 2);
-        assert_eq!(lost_files(dir.path(), SEAL_FILE).len(), 1);
-        assert!(lost_files(dir.path(), STORE_FILE).is_empty());
-    }
-
-    #[test]
-    fn accepting_loss_moves_the_file_aside_and_starts_empty() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        store_with_tasks(dir.path(), 30);
-        let file = dir.path().join(STORE_FILE);
-        damage_from(&file, 4096, 3);
-        let damaged = std::fs::read(&file).expect("read");
-        let s = RedbStore::open(dir.path(), Recovery::AcceptLoss).expect("accepted");
-        assert_eq!(s.load().expect("load"), Snapshot::default());
-        let moved = lost_files(dir.path(), STORE_FILE);
-        assert_eq!(moved.len(), 1, "{moved:?}");
-        assert_eq!(std::fs::read(&moved[0]).expect("moved"), damaged);
-        assert_eq!(lost_files(dir.path(), SEAL_FILE).len(), 1);
-        s.commit(&[Change::PutTask(task("after"))]).expect("commit");
-        drop(s);
-        // The new store is sealed: a plain start takes it.
-        let s = RedbStore::open(dir.path(), Recovery::Refuse).expect("reopen");
-        assert_eq!(s.load().expect("load").tasks.len(), 1);
-        // Accepting loss when nothing is wrong moves nothing.
-        drop(s);
-        let s = RedbStore::open(dir.path(), Recovery::AcceptLoss).expect("reopen");
-        assert_eq!(s.load().expect("load").tasks.len(), 1);
-        assert_eq!(lost_files(dir.path(), STORE_FILE).len(), 1);
-    }
-
-    #[test]
-    fn accepting_loss_of_a_deleted_store_starts_empty() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        store_with_tasks(dir.path(), 3);
-        std::fs::remove_file(dir.path().join(STORE_FILE)).expect("delete");
-        let s = RedbStore::open(dir.path(), Recovery::AcceptLoss).expect("accepted");
-        assert_eq!(s.load().expect("load"), Snapshot::default());
-        assert_eq!(lost_files(dir.path(), SEAL_FILE).len(), 1);
-    }
-
-    #[test]
-    fn a_store_in_use_is_never_moved_aside() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let running = RedbStore::open(dir.path(), Recovery::Refuse).expect("open");
-        running
-            .commit(&[Change::PutTask(task("t"))])
-            .expect("commit");
-        match RedbStore::open(dir.path(), Recovery::AcceptLoss) {
-            Err(StoreError::Backend(msg)) => assert!(msg.contains(STORE_FILE), "{msg}"),
-            other => panic!("want a backend error, got {other:?}"),
-        }
-        assert!(lost_files(dir.path(), STORE_FILE).is_empty());
-        assert!(running.load().expect("load").tasks.contains_key("t"));
     }
 }
+
+impl Drop for RedbStore {
+    /// A last checkpoint, so that after a clean stop the redb file alone holds everything.
+    fn drop(&mut self) {
+        let mut log = self.log();
+        if log.broken.is_some() || log.since == 0 {
+            return;
+        }
+        if let Err(e) = self.checkpoint(&mut log) {
+            tracing::warn!(error = %e, "the last checkpoint failed; the log is replayed at the next start");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
