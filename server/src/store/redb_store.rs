@@ -42,7 +42,7 @@ use redb::{
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The store's file inside the data directory.
@@ -84,6 +84,10 @@ pub struct RedbStore {
     db: Database,
     path: PathBuf,
     log: Mutex<Log>,
+    /// Set when a batch's record may be in the log but redb does not hold the batch (it could
+    /// not apply it, and the record could not be taken back): redb no longer says what the
+    /// store holds, so nothing more is committed or loaded from it (a restart replays the log).
+    broken: OnceLock<String>,
     seal: Sealer,
 }
 
@@ -95,10 +99,6 @@ struct Log {
     seq: u64,
     /// Commits since the last checkpoint.
     since: u64,
-    /// Set when a batch is durable in the log but redb could not apply it and the record could
-    /// not be taken back: redb no longer says what the store holds, so nothing more is served
-    /// from it (a restart replays the log).
-    broken: Option<String>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -113,12 +113,12 @@ fn untrusted(path: &Path, problem: Distrust) -> StoreError {
         .display();
     let remedy = match problem {
         Distrust::Damaged(_) | Distrust::Missing | Distrust::Empty => format!(
-            "restore {STORE_FILE} and {SEAL_FILE} in {dir} from a backup taken while the server \
-             was stopped"
+            "restore {STORE_FILE}, {WAL_FILE} and {SEAL_FILE} in {dir} from a backup taken while \
+             the server was stopped"
         ),
         Distrust::Replaced { .. } | Distrust::RolledBack { .. } => format!(
-            "put the newest {STORE_FILE} back in {dir}; if this copy was restored on purpose, \
-             move {SEAL_FILE} aside to start from it as it is"
+            "put the newest {STORE_FILE} (and its {WAL_FILE}) back in {dir}; if this copy was \
+             restored on purpose, move {SEAL_FILE} and {WAL_FILE} aside to start from it as it is"
         ),
         Distrust::SealDamaged(_) => format!(
             "restore {SEAL_FILE} in {dir} from a backup, or move it aside to accept {STORE_FILE} \
@@ -684,12 +684,8 @@ impl RedbStore {
         RedbStore {
             db,
             path: path.to_owned(),
-            log: Mutex::new(Log {
-                wal,
-                seq,
-                since: 0,
-                broken: None,
-            }),
+            log: Mutex::new(Log { wal, seq, since: 0 }),
+            broken: OnceLock::new(),
             seal,
         }
     }
@@ -801,6 +797,9 @@ fn flush(db: &Database) -> Result<(), StoreError> {
 
 impl Store for RedbStore {
     fn load(&self) -> Result<Snapshot, StoreError> {
+        if let Some(why) = self.broken.get() {
+            return Err(StoreError::Backend(why.clone()));
+        }
         let read = contain(|| -> Result<Snapshot, StoreError> {
             let tx = self.db.begin_read().map_err(backend)?;
             read_snapshot(&self.path, &tx)
@@ -823,7 +822,7 @@ impl Store for RedbStore {
             return Ok(());
         }
         let mut log = self.log();
-        if let Some(why) = &log.broken {
+        if let Some(why) = self.broken.get() {
             return Err(StoreError::Backend(why.clone()));
         }
         let seq = log.seq.saturating_add(1);
@@ -847,8 +846,7 @@ impl Store for RedbStore {
                      server (the log is replayed)",
                     self.path.display()
                 );
-                log.broken = Some(why.clone());
-                return Err(StoreError::Backend(why));
+                return Err(StoreError::Backend(self.broken.get_or_init(|| why).clone()));
             }
             Ok(Err(e)) | Err(e) => return Err(self.take_back(&mut log, e)),
         }
@@ -877,8 +875,7 @@ impl RedbStore {
                      outcome is unknown until a restart replays the log",
                     log.wal.path().display()
                 );
-                log.broken = Some(why.clone());
-                StoreError::Backend(why)
+                StoreError::Backend(self.broken.get_or_init(|| why).clone())
             }
         }
     }
@@ -888,7 +885,7 @@ impl Drop for RedbStore {
     /// A last checkpoint, so that after a clean stop the redb file alone holds everything.
     fn drop(&mut self) {
         let mut log = self.log();
-        if log.broken.is_some() || log.since == 0 {
+        if self.broken.get().is_some() || log.since == 0 {
             return;
         }
         if let Err(e) = self.checkpoint(&mut log) {
