@@ -161,5 +161,8 @@ async fn kill_9_after_a_checkpoint_loses_nothing_either() {
     let id = action_number(states(&next.action_group_states)[0]);
     let held_id = action_number(states(&held.action_group_states)[0]);
     let waits_id = action_number(states(&waits.action_group_states)[0]);
-    assert!(id > held_id.max(waits_id), "{id} after {held_id}, {waits_id}");
+    assert!(
+        id > held_id.max(waits_id),
+        "{id} after {held_id}, {waits_id}"
+    );
 }

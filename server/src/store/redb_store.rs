@@ -44,6 +44,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
+use write_ahead::{Log, replay, start_wal, wal_path};
 
 /// The store's file inside the data directory.
 pub const STORE_FILE: &str = "arbiter.redb";
@@ -91,16 +92,6 @@ pub struct RedbStore {
     seal: Sealer,
 }
 
-/// The write-ahead log and where the store stands on it.
-#[derive(Debug)]
-struct Log {
-    wal: Wal,
-    /// The last commit (durable in the log, applied to redb).
-    seq: u64,
-    /// Commits since the last checkpoint.
-    since: u64,
-}
-
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -139,86 +130,6 @@ fn io_error(path: &Path, what: &str, e: std::io::Error) -> StoreError {
 /// The seal thread for `file` (at `path`), which holds commit `seq` of store `id`.
 fn start_sealer(path: &Path, file: SealFile, id: StoreId, seq: u64) -> Result<Sealer, StoreError> {
     Sealer::start(file, id, seq).map_err(|e| io_error(path, "cannot start the seal's thread", e))
-}
-
-/// The write-ahead log beside the store file.
-fn wal_path(store: &Path) -> PathBuf {
-    store.with_file_name(WAL_FILE)
-}
-
-/// The log for store `id`, started after redb commit `base` with a header newer than
-/// `generation`.
-fn start_wal(store: &Path, id: StoreId, base: u64, generation: u64) -> Result<Wal, StoreError> {
-    let path = wal_path(store);
-    Wal::start(&path, id, base, generation)
-        .map_err(|e| io_error(&path, "cannot start the write-ahead log", e))
-}
-
-/// After a crash: applies the log's batches that the redb file does not hold durably, and
-/// flushes them; `position` moves to the last. Returns the log header's generation (0: none).
-fn replay(path: &Path, db: &Database, position: &mut Position) -> Result<u64, StoreError> {
-    let wal_path = wal_path(path);
-    let damaged = |why: String| untrusted(&wal_path, Distrust::Damaged(why));
-    let found = wal::read(&wal_path).map_err(|e| io_error(&wal_path, "cannot read", e))?;
-    let (id, base, generation, records) = match found {
-        wal::Found::Absent => return Ok(0),
-        wal::Found::Damaged(why) => {
-            return Err(damaged(format!("its write-ahead log is unreadable: {why}")));
-        }
-        wal::Found::Log {
-            id,
-            base,
-            generation,
-            records,
-        } => (id, base, generation, records),
-    };
-    if position.id != Some(id) {
-        return Err(damaged(format!(
-            "the write-ahead log belongs to store {id}, not to store {}",
-            position
-                .id
-                .map_or_else(|| "<without an identity>".to_owned(), |i| i.to_string())
-        )));
-    }
-    if base > position.seq {
-        // The log continues from a checkpoint the redb file does not have.
-        return Err(untrusted(
-            path,
-            Distrust::RolledBack {
-                found: position.seq,
-                expected: base,
-            },
-        ));
-    }
-    let panicked = |panic: String| damaged(format!("redb panicked: {}", one_line(&panic)));
-    let mut replayed = 0u64;
-    for (seq, payload) in records {
-        if seq <= position.seq {
-            continue;
-        }
-        let changes: Vec<Change> = serde_json::from_slice(&payload).map_err(|e| {
-            damaged(format!(
-                "commit #{seq} in its write-ahead log cannot be read: {e}"
-            ))
-        })?;
-        let n = contain(|| apply(db, &changes, Durability::None)).map_err(panicked)??;
-        if n != seq {
-            return Err(damaged(format!(
-                "replaying commit #{seq} of its write-ahead log gave commit #{n}"
-            )));
-        }
-        position.seq = seq;
-        replayed += 1;
-    }
-    if replayed > 0 {
-        contain(|| flush(db)).map_err(panicked)??;
-        tracing::info!(
-            commits = replayed,
-            up_to = position.seq,
-            "replayed the write-ahead log"
-        );
-    }
-    Ok(generation)
 }
 
 /// A panic's text on one line.
@@ -689,27 +600,6 @@ impl RedbStore {
             seal,
         }
     }
-
-    fn log(&self) -> MutexGuard<'_, Log> {
-        self.log.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// One flushed redb commit (everything applied since the last becomes durable in the redb
-    /// file), then the log starts again after it.
-    fn checkpoint(&self, log: &mut Log) -> Result<(), StoreError> {
-        contain(|| flush(&self.db)).map_err(|panic| {
-            StoreError::Backend(format!(
-                "{}: redb panicked during a checkpoint: {}",
-                self.path.display(),
-                one_line(&panic)
-            ))
-        })??;
-        log.wal
-            .restart(log.seq)
-            .map_err(|e| io_error(log.wal.path(), "cannot restart the log", e))?;
-        log.since = 0;
-        Ok(())
-    }
 }
 
 /// The batch in one redb write transaction with the next commit number, flushed or not;
@@ -818,81 +708,10 @@ impl Store for RedbStore {
     /// before it. A seal that cannot be written, or a checkpoint that fails, does not fail the
     /// commit: the batch is durable in the log; both are logged.
     fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let mut log = self.log();
-        if let Some(why) = self.broken.get() {
-            return Err(StoreError::Backend(why.clone()));
-        }
-        let seq = log.seq.saturating_add(1);
-        let payload = encode(&changes)?;
-        if let Err(e) = log.wal.append(seq, &payload) {
-            let failed = io_error(log.wal.path(), "cannot write the batch to the log", e);
-            return Err(self.take_back(&mut log, failed));
-        }
-        let applied = contain(|| apply(&self.db, changes, Durability::None)).map_err(|panic| {
-            StoreError::Backend(format!(
-                "{}: redb panicked during a commit: {}",
-                self.path.display(),
-                one_line(&panic)
-            ))
-        });
-        match applied {
-            Ok(Ok(n)) if n == seq => {}
-            Ok(Ok(n)) => {
-                let why = format!(
-                    "{}: redb gave the batch commit number #{n}, the log #{seq}; restart the \
-                     server (the log is replayed)",
-                    self.path.display()
-                );
-                return Err(StoreError::Backend(self.broken.get_or_init(|| why).clone()));
-            }
-            Ok(Err(e)) | Err(e) => return Err(self.take_back(&mut log, e)),
-        }
-        log.seq = seq;
-        log.since += 1;
-        self.seal.committed(seq);
-        if log.wal.full(log.since)
-            && let Err(e) = self.checkpoint(&mut log)
-        {
-            tracing::error!(error = %e, commit = seq, "checkpoint failed; the log keeps every batch since the last");
-        }
-        Ok(())
-    }
-}
-
-impl RedbStore {
-    /// After a batch's record went (or may have gone) to the log but the batch is not applied:
-    /// the record is taken back, so that the failure stands. If that fails too the store is
-    /// broken: the batch may come back when the log is replayed.
-    fn take_back(&self, log: &mut Log, failed: StoreError) -> StoreError {
-        match log.wal.retract() {
-            Ok(()) => failed,
-            Err(e) => {
-                let why = format!(
-                    "{failed}; and {}: cannot take the batch back out of the log: {e}; its \
-                     outcome is unknown until a restart replays the log",
-                    log.wal.path().display()
-                );
-                StoreError::Backend(self.broken.get_or_init(|| why).clone())
-            }
-        }
-    }
-}
-
-impl Drop for RedbStore {
-    /// A last checkpoint, so that after a clean stop the redb file alone holds everything.
-    fn drop(&mut self) {
-        let mut log = self.log();
-        if self.broken.get().is_some() || log.since == 0 {
-            return;
-        }
-        if let Err(e) = self.checkpoint(&mut log) {
-            tracing::warn!(error = %e, "the last checkpoint failed; the log is replayed at the next start");
-        }
+        self.commit_logged(changes)
     }
 }
 
 #[cfg(test)]
 mod tests;
+mod write_ahead;
