@@ -1,29 +1,37 @@
-//! The embedded backend: one redb file in the data directory, and its seal beside it.
+//! The embedded backend: one redb file in the data directory, its write-ahead log and its seal
+//! beside it.
 //!
-//! redb commits durably (fsync) by default and a write transaction is atomic, which is exactly the
-//! [`Store`] contract. What redb cannot say is whether the file it finds is the one this data
+//! A batch is durable once its record is in the write-ahead log ([`WAL_FILE`], see `wal.rs` and
+//! `redb_store/write_ahead.rs`): one small in-place write and one `fdatasync`. redb then applies
+//! it in a write transaction (atomic) without flushing; a checkpoint every so many batches (a
+//! flushed redb commit) makes the redb file hold everything so far, and open replays what it
+//! lacks after a crash. What neither can say is whether the files found are the ones this data
 //! directory last committed to; that is what the seal ([`SEAL_FILE`], see `seal.rs`) is for.
 //!
 //! # Never lying about what it holds
 //! - The `meta` table holds the store's identity (random, chosen at creation) and a commit number,
-//!   incremented in the same write transaction as every batch. Once a commit is durable the seal
-//!   records (identity, number), on a thread of its own (`sealer.rs`): never ahead of the store,
-//!   at most two commits behind it after a crash, exact after the store is dropped.
-//! - [`RedbStore::open`] compares the two. No seal and no store file: a new data directory. A seal
-//!   but no store, an empty one, another identity or a lower commit number: refused
-//!   ([`StoreError::Untrusted`]). A store ahead of its seal (a crash before the seal caught up)
-//!   is fine. A store without a seal (a data directory from before seals, or a seal moved aside
-//!   on purpose) is accepted as it is and sealed.
+//!   incremented in the same write transaction as every batch; the log's records carry the same
+//!   numbers. Once a commit is durable the seal records (identity, number), on a thread of its
+//!   own (`sealer.rs`): never ahead of the store, after a crash one or two commits behind it
+//!   (more only if the crash also tore the seal's own write), exact after the store is dropped.
+//! - [`RedbStore::open`] compares them. No seal and no store file: a new data directory. A seal
+//!   but no store, an empty one, another identity, or fewer commits (the redb file and the log
+//!   together) than the seal records: refused ([`StoreError::Untrusted`]), before anything of the
+//!   log is applied. So is a log that is unreadable, belongs to another store, or continues from
+//!   a checkpoint the redb file lacks. A store ahead of its seal (a crash before the seal caught
+//!   up) is fine. A store without a seal (a data directory from before seals, or a seal moved
+//!   aside on purpose) is accepted as it is and sealed; one without a log is given one.
 //! - The file is opened with redb's integrity check (every page checksum is verified, so a
 //!   damaged file is an error instead of a panic later; it reads the whole file once per start),
 //!   and every record is decoded at open; redb calls run under [`contain`], so no panic escapes,
 //!   whatever the file holds.
-//! - [`Recovery::AcceptLoss`] is the explicit way out: the refused file is moved aside (renamed
+//! - [`Recovery::AcceptLoss`] is the explicit way out: the refused files are moved aside (renamed
 //!   `<name>.lost-<unix seconds>`, never deleted) and the directory starts as new.
 //!
 //! # Cost
-//! Beside redb's own commit, the seal thread rewrites one 96-byte record of the seal in place and
-//! flushes it (`fdatasync`) while the next batch commits: the reply does not wait for it. No
+//! Per batch: one record written in place into the log and flushed, and redb's unflushed apply;
+//! every 512 batches one flushed redb commit. The seal thread rewrites one 96-byte record of the
+//! seal in place and flushes it while the next batch commits: the reply does not wait for it. No
 //! rename and no directory sync happen per commit.
 
 use super::contain::contain;
@@ -44,7 +52,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
-use write_ahead::{Log, replay, start_wal, wal_path};
+use write_ahead::{Log, read_pending, replay, start_wal, wal_path};
 
 /// The store's file inside the data directory.
 pub const STORE_FILE: &str = "arbiter.redb";
@@ -456,6 +464,12 @@ impl RedbStore {
 
     /// A new store: no seal, and no store file (or an empty one).
     fn create_new(path: &Path, seal_path: &Path) -> Result<RedbStore, StoreError> {
+        // A log without its store holds nothing usable (its records are the store's): kept
+        // aside, before anything of the new store exists.
+        let leftover = wal_path(path);
+        if let Some(to) = move_aside(&leftover)? {
+            tracing::warn!(from = %leftover.display(), to = %to.display(), "a write-ahead log without its store: moved aside");
+        }
         let db = open_db(path, true)?.db;
         let id = StoreId::random().map_err(|e| io_error(path, "cannot choose an identity", e))?;
         write_identity(path, &db, id, 0)?;
@@ -468,11 +482,6 @@ impl RedbStore {
         // The seal's directory sync also makes the new store file's name durable.
         let seal = SealFile::create(seal_path, Seal { id, seq: 0 })
             .map_err(|e| io_error(seal_path, "cannot write", e))?;
-        // A log without its store holds nothing usable (its records are the store's); kept.
-        let leftover = wal_path(path);
-        if let Some(to) = move_aside(&leftover)? {
-            tracing::warn!(from = %leftover.display(), to = %to.display(), "a write-ahead log without its store: moved aside");
-        }
         let wal = start_wal(path, id, 0, 0)?;
         tracing::info!(store = %path.display(), id = %id, "new store created");
         Ok(RedbStore::assemble(
@@ -510,28 +519,31 @@ impl RedbStore {
                         },
                     ));
                 }
-                // Only the identity is compared before the log is replayed: the commit number
-                // is the log's.
-                let generation = replay(path, &db, &mut position)?;
-                if position.seq < sealed.seq && fell_back {
+                // The commit number the store holds is the log's; it is compared before the
+                // log is applied, so that a refused store is left as it was.
+                let pending = read_pending(path, &position)?;
+                let holds = pending.up_to(&position);
+                if holds < sealed.seq && fell_back {
                     return Err(untrusted(
                         path,
                         Distrust::Damaged(format!(
                             "its newest commits are damaged: redb could only recover commit \
-                             #{} of #{}",
-                            position.seq, sealed.seq
+                             #{holds} of #{}",
+                            sealed.seq
                         )),
                     ));
                 }
-                if position.seq < sealed.seq {
+                if holds < sealed.seq {
                     return Err(untrusted(
                         path,
                         Distrust::RolledBack {
-                            found: position.seq,
+                            found: holds,
                             expected: sealed.seq,
                         },
                     ));
                 }
+                let generation = pending.generation;
+                replay(path, &db, &mut position, pending)?;
                 let mut file = SealFile::open(seal_path, sealed)
                     .map_err(|e| io_error(seal_path, "cannot open", e))?;
                 // Ahead after a crash before the seal thread caught up (at most two commits).
@@ -543,7 +555,9 @@ impl RedbStore {
                 (sealed.id, file, generation)
             }
             Found::Absent | Found::Damaged(_) => {
-                let generation = replay(path, &db, &mut position)?;
+                let pending = read_pending(path, &position)?;
+                let generation = pending.generation;
+                replay(path, &db, &mut position, pending)?;
                 let id = match position.id {
                     Some(id) => id,
                     None => {
@@ -605,6 +619,19 @@ impl RedbStore {
 /// The batch in one redb write transaction with the next commit number, flushed or not;
 /// returns that number.
 fn apply(db: &Database, changes: &[Change], durability: Durability) -> Result<u64, StoreError> {
+    let (tx, seq) = stage(db, changes, durability)?;
+    tx.commit().map_err(backend)?;
+    Ok(seq)
+}
+
+/// The batch written into a redb write transaction with the next commit number, not committed:
+/// an error here leaves nothing of it (the transaction is dropped). A failed `commit` after it
+/// may still have applied the batch (redb says so).
+fn stage(
+    db: &Database,
+    changes: &[Change],
+    durability: Durability,
+) -> Result<(redb::WriteTransaction, u64), StoreError> {
     let mut tx = db.begin_write().map_err(backend)?;
     tx.set_durability(durability).map_err(backend)?;
     let seq;
@@ -674,9 +701,7 @@ fn apply(db: &Database, changes: &[Change], durability: Durability) -> Result<u6
         meta.insert(SEQ_KEY, seq.to_le_bytes().as_slice())
             .map_err(backend)?;
     }
-    // An error before this point drops the transaction: nothing of the batch is applied.
-    tx.commit().map_err(backend)?;
-    Ok(seq)
+    Ok((tx, seq))
 }
 
 /// An empty flushed commit: redb makes every commit applied without a flush before it durable.

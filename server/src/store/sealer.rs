@@ -8,12 +8,14 @@
 //! until the seal holds at least N, which it nearly always does by then: a small in-place write
 //! is faster than a store commit.
 //!
-//! So the seal is never ahead of the store, and never more than two commits behind it: one
-//! whose record was being written when the process died, and one that was durable but had not
-//! returned. A store ahead of its seal is accepted at the next start, and the seal brought up
-//! to date; the price is that an older copy of the store that lacks only those last one or two
-//! commits before a crash is not told apart from the real one. After a clean stop (the store
-//! dropped) the seal holds the last commit exactly.
+//! So the seal is never ahead of the store, and after a crash normally one or two commits behind
+//! it: one whose record was being written when the process died, and one that was durable but
+//! had not returned. (The thread writes the newest number it was given and may skip some; if
+//! the crash also tore the seal's own write, its other slot may hold an older number. Either way
+//! the seal only says less, never more, than the store holds.) A store ahead of its seal is
+//! accepted at the next start, and the seal brought up to date; the price is that an older copy
+//! of the store that lacks only those last commits before a crash is not told apart from the
+//! real one. After a clean stop (the store dropped) the seal holds the last commit exactly.
 
 use super::seal::{Seal, SealFile, StoreId};
 use std::path::PathBuf;

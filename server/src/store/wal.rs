@@ -9,14 +9,15 @@
 //! log starts again after it.
 //!
 //! # Format
-//! The file is [`CAPACITY`] bytes, written whole (zeros) when created, so that a record's flush
-//! is its data alone, with no file growth for the filesystem to journal.
-//! - Two header slots, at 0 and [`SLOT_B`], each: magic `ARBWAL01`, the store's identity (16
+//! The file is [`CAPACITY`] bytes, written whole (zeros and both headers) under a temporary name
+//! and renamed into place, so that a log is either complete or absent, and a record's flush is
+//! its data alone, with no file growth for the filesystem to journal.
+//! - Two header slots, at 0 and [`SLOT_B`] (a page each), each: magic `ARBWAL01`, the store's identity (16
 //!   bytes), `base` (the redb commit the log continues from), a generation number, and the first
 //!   16 bytes of the BLAKE2s-256 of those. Generation N is written to slot N % 2, so a torn
 //!   header write leaves the other slot, the header before, readable; the reader takes the
 //!   valid slot with the highest generation.
-//! - Records from [`RECORDS_START`] on, back to back: length of the payload (u32 LE), commit
+//! - Records from [`RECORDS_START`] on, each on the next 512-byte boundary: length of the payload (u32 LE), commit
 //!   number (u64 LE), the first 16 bytes of the BLAKE2s-256 of the store's identity, those
 //!   twelve bytes and the payload, then the payload (JSON of the batch's changes). A record
 //!   left in the file by another store never passes for one of this store's.
@@ -44,10 +45,14 @@ pub(super) const CAPACITY: u64 = 8 << 20;
 pub(super) const CHECKPOINT_COMMITS: u64 = 512;
 
 const MAGIC: &[u8; 8] = b"ARBWAL01";
-const SLOT_B: u64 = 512;
+/// The second slot is on a page of its own, so a torn write of one slot cannot reach the other.
+const SLOT_B: u64 = 4096;
 const SLOT_LEN: usize = 8 + 16 + 8 + 8 + 16;
-/// Where records start: the header's own page before it.
-pub(super) const RECORDS_START: u64 = 4096;
+/// Where records start: the header's two pages before it.
+pub(super) const RECORDS_START: u64 = 8192;
+/// Each record starts on a sector of its own: writing one never rewrites a sector that holds
+/// part of the record before it, which was already acknowledged.
+const ALIGN: u64 = 512;
 const RECORD_HEAD: usize = 4 + 8 + 16;
 
 fn sum(parts: &[&[u8]]) -> [u8; 16] {
@@ -170,7 +175,53 @@ fn record_at(bytes: &[u8], at: usize, id: StoreId) -> Option<(u64, &[u8], usize)
     let seq = u64::from_le_bytes(head[4..12].try_into().ok()?);
     let start = at + RECORD_HEAD;
     let payload = bytes.get(start..start.checked_add(len)?)?;
-    (head[12..] == sum(&[&id.0, &head[..12], payload])).then_some((seq, payload, start + len))
+    let next = aligned((start + len) as u64).try_into().ok()?;
+    (head[12..] == sum(&[&id.0, &head[..12], payload])).then_some((seq, payload, next))
+}
+
+/// `at` rounded up to the next record boundary.
+fn aligned(at: u64) -> u64 {
+    at.div_ceil(ALIGN).saturating_mul(ALIGN)
+}
+
+/// Writes zeros over `from..to` of `file`.
+fn write_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(zeros.len() as u64);
+        file.write_all_at(&zeros[..n as usize], at)?;
+        at += n;
+    }
+    Ok(())
+}
+
+/// A new log at `path`, whole or not at all: laid out under a temporary name with both headers,
+/// flushed, renamed into place, and the directory flushed.
+fn create(path: &Path, id: StoreId, base: u64) -> io::Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        write_zeros(&file, 0, CAPACITY)?;
+        for (generation, slot) in [(0, 0), (1, SLOT_B)] {
+            let header = Header {
+                id,
+                base,
+                generation,
+            };
+            file.write_all_at(&header.bytes(), slot)?;
+        }
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    super::seal::sync_dir(dir)
 }
 
 /// The open log: where the next record goes.
@@ -192,26 +243,15 @@ impl Wal {
     /// Opens the log at `path` (creating it, laid out whole and flushed, if missing or short)
     /// and starts it afresh after redb commit `base`, with a header newer than `generation`.
     pub(super) fn start(path: &Path, id: StoreId, base: u64, generation: u64) -> io::Result<Wal> {
-        let existed = path.exists();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        if !path.exists() {
+            create(path, id, base)?;
+        }
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
         let len = file.metadata()?.len();
         if len < CAPACITY {
-            let zeros = vec![0u8; 1 << 20];
-            let mut at = len;
-            while at < CAPACITY {
-                let n = (CAPACITY - at).min(zeros.len() as u64);
-                file.write_all_at(&zeros[..n as usize], at)?;
-                at += n;
-            }
+            // A log from before (a shorter one): its header stays valid while it grows.
+            write_zeros(&file, len, CAPACITY)?;
             file.sync_all()?;
-        }
-        if !existed {
-            super::seal::sync_dir(path.parent().unwrap_or_else(|| Path::new(".")))?;
         }
         let mut wal = Wal {
             file,
@@ -222,7 +262,7 @@ impl Wal {
             end: RECORDS_START,
             last: None,
         };
-        // Both slots: nothing of a header from before (another store's, say) stays readable.
+        // Both slots: nothing of a header from before stays readable.
         wal.restart(base)?;
         wal.restart(base)?;
         Ok(wal)
@@ -235,6 +275,9 @@ impl Wal {
 
     /// Records commit `seq` durably: one record written in place, one `fdatasync`.
     pub(super) fn append(&mut self, seq: u64, payload: &[u8]) -> io::Result<()> {
+        // Set first: a write or flush that fails may still leave the record whole on disk, and
+        // `retract` is to take it back (never the record before, which was acknowledged).
+        self.last = Some(self.end);
         let len = u32::try_from(payload.len())
             .ok()
             .filter(|&l| l > 0)
@@ -247,12 +290,9 @@ impl Wal {
         let mut record = Vec::with_capacity(RECORD_HEAD + payload.len());
         record.extend_from_slice(&head);
         record.extend_from_slice(payload);
-        // Set first: a write or flush that fails may still leave the record whole on disk, and
-        // `retract` is to take it back.
-        self.last = Some(self.end);
         self.file.write_all_at(&record, self.end)?;
         self.file.sync_data()?;
-        self.end += record.len() as u64;
+        self.end = aligned(self.end + record.len() as u64);
         Ok(())
     }
 
@@ -372,7 +412,7 @@ mod tests {
         drop(w);
         // Tear the second record's payload: the log ends after the first.
         let mut bytes = std::fs::read(&path).expect("read");
-        let second = RECORDS_START as usize + RECORD_HEAD + 3;
+        let second = (RECORDS_START + ALIGN) as usize;
         bytes[second + RECORD_HEAD] ^= 0xff;
         std::fs::write(&path, &bytes).expect("write");
         assert_eq!(records(&path).1, vec![(1, b"one".to_vec())]);
@@ -396,6 +436,33 @@ mod tests {
         assert!(matches!(read(&path).expect("read"), Found::Damaged(_)));
         std::fs::write(&path, b"short").expect("write");
         assert!(matches!(read(&path).expect("read"), Found::Damaged(_)));
+    }
+
+    #[test]
+    fn a_log_is_whole_or_absent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(WAL_FILE);
+        // What a crash while creating it leaves: the temporary file, not the log.
+        std::fs::write(dir.path().join("arbiter.wal.tmp"), b"half").expect("write");
+        assert!(matches!(read(&path).expect("read"), Found::Absent));
+        let mut w = Wal::start(&path, id(1), 3, 0).expect("start");
+        w.append(4, b"four").expect("append");
+        assert_eq!(records(&path), (3, vec![(4, b"four".to_vec())]));
+        assert!(!dir.path().join("arbiter.wal.tmp").exists());
+        // Records start on sector boundaries.
+        w.append(5, b"five").expect("append");
+        assert_eq!(w.end, RECORDS_START + 2 * ALIGN);
+    }
+
+    #[test]
+    fn a_refused_append_takes_back_nothing_acknowledged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(WAL_FILE);
+        let mut w = Wal::start(&path, id(1), 0, 0).expect("start");
+        w.append(1, b"one").expect("append");
+        assert!(w.append(2, b"").is_err());
+        w.retract().expect("retract");
+        assert_eq!(records(&path).1, vec![(1, b"one".to_vec())]);
     }
 
     #[test]

@@ -31,18 +31,34 @@ pub(super) fn start_wal(
         .map_err(|e| io_error(&path, "cannot start the write-ahead log", e))
 }
 
-/// After a crash: applies the log's batches that the redb file does not hold durably, and
-/// flushes them; `position` moves to the last. Returns the log header's generation (0: none).
-pub(super) fn replay(
-    path: &Path,
-    db: &Database,
-    position: &mut Position,
-) -> Result<u64, StoreError> {
+/// The log's batches that the redb file does not hold durably (after a crash), read and
+/// checked but not applied yet: the seal is compared first, so that a refused store is left as
+/// it was.
+pub(super) struct Pending {
+    /// The log header's generation (0: no log).
+    pub(super) generation: u64,
+    batches: Vec<(u64, Vec<Change>)>,
+}
+
+impl Pending {
+    /// The commit number the store holds once these are applied over `position`.
+    pub(super) fn up_to(&self, position: &Position) -> u64 {
+        self.batches.last().map_or(position.seq, |(seq, _)| *seq)
+    }
+}
+
+/// Reads the log beside the store at `path` whose redb file stands at `position`.
+pub(super) fn read_pending(path: &Path, position: &Position) -> Result<Pending, StoreError> {
     let wal_path = wal_path(path);
     let damaged = |why: String| untrusted(&wal_path, Distrust::Damaged(why));
     let found = wal::read(&wal_path).map_err(|e| io_error(&wal_path, "cannot read", e))?;
     let (id, base, generation, records) = match found {
-        wal::Found::Absent => return Ok(0),
+        wal::Found::Absent => {
+            return Ok(Pending {
+                generation: 0,
+                batches: Vec::new(),
+            });
+        }
         wal::Found::Damaged(why) => {
             return Err(damaged(format!("its write-ahead log is unreadable: {why}")));
         }
@@ -71,8 +87,7 @@ pub(super) fn replay(
             },
         ));
     }
-    let panicked = |panic: String| damaged(format!("redb panicked: {}", one_line(&panic)));
-    let mut replayed = 0u64;
+    let mut batches = Vec::new();
     for (seq, payload) in records {
         if seq <= position.seq {
             continue;
@@ -82,6 +97,28 @@ pub(super) fn replay(
                 "commit #{seq} in its write-ahead log cannot be read: {e}"
             ))
         })?;
+        batches.push((seq, changes));
+    }
+    Ok(Pending {
+        generation,
+        batches,
+    })
+}
+
+/// Applies the pending batches to redb and flushes them; `position` moves to the last.
+pub(super) fn replay(
+    path: &Path,
+    db: &Database,
+    position: &mut Position,
+    pending: Pending,
+) -> Result<(), StoreError> {
+    if pending.batches.is_empty() {
+        return Ok(());
+    }
+    let damaged = |why: String| untrusted(path, Distrust::Damaged(why));
+    let panicked = |panic: String| damaged(format!("redb panicked: {}", one_line(&panic)));
+    let count = pending.batches.len();
+    for (seq, changes) in pending.batches {
         let n = contain(|| apply(db, &changes, Durability::None)).map_err(panicked)??;
         if n != seq {
             return Err(damaged(format!(
@@ -89,17 +126,14 @@ pub(super) fn replay(
             )));
         }
         position.seq = seq;
-        replayed += 1;
     }
-    if replayed > 0 {
-        contain(|| flush(db)).map_err(panicked)??;
-        tracing::info!(
-            commits = replayed,
-            up_to = position.seq,
-            "replayed the write-ahead log"
-        );
-    }
-    Ok(generation)
+    contain(|| flush(db)).map_err(panicked)??;
+    tracing::info!(
+        commits = count,
+        up_to = position.seq,
+        "replayed the write-ahead log"
+    );
+    Ok(())
 }
 
 impl RedbStore {
@@ -123,6 +157,15 @@ impl RedbStore {
         log.since = 0;
         Ok(())
     }
+    /// Marks the store broken (the first reason stays) and returns the error to report.
+    fn break_on(&self, why: String) -> StoreError {
+        let why = format!(
+            "{}: {why}; nothing more is committed until a restart replays the write-ahead log",
+            self.path.display()
+        );
+        StoreError::Backend(self.broken.get_or_init(|| why).clone())
+    }
+
     /// After a batch's record went (or may have gone) to the log but the batch is not applied:
     /// the record is taken back, so that the failure stands. If that fails too the store is
     /// broken: the batch may come back when the log is replayed.
@@ -155,24 +198,33 @@ impl RedbStore {
             let failed = io_error(log.wal.path(), "cannot write the batch to the log", e);
             return Err(self.take_back(&mut log, failed));
         }
-        let applied = contain(|| apply(&self.db, changes, Durability::None)).map_err(|panic| {
-            StoreError::Backend(format!(
-                "{}: redb panicked during a commit: {}",
-                self.path.display(),
-                one_line(&panic)
-            ))
-        });
-        match applied {
-            Ok(Ok(n)) if n == seq => {}
-            Ok(Ok(n)) => {
-                let why = format!(
-                    "{}: redb gave the batch commit number #{n}, the log #{seq}; restart the \
-                     server (the log is replayed)",
-                    self.path.display()
-                );
-                return Err(StoreError::Backend(self.broken.get_or_init(|| why).clone()));
+        let staged = match contain(|| stage(&self.db, changes, Durability::None)) {
+            Ok(Ok(staged)) => staged,
+            // Nothing of it is in redb: the failure stands once the record is taken back.
+            Ok(Err(e)) => return Err(self.take_back(&mut log, e)),
+            Err(panic) => {
+                return Err(self.break_on(format!(
+                    "redb panicked while applying a batch: {}",
+                    one_line(&panic)
+                )));
             }
-            Ok(Err(e)) | Err(e) => return Err(self.take_back(&mut log, e)),
+        };
+        let (tx, n) = staged;
+        if n != seq {
+            return Err(self.break_on(format!(
+                "redb gave the batch commit number #{n}, the log #{seq}"
+            )));
+        }
+        match contain(|| tx.commit()) {
+            Ok(Ok(())) => {}
+            // redb may have applied it all the same: the record stays, and a restart decides.
+            Ok(Err(e)) => return Err(self.break_on(format!("redb could not apply a batch: {e}"))),
+            Err(panic) => {
+                return Err(self.break_on(format!(
+                    "redb panicked while applying a batch: {}",
+                    one_line(&panic)
+                )));
+            }
         }
         log.seq = seq;
         log.since += 1;
@@ -180,7 +232,11 @@ impl RedbStore {
         if log.wal.full(log.since)
             && let Err(e) = self.checkpoint(&mut log)
         {
-            tracing::error!(error = %e, commit = seq, "checkpoint failed; the log keeps every batch since the last");
+            // This batch is durable in the log; the next ones are refused, so that the server
+            // stops and a restart replays the log (redb refuses writes after a failed flush,
+            // and the log's header may be half restarted).
+            let why = self.break_on(format!("a checkpoint failed: {e}"));
+            tracing::error!(error = %why, commit = seq, "checkpoint failed");
         }
         Ok(())
     }
