@@ -157,6 +157,7 @@ impl RedbStore {
         log.since = 0;
         Ok(())
     }
+
     /// Marks the store broken (the first reason stays) and returns the error to report.
     fn break_on(&self, why: String) -> StoreError {
         let why = format!(
@@ -204,7 +205,8 @@ impl RedbStore {
             Ok(Err(e)) => return Err(self.take_back(&mut log, e)),
             Err(panic) => {
                 return Err(self.break_on(format!(
-                    "redb panicked while applying a batch: {}",
+                    "redb panicked while applying a batch ({}), which is in the log: its \
+                     outcome is known after the restart",
                     one_line(&panic)
                 )));
             }
@@ -218,10 +220,16 @@ impl RedbStore {
         match contain(|| tx.commit()) {
             Ok(Ok(())) => {}
             // redb may have applied it all the same: the record stays, and a restart decides.
-            Ok(Err(e)) => return Err(self.break_on(format!("redb could not apply a batch: {e}"))),
+            Ok(Err(e)) => {
+                return Err(self.break_on(format!(
+                    "redb could not apply a batch ({e}), which is in the log: its outcome is \
+                     known after the restart"
+                )));
+            }
             Err(panic) => {
                 return Err(self.break_on(format!(
-                    "redb panicked while applying a batch: {}",
+                    "redb panicked while applying a batch ({}), which is in the log: its \
+                     outcome is known after the restart",
                     one_line(&panic)
                 )));
             }
