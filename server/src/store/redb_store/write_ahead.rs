@@ -173,14 +173,11 @@ impl RedbStore {
     fn take_back(&self, log: &mut Log, failed: StoreError) -> StoreError {
         match log.wal.retract() {
             Ok(()) => failed,
-            Err(e) => {
-                let why = format!(
-                    "{failed}; and {}: cannot take the batch back out of the log: {e}; its \
-                     outcome is unknown until a restart replays the log",
-                    log.wal.path().display()
-                );
-                StoreError::Backend(self.broken.get_or_init(|| why).clone())
-            }
+            Err(e) => self.break_on(format!(
+                "{failed}; and cannot take the batch back out of {}: {e}; its outcome is known \
+                 after the restart",
+                log.wal.path().display()
+            )),
         }
     }
 
