@@ -402,6 +402,57 @@ async fn an_older_copy_of_the_store_is_refused() {
     assert!(std::fs::metadata(&moved[0]).expect("moved").len() > 0);
 }
 
+/// The seal is written before each reply (flushed only now and then: a power loss may take its
+/// last records back, a crash of the process does not). So after `kill -9`, a copy of the store
+/// and its log taken one answered commit earlier is refused too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn after_kill_9_a_copy_lacking_only_the_last_answer_is_refused() {
+    let files = Files::new();
+    let logs = Files::new();
+    let inventory = files.write("five.toml", FIVE_NODES);
+    let mut server = ServerProcess::start(&inventory);
+    let data = server.data_dir();
+    let c = server.client(Some("e2e-user")).await;
+    create_tasks(&c, "t", 3).await;
+    // Between two answers nothing is being written: the copy is what a crash would leave.
+    let copies: Vec<(PathBuf, Vec<u8>)> = [STORE, "arbiter.wal"]
+        .iter()
+        .map(|name| {
+            let path = data.join(name);
+            let bytes = std::fs::read(&path).expect("copy");
+            (path, bytes)
+        })
+        .collect();
+    create_tasks(&c, "last", 1).await;
+    drop(c);
+    assert!(!server.kill9().success());
+    let crashed: Vec<Vec<u8>> = copies
+        .iter()
+        .map(|(path, _)| std::fs::read(path).expect("read"))
+        .collect();
+
+    for (path, bytes) in &copies {
+        std::fs::write(path, bytes).expect("put the copy back");
+    }
+    let stderr = assert_refused(
+        start(&data, &inventory, &logs, &[], &[]),
+        &data.join(STORE),
+        "rolled back",
+    );
+    assert!(stderr.contains("an older copy"), "{stderr}");
+
+    // The files the crash left start, with every task answered before it.
+    for ((path, _), bytes) in copies.iter().zip(&crashed) {
+        std::fs::write(path, bytes).expect("put the crashed files back");
+    }
+    let running = match start(&data, &inventory, &logs, &[], &[]) {
+        Start::Listening(running) => running,
+        Start::Exited { code, stderr } => panic!("exit {code:?}:\n{stderr}"),
+    };
+    assert_eq!(task_count(&running.client().await).await, 4);
+    assert_eq!(running.terminate(), Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn an_intact_store_starts_with_every_task() {
     let files = Files::new();

@@ -210,18 +210,11 @@ impl Metrics {
         self.refusals.get_or_create(&ReasonLabel { reason }).inc();
     }
 
-    /// Runs one store commit, timing and counting it.
-    pub fn commit<E>(&self, commit: impl FnOnce() -> Result<(), E>) -> Result<(), E> {
-        let start = Instant::now();
-        let result = commit();
-        self.commit_seconds.observe(start.elapsed().as_secs_f64());
-        let result_label = if result.is_ok() { "ok" } else { "error" };
-        self.commits
-            .get_or_create(&ResultLabel {
-                result: result_label,
-            })
-            .inc();
-        result
+    /// One store commit that started at `started` has its outcome (`ok`): timed and counted.
+    pub fn committed(&self, started: Instant, ok: bool) {
+        self.commit_seconds.observe(started.elapsed().as_secs_f64());
+        let result = if ok { "ok" } else { "error" };
+        self.commits.get_or_create(&ResultLabel { result }).inc();
     }
 
     /// A batch of `jobs` that started at `started` was committed: `granted` locks were granted

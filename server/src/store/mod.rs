@@ -8,7 +8,8 @@
 //! [`crate::engine::State::restore`] rebuilds the exact state, whatever the clock says.
 //!
 //! A backend must make [`Store::commit`] atomic (all of a batch or none) and durable (on disk
-//! before it returns), because the caller replies to clients right after it.
+//! before it returns, or before [`Store::commit_then`] says so), because the caller replies to
+//! clients right after it.
 //!
 //! # A store never lies about what it holds
 //! A backend must also refuse to come up on data that is not what it last committed: a damaged
@@ -137,4 +138,12 @@ pub trait Store: Send + Sync {
     fn load(&self) -> Result<Snapshot, StoreError>;
     /// Applies a batch of changes atomically and durably, in order.
     fn commit(&self, changes: &[Change]) -> Result<(), StoreError>;
+
+    /// [`Store::commit`], telling `durable` its outcome as soon as the batch is durable (or
+    /// refused), before the work a backend may still do on it (the redb backend applies a
+    /// durable batch to its file then, while the replies go out). `durable` is called exactly
+    /// once; the call returns when that work is done too, so the next batch never overtakes it.
+    fn commit_then(&self, changes: &[Change], durable: &mut dyn FnMut(Result<(), StoreError>)) {
+        durable(self.commit(changes));
+    }
 }

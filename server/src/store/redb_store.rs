@@ -97,7 +97,6 @@ pub struct RedbStore {
     /// not apply it, and the record could not be taken back): redb no longer says what the
     /// store holds, so nothing more is committed or loaded from it (a restart replays the log).
     broken: OnceLock<String>,
-    seal: Sealer,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -133,11 +132,6 @@ fn untrusted(path: &Path, problem: Distrust) -> StoreError {
 
 fn io_error(path: &Path, what: &str, e: std::io::Error) -> StoreError {
     StoreError::Backend(format!("{}: {what}: {e}", path.display()))
-}
-
-/// The seal thread for `file` (at `path`), which holds commit `seq` of store `id`.
-fn start_sealer(path: &Path, file: SealFile, id: StoreId, seq: u64) -> Result<Sealer, StoreError> {
-    Sealer::start(file, id, seq).map_err(|e| io_error(path, "cannot start the seal's thread", e))
 }
 
 /// A panic's text on one line.
@@ -484,13 +478,7 @@ impl RedbStore {
             .map_err(|e| io_error(seal_path, "cannot write", e))?;
         let wal = start_wal(path, id, 0, 0)?;
         tracing::info!(store = %path.display(), id = %id, "new store created");
-        Ok(RedbStore::assemble(
-            db,
-            path,
-            wal,
-            0,
-            start_sealer(seal_path, seal, id, 0)?,
-        ))
+        Ok(RedbStore::assemble(db, path, wal, 0, Sealer::new(seal, id)))
     }
 
     fn open_existing(path: &Path, seal_path: &Path, found: Found) -> Result<RedbStore, StoreError> {
@@ -546,7 +534,8 @@ impl RedbStore {
                 replay(path, &db, &mut position, pending)?;
                 let mut file = SealFile::open(seal_path, sealed)
                     .map_err(|e| io_error(seal_path, "cannot open", e))?;
-                // Ahead after a crash before the seal thread caught up (at most two commits).
+                // Ahead after a crash before the seal was written (or, after a power loss,
+                // flushed): see `sealer.rs`.
                 file.write(Seal {
                     id: sealed.id,
                     seq: position.seq,
@@ -596,22 +585,21 @@ impl RedbStore {
             }
         };
         let wal = start_wal(path, id, position.seq, generation)?;
-        Ok(RedbStore::assemble(
-            db,
-            path,
-            wal,
-            position.seq,
-            start_sealer(seal_path, seal, id, position.seq)?,
-        ))
+        let seal = Sealer::new(seal, id);
+        Ok(RedbStore::assemble(db, path, wal, position.seq, seal))
     }
 
     fn assemble(db: Database, path: &Path, wal: Wal, seq: u64, seal: Sealer) -> RedbStore {
         RedbStore {
             db,
             path: path.to_owned(),
-            log: Mutex::new(Log { wal, seq, since: 0 }),
+            log: Mutex::new(Log {
+                wal,
+                seq,
+                since: 0,
+                seal,
+            }),
             broken: OnceLock::new(),
-            seal,
         }
     }
 }
@@ -727,13 +715,16 @@ impl Store for RedbStore {
         })?
     }
 
-    /// The batch as one record of the write-ahead log (one `fdatasync`: durable from here on),
-    /// then applied to redb without a flush; every so many batches a checkpoint. The commit's
-    /// number goes to the seal thread, and the call waits only until the seal holds the commit
-    /// before it. A seal that cannot be written, or a checkpoint that fails, does not fail the
-    /// commit: the batch is durable in the log; both are logged.
+    /// See [`RedbStore::commit_logged`].
     fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
-        self.commit_logged(changes)
+        let mut outcome = Ok(());
+        self.commit_logged(changes, &mut |r| outcome = r);
+        outcome
+    }
+
+    /// See [`RedbStore::commit_logged`].
+    fn commit_then(&self, changes: &[Change], durable: &mut dyn FnMut(Result<(), StoreError>)) {
+        self.commit_logged(changes, durable);
     }
 }
 

@@ -10,10 +10,10 @@
 //! ```
 //!
 //! `sum` is the first 8 bytes of the BLAKE2s-256 of everything before ` sum=`. Commit number
-//! `seq` is written to slot `seq % 2`, in place, followed by one `fdatasync`: the update of a
-//! commit costs one small write and one flush, no rename and no directory sync. A write torn by a
+//! `seq` is written to slot `seq % 2`, in place: the update of a commit costs one small write,
+//! no rename and no directory sync (the flushes are `sealer.rs`'s business). A write torn by a
 //! crash damages only the slot it wrote (the slots are in different pages); the other slot still
-//! holds the commit before, which the store is never behind. The reader takes the valid slot with
+//! holds a commit before, which the store is never behind. The reader takes the valid slot with
 //! the highest `seq`. The file is created whole (temporary file, fsync, rename, directory fsync).
 
 use blake2::{Blake2s256, Digest};
@@ -157,12 +157,16 @@ pub(super) fn read(path: &Path) -> io::Result<Found> {
     })
 }
 
-/// An open seal file, updated in place after every commit.
+/// An open seal file, updated in place after every commit (see `sealer.rs` for when it is
+/// flushed).
 #[derive(Debug)]
 pub(super) struct SealFile {
     file: File,
     path: PathBuf,
+    /// The last record put.
     last: Seal,
+    /// Whether it was put since the last flush.
+    unsynced: bool,
 }
 
 impl SealFile {
@@ -190,6 +194,7 @@ impl SealFile {
             file,
             path: path.to_owned(),
             last: seal,
+            unsynced: false,
         })
     }
 
@@ -198,8 +203,17 @@ impl SealFile {
         &self.path
     }
 
-    /// Records `seal` durably: one slot rewritten in place, one `fdatasync`.
+    /// Records `seal` durably: [`SealFile::put`], then [`SealFile::sync`].
     pub(super) fn write(&mut self, seal: Seal) -> io::Result<()> {
+        self.put(seal)?;
+        self.sync()
+    }
+
+    /// Records `seal` in place, without a flush: one slot rewritten (the slot of `seq % 2`, so
+    /// the other still holds the record before). A crash of the process keeps it (it is in the
+    /// kernel's page cache); a power loss may take it back to what the last [`SealFile::sync`]
+    /// made durable, or anything put since.
+    pub(super) fn put(&mut self, seal: Seal) -> io::Result<()> {
         if seal == self.last {
             return Ok(());
         }
@@ -210,8 +224,17 @@ impl SealFile {
         };
         self.file.seek(SeekFrom::Start(offset))?;
         self.file.write_all(slot_text(seal).as_bytes())?;
-        self.file.sync_data()?;
         self.last = seal;
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// Makes what was put durable (one `fdatasync`), unless it already is.
+    pub(super) fn sync(&mut self) -> io::Result<()> {
+        if self.unsynced {
+            self.file.sync_data()?;
+            self.unsynced = false;
+        }
         Ok(())
     }
 }

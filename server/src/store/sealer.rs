@@ -1,151 +1,79 @@
-//! Keeping the seal up to date off the commit path.
+//! Keeping the seal up to date without a flush per commit.
 //!
 //! The seal's record of commit N may be written only once commit N is durable (a seal ahead of
-//! its store would refuse a good store as rolled back). Written in line, that is a second
-//! `fdatasync` after every store commit, which the reply waits for. Instead, [`Sealer`] hands
-//! each durable commit number to a thread of its own, which writes the newest number it was
-//! given while the next batch is committed. Before it returns, the commit of batch N+1 waits
-//! until the seal holds at least N, which it nearly always does by then: a small in-place write
-//! is faster than a store commit.
+//! its store would refuse a good store as rolled back). Flushed after every commit, that is a
+//! second `fdatasync` per batch, competing with the log's own for the disk (or, on a thread of
+//! its own, a thread to wake and wait for per batch: measured, both cost more than the rest of
+//! the store's work on a batch; see README, Performance).
 //!
-//! So the seal is never ahead of the store, and after a crash normally one or two commits behind
-//! it: one whose record was being written when the process died, and one that was durable but
-//! had not returned. (The thread writes the newest number it was given and may skip some; if
-//! the crash also tore the seal's own write, its other slot may hold an older number. Either way
-//! the seal only says less, never more, than the store holds.) A store ahead of its seal is
-//! accepted at the next start, and the seal brought up to date; the price is that an older copy
-//! of the store that lacks only those last commits before a crash is not told apart from the
-//! real one. After a clean stop (the store dropped) the seal holds the last commit exactly.
+//! So [`Sealer::committed`] writes the record in place right after the batch is durable,
+//! without a flush, and flushes it only when the last flush is [`SYNC_EVERY`] old, and when the
+//! store is dropped. What that means for what the seal can tell:
+//! - After a crash of the process (kill -9, a panic, the OOM killer) the kernel still writes out
+//!   what was written: the seal holds the last durable commit (or the one before, if the
+//!   process died between the log's flush and the seal's write). After a clean stop it is exact.
+//! - After a power loss or a kernel crash, it may lack the records written since its last
+//!   flush. Every commit that comes [`SYNC_EVERY`] or more after a flush flushes, so those are
+//!   the commits of less than [`SYNC_EVERY`]: the seal can say less than the store holds, never
+//!   more.
+//!
+//! A store ahead of its seal is accepted at the next start (and the seal brought up to date);
+//! the price is that an older copy of the store lacking only those last commits is not told
+//! apart from the real one after a power loss. Refusing older copies is about a restored backup
+//! or a copied directory, which is older by much more than that.
 
 use super::seal::{Seal, SealFile, StoreId};
-use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-/// The numbers the thread and the committer share.
-#[derive(Debug, Default)]
-struct Progress {
-    /// The newest commit known durable.
-    posted: u64,
-    /// The newest commit the seal holds (or whose write failed and was logged).
-    written: u64,
-    /// The store is being dropped: write what is posted, then end.
-    stop: bool,
-    /// The thread has ended (after `stop`, or by a panic): nobody is to wait for it.
-    ended: bool,
-}
+/// How old the seal's last flush may be when a commit comes.
+pub(super) const SYNC_EVERY: Duration = Duration::from_millis(100);
 
-#[derive(Debug, Default)]
-struct Shared {
-    progress: Mutex<Progress>,
-    changed: Condvar,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Progress> {
-        self.progress.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn wait<'a>(&self, guard: MutexGuard<'a, Progress>) -> MutexGuard<'a, Progress> {
-        self.changed
-            .wait(guard)
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// The seal file, written by a thread of its own.
+/// The seal file and when it was last flushed.
 #[derive(Debug)]
 pub(super) struct Sealer {
-    shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    file: SealFile,
+    id: StoreId,
+    synced: Instant,
 }
 
 impl Sealer {
-    /// Starts the thread for `file`, which holds commit `seq` of store `id`.
-    pub(super) fn start(file: SealFile, id: StoreId, seq: u64) -> std::io::Result<Sealer> {
-        let shared = Arc::new(Shared::default());
-        {
-            let mut p = shared.lock();
-            p.posted = seq;
-            p.written = seq;
-        }
-        let theirs = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("arbiter-seal".into())
-            .spawn(move || run(file, id, &theirs))?;
-        Ok(Sealer {
-            shared,
-            thread: Some(thread),
-        })
-    }
-
-    /// Commit `seq` is durable: the seal is to record it. Returns once the seal holds at least
-    /// the commit before it.
-    pub(super) fn committed(&self, seq: u64) {
-        let mut p = self.shared.lock();
-        if seq > p.posted {
-            p.posted = seq;
-            self.shared.changed.notify_all();
-        }
-        while p.written.saturating_add(1) < seq && !p.ended {
-            p = self.shared.wait(p);
+    /// The seal in `file` (durable as it is), of store `id`.
+    pub(super) fn new(file: SealFile, id: StoreId) -> Sealer {
+        Sealer {
+            file,
+            id,
+            synced: Instant::now(),
         }
     }
 
-    /// Waits until the seal holds every commit posted so far.
-    #[cfg(test)]
-    pub(super) fn flush(&self) {
-        let mut p = self.shared.lock();
-        while p.written < p.posted && !p.ended {
-            p = self.shared.wait(p);
+    /// Commit `seq` is durable: the seal records it (flushed if the last flush is
+    /// [`SYNC_EVERY`] old). A seal that cannot be written does not fail the commit, which is
+    /// durable: the error is logged.
+    pub(super) fn committed(&mut self, seq: u64) {
+        let seal = Seal { id: self.id, seq };
+        let mut written = self.file.put(seal);
+        if written.is_ok() && self.synced.elapsed() >= SYNC_EVERY {
+            written = self.file.sync();
+            self.synced = Instant::now();
+        }
+        if let Err(e) = written {
+            tracing::error!(
+                seal = %self.file.path().display(),
+                error = %e,
+                commit = seq,
+                "cannot record the commit in the store's seal; the commit itself is durable"
+            );
         }
     }
-}
 
-impl Drop for Sealer {
-    fn drop(&mut self) {
-        self.shared.lock().stop = true;
-        self.shared.changed.notify_all();
-        if let Some(thread) = self.thread.take() {
-            // The thread only writes and logs; if it panicked there is nothing left to do.
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Marks the thread ended when it returns or unwinds, so that no commit waits for it.
-struct Ended<'a>(&'a Shared);
-
-impl Drop for Ended<'_> {
-    fn drop(&mut self) {
-        self.0.lock().ended = true;
-        self.0.changed.notify_all();
-    }
-}
-
-fn run(mut file: SealFile, id: StoreId, shared: &Shared) {
-    let _ended = Ended(shared);
-    let path: PathBuf = file.path().to_owned();
-    let mut p = shared.lock();
-    loop {
-        if p.written < p.posted {
-            let seq = p.posted;
-            drop(p);
-            if let Err(e) = file.write(Seal { id, seq }) {
-                tracing::error!(
-                    seal = %path.display(),
-                    error = %e,
-                    commit = seq,
-                    "cannot record the commit in the store's seal; the commit itself is durable"
-                );
-            }
-            p = shared.lock();
-            p.written = seq;
-            shared.changed.notify_all();
-        } else if p.stop {
-            return;
-        } else {
-            p = shared.wait(p);
+    /// Flushes what was written (a clean stop). Errors are logged: the commits are durable.
+    pub(super) fn sync(&mut self) {
+        if let Err(e) = self.file.sync() {
+            tracing::error!(
+                seal = %self.file.path().display(),
+                error = %e,
+                "cannot flush the store's seal; the commits themselves are durable"
+            );
         }
     }
 }
@@ -167,39 +95,16 @@ mod tests {
     }
 
     #[test]
-    fn the_seal_follows_the_commits_and_is_exact_after_drop() {
+    fn the_seal_holds_each_commit_as_it_returns() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("store.id");
         let file = SealFile::create(&path, Seal { id: id(), seq: 0 }).expect("create");
-        let sealer = Sealer::start(file, id(), 0).expect("start");
+        let mut sealer = Sealer::new(file, id());
         for seq in 1..=50 {
             sealer.committed(seq);
-            // Never ahead of what was committed, never more than one behind on return.
-            let on_disk = read_seq(&path);
-            assert!(
-                on_disk + 1 >= seq && on_disk <= seq,
-                "{on_disk} after {seq}"
-            );
+            assert_eq!(read_seq(&path), seq);
         }
-        sealer.flush();
+        sealer.sync();
         assert_eq!(read_seq(&path), 50);
-        sealer.committed(51);
-        drop(sealer);
-        assert_eq!(read_seq(&path), 51);
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn a_seal_that_cannot_be_written_does_not_stop_the_commits() {
-        // Every write to /dev/full fails (ENOSPC): each is logged, and no commit waits forever.
-        let file = SealFile::open(std::path::Path::new("/dev/full"), Seal { id: id(), seq: 0 })
-            .expect("open /dev/full");
-        let sealer = Sealer::start(file, id(), 0).expect("start");
-        for seq in 1..=5 {
-            sealer.committed(seq);
-        }
-        sealer.flush();
-        let p = sealer.shared.lock();
-        assert_eq!((p.posted, p.written), (5, 5));
     }
 }

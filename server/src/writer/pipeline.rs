@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 /// What a batch does once its commit returned (with the commit's result).
 pub(super) type Finish = Box<dyn FnOnce(Result<(), WriterError>) + Send>;
@@ -42,33 +43,45 @@ pub(super) struct Batch {
 /// No generation has failed.
 const NONE: u64 = u64::MAX;
 
-/// Commits one batch (unless it was run over a failed one) and finishes it.
+/// Commits one batch (unless it was run over a failed one) and finishes it as soon as the
+/// store says it is durable (or refused), before the store's own work after that.
 fn commit_one(store: &dyn Store, batch: Batch, poisoned: &mut Option<u64>, flag: &AtomicU64) {
     let generation = batch.generation;
-    let result = if *poisoned == Some(generation) {
-        Err(WriterError::Store(
-            "an earlier commit this request depended on failed; nothing of it was applied".into(),
-        ))
-    } else {
-        let changes = &batch.changes;
-        if changes.is_empty() {
-            Ok(())
-        } else {
-            crate::metrics::global()
-                .commit(|| store.commit(changes))
-                .map_err(|e| WriterError::Store(e.to_string()))
+    let refused = *poisoned == Some(generation);
+    let mut finish = Some(batch.finish);
+    // Finishes the batch once; the first failure of a generation poisons it.
+    let mut outcome = |result: Result<(), WriterError>| {
+        let Some(finish) = finish.take() else {
+            return;
+        };
+        if let Err(e) = &result
+            && *poisoned != Some(generation)
+        {
+            tracing::error!(error = %e, "commit failed; the batch and the ones run after it are refused");
+            *poisoned = Some(generation);
+            // Before the replies: whoever hears of the failure and asks again is answered from
+            // a rebuilt state.
+            flag.store(generation, Ordering::SeqCst);
         }
+        finish(result);
     };
-    if let Err(e) = &result
-        && *poisoned != Some(generation)
-    {
-        tracing::error!(error = %e, "commit failed; the batch and the ones run after it are refused");
-        *poisoned = Some(generation);
-        // Before the replies: whoever hears of the failure and asks again is answered from a
-        // rebuilt state.
-        flag.store(generation, Ordering::SeqCst);
+    if refused {
+        return outcome(Err(WriterError::Store(
+            "an earlier commit this request depended on failed; nothing of it was applied".into(),
+        )));
     }
-    (batch.finish)(result);
+    if batch.changes.is_empty() {
+        return outcome(Ok(()));
+    }
+    let started = Instant::now();
+    store.commit_then(&batch.changes, &mut |result| {
+        crate::metrics::global().committed(started, result.is_ok());
+        outcome(result.map_err(|e| WriterError::Store(e.to_string())));
+    });
+    // Nothing, unless the store broke its promise to call back: then nothing is known of it.
+    outcome(Err(WriterError::Store(
+        "the store did not say whether the batch was committed".into(),
+    )));
 }
 
 /// The commit thread and the writer's end of its queue.

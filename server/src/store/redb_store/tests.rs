@@ -99,7 +99,6 @@ fn a_fresh_directory_starts_empty_and_sealed() {
         Found::Present(Seal { seq: 0, .. })
     ));
     s.commit(&[Change::PutTask(task("t"))]).expect("commit");
-    s.seal.flush();
     assert!(matches!(
         seal::read(&dir.path().join(SEAL_FILE)).expect("seal"),
         Found::Present(Seal { seq: 1, .. })
@@ -380,7 +379,6 @@ fn after_a_crash_the_log_gives_back_every_batch() {
     }
     s.commit(&[Change::DeleteTask("t3".into())])
         .expect("commit");
-    s.seal.flush();
     assert_eq!(log_records(dir.path()), (0, 11), "no checkpoint yet");
     crash_copy(dir.path(), crashed.path(), &ALL);
     let want = s.load().expect("load");
@@ -392,7 +390,6 @@ fn after_a_crash_the_log_gives_back_every_batch() {
     assert_eq!(log_records(crashed.path()), (11, 0));
     // And the next commit continues the numbering.
     r.commit(&[Change::PutTask(task("t10"))]).expect("commit");
-    r.seal.flush();
     assert!(matches!(
         seal::read(&crashed.path().join(SEAL_FILE)).expect("seal"),
         Found::Present(Seal { seq: 12, .. })
@@ -440,7 +437,6 @@ fn a_torn_last_record_is_a_batch_that_never_returned() {
         s.commit(&[Change::PutTask(task(&format!("t{i}")))])
             .expect("commit");
     }
-    s.seal.flush();
     crash_copy(dir.path(), crashed.path(), &[SEAL_FILE]);
     // The sixth batch's record is torn by the crash: its commit never returned.
     s.commit(&[Change::PutTask(task("t5"))]).expect("commit");
@@ -468,7 +464,6 @@ fn a_lost_or_foreign_log_is_refused() {
         s.commit(&[Change::PutTask(task(&format!("t{i}")))])
             .expect("commit");
     }
-    s.seal.flush();
     // The log went missing after a crash: the seal knows of commit 4, redb only of 0.
     crash_copy(dir.path(), crashed.path(), &[STORE_FILE, SEAL_FILE]);
     assert_eq!(
@@ -501,4 +496,48 @@ fn a_lost_or_foreign_log_is_refused() {
     let fresh = RedbStore::open(crashed.path(), Recovery::AcceptLoss).expect("accept");
     assert!(fresh.load().expect("load").tasks.is_empty());
     drop(s);
+}
+
+#[test]
+fn a_batch_is_answered_once_durable_in_the_log_and_applied_to_redb_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let crashed = tempfile::tempdir().expect("tempdir");
+    let s = RedbStore::open(dir.path(), Recovery::Refuse).expect("open");
+    s.commit(&[Change::PutTask(task("t0"))]).expect("commit");
+    let mut heard = Vec::new();
+    s.commit_then(&[Change::PutTask(task("t1"))], &mut |outcome| {
+        // Durable: the log and the seal hold it; redb does not yet (nobody waits for that).
+        heard.push(outcome.is_ok());
+        assert_eq!(log_records(dir.path()), (0, 2));
+        let seal = seal::read(&dir.path().join(SEAL_FILE)).expect("seal");
+        assert!(
+            matches!(seal, Found::Present(Seal { seq: 2, .. })),
+            "{seal:?}"
+        );
+        let read = s.db.begin_read().expect("read");
+        let tasks = read.open_table(TASKS).expect("tasks");
+        assert!(tasks.get("t1").expect("get").is_none());
+        // What a crash right now leaves: the log gives the batch back.
+        crash_copy(dir.path(), crashed.path(), &ALL);
+    });
+    assert_eq!(heard, [true], "told exactly once");
+    assert_eq!(s.load().expect("load").tasks.len(), 2);
+    drop(s);
+    let r = RedbStore::open(crashed.path(), Recovery::Refuse).expect("replayed");
+    assert_eq!(r.load().expect("load").tasks.len(), 2);
+}
+
+#[test]
+fn a_broken_store_tells_each_batch_so_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = RedbStore::open(dir.path(), Recovery::Refuse).expect("open");
+    let _ = s.break_on("a test broke it".into());
+    let mut heard = Vec::new();
+    s.commit_then(&[Change::PutTask(task("t"))], &mut |outcome| {
+        heard.push(outcome.map_err(|e| e.to_string()));
+    });
+    assert_eq!(heard.len(), 1);
+    let why = heard[0].as_ref().expect_err("refused");
+    assert!(why.contains("a test broke it"), "{why}");
+    assert_eq!(log_records(dir.path()), (0, 0), "nothing was logged");
 }

@@ -7,10 +7,12 @@ use super::*;
 #[derive(Debug)]
 pub(super) struct Log {
     pub(super) wal: Wal,
-    /// The last commit (durable in the log, applied to redb).
+    /// The last commit (durable in the log; applied to redb once `commit_logged` returns).
     pub(super) seq: u64,
     /// Commits since the last checkpoint.
     pub(super) since: u64,
+    /// The seal, written after each commit.
+    pub(super) seal: Sealer,
 }
 
 /// The write-ahead log beside the store file.
@@ -159,7 +161,7 @@ impl RedbStore {
     }
 
     /// Marks the store broken (the first reason stays) and returns the error to report.
-    fn break_on(&self, why: String) -> StoreError {
+    pub(super) fn break_on(&self, why: String) -> StoreError {
         let why = format!(
             "{}: {why}; nothing more is committed until a restart replays the write-ahead log",
             self.path.display()
@@ -167,7 +169,7 @@ impl RedbStore {
         StoreError::Backend(self.broken.get_or_init(|| why).clone())
     }
 
-    /// After a batch's record went (or may have gone) to the log but the batch is not applied:
+    /// After a batch's record went (or may have gone) to the log but the batch is refused:
     /// the record is taken back, so that the failure stands. If that fails too the store is
     /// broken: the batch may come back when the log is replayed.
     fn take_back(&self, log: &mut Log, failed: StoreError) -> StoreError {
@@ -181,81 +183,103 @@ impl RedbStore {
         }
     }
 
-    /// [`Store::commit`]: the batch's record in the log, then redb without a flush.
-    pub(super) fn commit_logged(&self, changes: &[Change]) -> Result<(), StoreError> {
+    /// [`Store::commit_then`]: the batch staged in a redb write transaction (redb refusing it
+    /// refuses the batch: nothing of it is anywhere), its record in the log (one `fdatasync`:
+    /// durable from here on), the seal; then `durable` is told, and only then is the
+    /// transaction committed without a flush, off the replies' path. Every so many batches a
+    /// checkpoint follows.
+    ///
+    /// Once `durable` heard of a success, nothing can take the batch back: a redb commit or a
+    /// checkpoint that fails then breaks the store (logged; the next batches are refused, and a
+    /// restart replays the log, the batch included).
+    pub(super) fn commit_logged(
+        &self,
+        changes: &[Change],
+        durable: &mut dyn FnMut(Result<(), StoreError>),
+    ) {
         if changes.is_empty() {
-            return Ok(());
+            return durable(Ok(()));
         }
         let mut log = self.log();
+        let tx = match self.log_batch(&mut log, changes) {
+            Ok(tx) => tx,
+            Err(e) => return durable(Err(e)),
+        };
+        let seq = log.seq.saturating_add(1);
+        log.seq = seq;
+        log.since += 1;
+        log.seal.committed(seq);
+        durable(Ok(()));
+        let settled = match contain(|| tx.commit()) {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("redb could not apply durable commit #{seq} ({e})")),
+            Err(panic) => Some(format!(
+                "redb panicked while applying durable commit #{seq} ({})",
+                one_line(&panic)
+            )),
+        };
+        let failed = match settled {
+            Some(why) => Some(why),
+            None if log.wal.full(log.since) => (self.checkpoint(&mut log).err())
+                .map(|e| format!("a checkpoint after commit #{seq} failed: {e}")),
+            None => None,
+        };
+        if let Some(why) = failed {
+            // The batch is durable in the log and answered; redb refuses writes after a failed
+            // commit or flush, and the log's header may be half restarted: the next batches are
+            // refused, so that the server stops and a restart replays the log.
+            let why = self.break_on(why);
+            tracing::error!(error = %why, commit = seq, "the store broke after a durable commit");
+        }
+    }
+
+    /// The batch staged in redb and its record durable in the log; the staged transaction is
+    /// returned uncommitted. On an error nothing of the batch is anywhere, unless the store is
+    /// broken by it (then the error says so).
+    fn log_batch(
+        &self,
+        log: &mut Log,
+        changes: &[Change],
+    ) -> Result<redb::WriteTransaction, StoreError> {
         if let Some(why) = self.broken.get() {
             return Err(StoreError::Backend(why.clone()));
         }
         let seq = log.seq.saturating_add(1);
-        let payload = encode(&changes)?;
-        if let Err(e) = log.wal.append(seq, &payload) {
-            let failed = io_error(log.wal.path(), "cannot write the batch to the log", e);
-            return Err(self.take_back(&mut log, failed));
-        }
-        let staged = match contain(|| stage(&self.db, changes, Durability::None)) {
-            Ok(Ok(staged)) => staged,
-            // Nothing of it is in redb: the failure stands once the record is taken back.
-            Ok(Err(e)) => return Err(self.take_back(&mut log, e)),
+        let (tx, n) = match contain(|| stage(&self.db, changes, Durability::None)) {
+            Ok(staged) => staged?,
             Err(panic) => {
                 return Err(self.break_on(format!(
-                    "redb panicked while applying a batch ({}), which is in the log: its \
-                     outcome is known after the restart",
+                    "redb panicked while staging a batch ({})",
                     one_line(&panic)
                 )));
             }
         };
-        let (tx, n) = staged;
         if n != seq {
             return Err(self.break_on(format!(
                 "redb gave the batch commit number #{n}, the log #{seq}"
             )));
         }
-        match contain(|| tx.commit()) {
-            Ok(Ok(())) => {}
-            // redb may have applied it all the same: the record stays, and a restart decides.
-            Ok(Err(e)) => {
-                return Err(self.break_on(format!(
-                    "redb could not apply a batch ({e}), which is in the log: its outcome is \
-                     known after the restart"
-                )));
-            }
-            Err(panic) => {
-                return Err(self.break_on(format!(
-                    "redb panicked while applying a batch ({}), which is in the log: its \
-                     outcome is known after the restart",
-                    one_line(&panic)
-                )));
-            }
+        let payload = encode(&changes)?;
+        if let Err(e) = log.wal.append(seq, &payload) {
+            // The staged transaction is dropped (redb aborts it) with this error.
+            let failed = io_error(log.wal.path(), "cannot write the batch to the log", e);
+            return Err(self.take_back(log, failed));
         }
-        log.seq = seq;
-        log.since += 1;
-        self.seal.committed(seq);
-        if log.wal.full(log.since)
-            && let Err(e) = self.checkpoint(&mut log)
-        {
-            // This batch is durable in the log; the next ones are refused, so that the server
-            // stops and a restart replays the log (redb refuses writes after a failed flush,
-            // and the log's header may be half restarted).
-            let why = self.break_on(format!("a checkpoint failed: {e}"));
-            tracing::error!(error = %why, commit = seq, "checkpoint failed");
-        }
-        Ok(())
+        Ok(tx)
     }
 }
 
 impl Drop for RedbStore {
-    /// A last checkpoint, so that after a clean stop the redb file alone holds everything.
+    /// A last checkpoint, so that after a clean stop the redb file alone holds everything, and
+    /// the seal flushed.
     fn drop(&mut self) {
         let mut log = self.log();
-        if self.broken.get().is_some() || log.since == 0 {
-            return;
-        }
-        if let Err(e) = self.checkpoint(&mut log) {
+        if self.broken.get().is_none()
+            && log.since > 0
+            && let Err(e) = self.checkpoint(&mut log)
+        {
             tracing::warn!(error = %e, "the last checkpoint failed; the log is replayed at the next start");
         }
+        log.seal.sync();
     }
 }
