@@ -5,15 +5,18 @@
 //! `redb_store/write_ahead.rs`): one small in-place write and one `fdatasync`. redb then applies
 //! it in a write transaction (atomic) without flushing; a checkpoint every so many batches (a
 //! flushed redb commit) makes the redb file hold everything so far, and open replays what it
-//! lacks after a crash. What neither can say is whether the files found are the ones this data
-//! directory last committed to; that is what the seal ([`SEAL_FILE`], see `seal.rs`) is for.
+//! lacks after a crash (redb applies a batch after its caller was told it is durable, so the
+//! reply does not wait for that). What neither can say is whether the files found are the ones
+//! this data directory last committed to; that is what the seal ([`SEAL_FILE`], see `seal.rs`)
+//! is for.
 //!
 //! # Never lying about what it holds
 //! - The `meta` table holds the store's identity (random, chosen at creation) and a commit number,
 //!   incremented in the same write transaction as every batch; the log's records carry the same
-//!   numbers. Once a commit is durable the seal records (identity, number), on a thread of its
-//!   own (`sealer.rs`): never ahead of the store, after a crash one or two commits behind it
-//!   (more only if the crash also tore the seal's own write), exact after the store is dropped.
+//!   numbers. Once a commit is durable the seal records (identity, number), in line and
+//!   flushed now and then (`sealer.rs`): never ahead of the store; after a crash of the process
+//!   it holds the last answered commit, after a power loss it may lack the last 100 ms of them;
+//!   exact after the store is dropped.
 //! - [`RedbStore::open`] compares them. No seal and no store file: a new data directory. A seal
 //!   but no store, an empty one, another identity, or fewer commits (the redb file and the log
 //!   together) than the seal records: refused ([`StoreError::Untrusted`]), before anything of the
@@ -29,10 +32,10 @@
 //!   `<name>.lost-<unix seconds>`, never deleted) and the directory starts as new.
 //!
 //! # Cost
-//! Per batch: one record written in place into the log and flushed, and redb's unflushed apply;
-//! every 512 batches one flushed redb commit. The seal thread rewrites one 96-byte record of the
-//! seal in place and flushes it while the next batch commits: the reply does not wait for it. No
-//! rename and no directory sync happen per commit.
+//! Per batch: one record written in place into the log and flushed, one 96-byte record of the
+//! seal written in place (flushed at most every 100 ms), and redb's unflushed apply, after the
+//! replies; every 512 batches one flushed redb commit. No rename and no directory sync happen
+//! per commit.
 
 use super::contain::contain;
 use super::seal::{self, Found, Seal, SealFile, StoreId};

@@ -239,7 +239,7 @@ fn another_store_in_its_place_is_refused() {
 
 #[test]
 fn a_store_ahead_of_its_seal_is_accepted() {
-    // A crash before the seal thread caught up: the seal is up to two commits behind.
+    // A crash before the seal was written, or a power loss before it was flushed: behind.
     let dir = tempfile::tempdir().expect("tempdir");
     store_with_tasks(dir.path(), 2);
     let seal_path = dir.path().join(SEAL_FILE);
