@@ -96,11 +96,21 @@ impl std::fmt::Debug for Writer {
 impl Writer {
     /// Starts the writer thread over a restored state and its store.
     pub fn start(state: State, store: Box<dyn Store>) -> std::io::Result<(Writer, JoinHandle<()>)> {
+        Writer::start_with(state, store, true)
+    }
+
+    /// [`Writer::start`]; `inline`: whether a quiet batch may be committed on the writer thread
+    /// (`pipeline`). Tests of the pipeline itself turn it off.
+    fn start_with(
+        state: State,
+        store: Box<dyn Store>,
+        inline: bool,
+    ) -> std::io::Result<(Writer, JoinHandle<()>)> {
         let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
         let stopping = Arc::new(AtomicBool::new(false));
         let flag = stopping.clone();
         let store: Arc<dyn Store> = Arc::from(store);
-        let pipeline = Pipeline::start(store.clone())?;
+        let pipeline = Pipeline::start(store.clone(), inline)?;
         let handle = std::thread::Builder::new()
             .name("arbiter-writer".into())
             .spawn(move || Loop::new(state, store, pipeline).run(&rx, &flag))?;
@@ -290,7 +300,9 @@ impl Loop {
                     Err(_) => break,
                 }
             }
-            if !self.batch(jobs) {
+            // Quiet: nobody else is waiting (see `Pipeline::send`).
+            let quiet = jobs.len() <= 1;
+            if !self.batch(jobs, quiet) {
                 break;
             }
         }
@@ -299,9 +311,9 @@ impl Loop {
         tracing::info!("writer stopped");
     }
 
-    /// Runs one batch and hands it to the commit stage; false when the state could not be
-    /// recovered from a failed commit and the writer must stop.
-    fn batch(&mut self, jobs: Vec<Job>) -> bool {
+    /// Runs one batch and hands it to the commit stage (`quiet`: see `Pipeline::send`); false
+    /// when the state could not be recovered from a failed commit and the writer must stop.
+    fn batch(&mut self, jobs: Vec<Job>, quiet: bool) -> bool {
         if self.pipeline.failed(self.generation) {
             // Jobs not run are dropped: their callers hear that the writer stopped.
             if !self.recover() {
@@ -370,11 +382,12 @@ impl Loop {
                 }
             }
         });
-        self.pipeline.send(Batch {
+        let batch = Batch {
             generation: self.generation,
             changes,
             finish,
-        });
+        };
+        self.pipeline.send(batch, quiet);
         true
     }
 

@@ -10,6 +10,12 @@
 //! If a commit fails, every later batch of the same generation (computed over the failed
 //! batch's changes) is refused without touching the store, and the writer rebuilds its state
 //! from the store before its next batch, starting a new generation ([`Pipeline::failed`]).
+//!
+//! A quiet batch (one request at most, and no other queued behind it) is committed on the
+//! writer thread itself when the commit thread is idle: handing it over would
+//! only add a wake-up of a sleeping thread to its reply's path (tens of microseconds on a VM),
+//! and there is no next batch to overlap. A request that arrives meanwhile waits for that commit
+//! instead of running on the engine during it; its own commit would have waited anyway.
 
 use super::WriterError;
 use crate::engine::Change;
@@ -17,6 +23,7 @@ use crate::store::Store;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -43,91 +50,129 @@ pub(super) struct Batch {
 /// No generation has failed.
 const NONE: u64 = u64::MAX;
 
-/// Commits one batch (unless it was run over a failed one) and finishes it as soon as the
-/// store says it is durable (or refused), before the store's own work after that.
-fn commit_one(store: &dyn Store, batch: Batch, poisoned: &mut Option<u64>, flag: &AtomicU64) {
-    let generation = batch.generation;
-    let refused = *poisoned == Some(generation);
-    let mut finish = Some(batch.finish);
-    // Finishes the batch once; the first failure of a generation poisons it.
-    let mut outcome = |result: Result<(), WriterError>| {
-        let Some(finish) = finish.take() else {
-            return;
+/// What the commit thread and the writer thread share.
+struct Shared {
+    store: Arc<dyn Store>,
+    /// The generation whose commit failed last (`NONE`: none); its later batches are refused.
+    failed: AtomicU64,
+    /// The batches the commit thread has finished (committed and answered, or refused).
+    done: AtomicU64,
+    /// Commits on either thread never overlap (a batch is committed on the writer thread only
+    /// when the commit thread is idle); this lock only makes the failure record shareable.
+    poisoned: Mutex<Option<u64>>,
+}
+
+impl Shared {
+    fn poisoned(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
+        self.poisoned.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Commits one batch (unless it was run over a failed one) and finishes it as soon as the
+    /// store says it is durable (or refused), before the store's own work after that.
+    fn commit_one(&self, batch: Batch) {
+        let generation = batch.generation;
+        let refused = *self.poisoned() == Some(generation);
+        let mut finish = Some(batch.finish);
+        // Finishes the batch once; the first failure of a generation poisons it.
+        let mut outcome = |result: Result<(), WriterError>| {
+            let Some(finish) = finish.take() else {
+                return;
+            };
+            if let Err(e) = &result {
+                let mut poisoned = self.poisoned();
+                if *poisoned != Some(generation) {
+                    tracing::error!(error = %e, "commit failed; the batch and the ones run after it are refused");
+                    *poisoned = Some(generation);
+                    // Before the replies: whoever hears of the failure and asks again is
+                    // answered from a rebuilt state.
+                    self.failed.store(generation, Ordering::SeqCst);
+                }
+            }
+            finish(result);
         };
-        if let Err(e) = &result
-            && *poisoned != Some(generation)
-        {
-            tracing::error!(error = %e, "commit failed; the batch and the ones run after it are refused");
-            *poisoned = Some(generation);
-            // Before the replies: whoever hears of the failure and asks again is answered from
-            // a rebuilt state.
-            flag.store(generation, Ordering::SeqCst);
+        if refused {
+            return outcome(Err(WriterError::Store(
+                "an earlier commit this request depended on failed; nothing of it was applied"
+                    .into(),
+            )));
         }
-        finish(result);
-    };
-    if refused {
-        return outcome(Err(WriterError::Store(
-            "an earlier commit this request depended on failed; nothing of it was applied".into(),
+        if batch.changes.is_empty() {
+            return outcome(Ok(()));
+        }
+        let started = Instant::now();
+        self.store.commit_then(&batch.changes, &mut |result| {
+            crate::metrics::global().committed(started, result.is_ok());
+            outcome(result.map_err(|e| WriterError::Store(e.to_string())));
+        });
+        // Nothing, unless the store broke its promise to call back: then nothing is known of it.
+        outcome(Err(WriterError::Store(
+            "the store did not say whether the batch was committed".into(),
         )));
     }
-    if batch.changes.is_empty() {
-        return outcome(Ok(()));
-    }
-    let started = Instant::now();
-    store.commit_then(&batch.changes, &mut |result| {
-        crate::metrics::global().committed(started, result.is_ok());
-        outcome(result.map_err(|e| WriterError::Store(e.to_string())));
-    });
-    // Nothing, unless the store broke its promise to call back: then nothing is known of it.
-    outcome(Err(WriterError::Store(
-        "the store did not say whether the batch was committed".into(),
-    )));
 }
 
 /// The commit thread and the writer's end of its queue.
 pub(super) struct Pipeline {
     tx: Option<SyncSender<Batch>>,
     handle: Option<JoinHandle<()>>,
-    /// The last generation whose commit failed (`NONE`: none).
-    failed: Arc<AtomicU64>,
+    shared: Arc<Shared>,
+    /// The batches handed to the commit thread.
+    sent: u64,
+    /// Whether quiet batches are committed on the writer thread.
+    inline: bool,
 }
 
 impl Pipeline {
-    /// Starts the commit thread over `store`.
-    pub(super) fn start(store: Arc<dyn Store>) -> std::io::Result<Pipeline> {
+    /// Starts the commit thread over `store`; `inline`: see [`Pipeline::send`].
+    pub(super) fn start(store: Arc<dyn Store>, inline: bool) -> std::io::Result<Pipeline> {
         let (tx, rx) = mpsc::sync_channel::<Batch>(0);
-        let failed = Arc::new(AtomicU64::new(NONE));
-        let flag = failed.clone();
+        let shared = Arc::new(Shared {
+            store,
+            failed: AtomicU64::new(NONE),
+            done: AtomicU64::new(0),
+            poisoned: Mutex::new(None),
+        });
+        let theirs = shared.clone();
         let handle = std::thread::Builder::new()
             .name("arbiter-commit".into())
             .spawn(move || {
-                let mut poisoned: Option<u64> = None;
                 for batch in rx {
-                    commit_one(&*store, batch, &mut poisoned, &flag);
+                    theirs.commit_one(batch);
+                    theirs.done.fetch_add(1, Ordering::Release);
                 }
             })?;
         Ok(Pipeline {
             tx: Some(tx),
             handle: Some(handle),
-            failed,
+            shared,
+            sent: 0,
+            inline,
         })
     }
 
     /// Hands a batch to the commit thread; blocks until it takes it (after the commit before).
-    pub(super) fn send(&self, batch: Batch) {
+    /// A `quiet` batch is committed right here instead when the commit thread is idle (and
+    /// `inline` is on): the call then returns once it is committed and finished.
+    pub(super) fn send(&mut self, batch: Batch, quiet: bool) {
         let Some(tx) = &self.tx else {
             (batch.finish)(Err(WriterError::Stopped));
             return;
         };
-        if let Err(mpsc::SendError(batch)) = tx.send(batch) {
+        // Acquire: what the commit thread did with the batches before is seen here.
+        if quiet && self.inline && self.shared.done.load(Ordering::Acquire) == self.sent {
+            self.shared.commit_one(batch);
+            return;
+        }
+        match tx.send(batch) {
+            Ok(()) => self.sent += 1,
             // The commit thread is gone (it panicked): nothing can be made durable.
-            (batch.finish)(Err(WriterError::Stopped));
+            Err(mpsc::SendError(batch)) => (batch.finish)(Err(WriterError::Stopped)),
         }
     }
 
     /// Whether a commit of `generation` failed: the writer's state is then ahead of the store.
     pub(super) fn failed(&self, generation: u64) -> bool {
-        self.failed.load(Ordering::SeqCst) == generation
+        self.shared.failed.load(Ordering::SeqCst) == generation
     }
 
     /// Commits and finishes everything handed over, then stops the thread.

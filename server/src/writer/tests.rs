@@ -197,11 +197,11 @@ fn stop_ends_the_writer_while_handles_remain() {
     assert!(store.inner.load().expect("load").tasks.contains_key("t1"));
 }
 
-/// A store whose commits wait at a gate: each commit says it started, then waits until
-/// the test lets it go.
+/// A store whose commits wait at a gate: each commit says it started (and on which thread),
+/// then waits until the test lets it go.
 struct Gated {
     inner: Arc<Flaky>,
-    started: Mutex<mpsc::Sender<()>>,
+    started: Mutex<mpsc::Sender<String>>,
     go: Mutex<mpsc::Receiver<()>>,
 }
 
@@ -210,13 +210,14 @@ impl Store for Arc<Gated> {
         self.inner.load()
     }
     fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
-        let _ = self.started.lock().expect("lock").send(());
+        let thread = std::thread::current().name().unwrap_or_default().to_owned();
+        let _ = self.started.lock().expect("lock").send(thread);
         let _ = self.go.lock().expect("lock").recv();
         self.inner.commit(changes)
     }
 }
 
-fn gated() -> (Arc<Gated>, mpsc::Receiver<()>, mpsc::Sender<()>) {
+fn gated() -> (Arc<Gated>, mpsc::Receiver<String>, mpsc::Sender<()>) {
     let (started_tx, started_rx) = mpsc::channel();
     let (go_tx, go_rx) = mpsc::channel();
     let store = Arc::new(Gated {
@@ -241,7 +242,9 @@ fn ready_now<F: Future>(f: &mut std::pin::Pin<Box<F>>) -> Option<F::Output> {
 #[test]
 fn the_next_batch_runs_during_a_commit_and_no_reply_comes_before_its_commit() {
     let (store, started, go) = gated();
-    let (writer, handle) = Writer::start(state(), Box::new(store.clone())).expect("start");
+    // Every batch handed to the commit thread, quiet or not.
+    let (writer, handle) =
+        Writer::start_with(state(), Box::new(store.clone()), false).expect("start");
     let mut first = Box::pin(create(&writer, request("t1", 1, Duration::from_secs(60))));
     started
         .recv_timeout(Duration::from_secs(5))
@@ -285,7 +288,9 @@ fn the_next_batch_runs_during_a_commit_and_no_reply_comes_before_its_commit() {
 #[test]
 fn a_failed_commit_refuses_the_batches_run_over_it() {
     let (store, started, go) = gated();
-    let (writer, handle) = Writer::start(state(), Box::new(store.clone())).expect("start");
+    // Every batch handed to the commit thread, quiet or not.
+    let (writer, handle) =
+        Writer::start_with(state(), Box::new(store.clone()), false).expect("start");
     let hour = Duration::from_secs(3600);
     let mut first = Box::pin(create(&writer, request("t1", 1, hour)));
     started
@@ -372,5 +377,37 @@ fn requests_queued_together_share_one_commit() {
     );
     assert_eq!(store.inner.load().expect("load").tasks.len(), n as usize);
     drop(writer);
+    handle.join().expect("writer thread");
+}
+
+/// A quiet request (alone in its batch, nobody queued behind it, the commit thread idle) is
+/// committed on the writer thread, and still answered only after its commit. Requests
+/// that queue up meanwhile go to the commit thread, so that the engine runs during commits
+/// again once there is load.
+#[test]
+fn a_quiet_request_is_committed_in_line_and_load_goes_back_to_the_commit_thread() {
+    let (store, started, go) = gated();
+    let (writer, handle) = Writer::start(state(), Box::new(store.clone())).expect("start");
+    let wait = Duration::from_secs(5);
+    let hour = Duration::from_secs(3600);
+    let mut first = Box::pin(create(&writer, request("t1", 1, hour)));
+    assert_eq!(started.recv_timeout(wait).as_deref(), Ok("arbiter-writer"));
+    assert!(ready_now(&mut first).is_none(), "a reply before its commit");
+    // Two more while the writer thread is in that commit: they wait, and then come as one
+    // batch that is not quiet.
+    let second = create(&writer, request("t2", 2, hour));
+    let third = writer.read(|s, _| s.task("t2").is_some());
+    go.send(()).expect("let the first commit go");
+    assert_eq!(started.recv_timeout(wait).as_deref(), Ok("arbiter-commit"));
+    go.send(()).expect("let the second commit go");
+    runtime().block_on(async {
+        assert_eq!(first.await, Ok(true));
+        assert_eq!(second.await, Ok(true));
+        assert_eq!(third.await, Ok(true));
+    });
+    assert_eq!(store.inner.commits.load(Ordering::SeqCst), 2);
+    assert_eq!(store.inner.inner.load().expect("load").tasks.len(), 2);
+    drop(writer);
+    drop(go);
     handle.join().expect("writer thread");
 }
