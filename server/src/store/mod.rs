@@ -142,7 +142,8 @@ pub trait Store: Send + Sync {
     /// [`Store::commit`], telling `durable` its outcome as soon as the batch is durable (or
     /// refused), before the work a backend may still do on it (the redb backend applies a
     /// durable batch to its file then, while the replies go out). `durable` is called exactly
-    /// once; the call returns when that work is done too, so the next batch never overtakes it.
+    /// once, and must not call back into the store; the call returns when that work is done
+    /// too, so the next batch never overtakes it.
     fn commit_then(&self, changes: &[Change], durable: &mut dyn FnMut(Result<(), StoreError>)) {
         durable(self.commit(changes));
     }

@@ -210,6 +210,7 @@ impl RedbStore {
         log.since += 1;
         log.seal.committed(seq);
         durable(Ok(()));
+        log.seal.settle();
         let settled = match contain(|| tx.commit()) {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(format!("redb could not apply durable commit #{seq} ({e})")),
