@@ -186,6 +186,12 @@ fn file_state(path: &Path) -> Result<FileState, StoreError> {
     }
 }
 
+/// redb's page cache (its read cache and the pages written since the last flush, together).
+/// Its default is 1 GiB, which a long audit trail would fill: the engine holds the whole state
+/// in memory, so redb needs only the pages a commit touches; the rest is read from the file (the
+/// kernel's page cache) when a commit needs it again.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// A database opened with redb's integrity check.
 struct Opened {
     db: Database,
@@ -198,6 +204,7 @@ struct Opened {
 fn open_db(path: &Path, create: bool) -> Result<Opened, StoreError> {
     let mut builder = Builder::new();
     builder.set_check_integrity_on_open(true);
+    builder.set_cache_size(CACHE_BYTES);
     let fell_back = Rc::new(Cell::new(false));
     let seen = fell_back.clone();
     // redb reports 0.3 only when the newest commit fails its checksums (see `Database::do_repair`).
