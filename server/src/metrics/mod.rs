@@ -81,8 +81,8 @@ pub struct Metrics {
     pub refusals: Family<ReasonLabel, Counter>,
     /// `arbiter_store_commits_total{result}`.
     pub commits: Family<ResultLabel, Counter>,
-    /// `arbiter_store_commit_seconds`: one `Store::commit`, fsync (redb) or the fenced etcd
-    /// transaction included.
+    /// `arbiter_store_commit_seconds`: one store commit until the batch is durable (redb: the
+    /// log's fsync; etcd: the fenced transaction), which is when its replies go out.
     pub commit_seconds: Histogram,
     /// `arbiter_writer_batch_size`: jobs per batch.
     pub batch_size: Histogram,
@@ -164,7 +164,7 @@ impl Metrics {
         );
         r.register(
             "arbiter_store_commit_seconds",
-            "Time of one store commit, fsync (redb) or fenced etcd transaction included",
+            "Time of one store commit until the batch is durable (redb: the write-ahead log's fsync; etcd: the fenced transaction)",
             m.commit_seconds.clone(),
         );
         r.register(
