@@ -18,6 +18,7 @@
 mod args;
 mod executor;
 mod feed;
+mod node_run;
 mod plan;
 mod progress;
 mod rollout;
