@@ -327,6 +327,10 @@ impl Cluster {
         self.ring_of.clear();
         self.tablets_of.clear();
         self.index_windows();
+        // Sized first: at 100,000 nodes regrowing these maps cost a tenth of the start.
+        self.hosts.reserve(self.nodes.len());
+        self.vdisks_on
+            .reserve(self.groups.values().map(|g| g.vdisks.len()).sum());
         for node in self.nodes.values() {
             self.hosts
                 .entry(node.host.clone())

@@ -5,10 +5,19 @@
 use crate::engine::State;
 use crate::engine::cluster::{InitialState, NodeId};
 use crate::engine::fence::{EndedLock, LockEnd};
-use crate::engine::record::Change;
+use crate::engine::record::{Change, NodeRuntime};
 use crate::engine::state::{Class, Count, Items, LockRef};
 use crate::engine::task::{Action, ActionStatus};
 use crate::engine::time::Timestamp;
+
+/// Whether a node with this runtime state (none yet: the inventory's `initial_state` rules)
+/// is unavailable without a lock: see [`State::is_down`].
+pub(crate) fn down(rt: Option<&NodeRuntime>, initial: InitialState) -> bool {
+    match rt {
+        Some(rt) => rt.down || rt.restarting_since.is_some() || rt.settle_until.is_some(),
+        None => initial == InitialState::Down,
+    }
+}
 
 impl State {
     /// Releases an action's locks. A released node lock starts the node's way back (see
@@ -133,11 +142,11 @@ impl State {
     /// settling.
     pub(crate) fn is_down(&self, id: NodeId) -> bool {
         match self.runtime.get(&id) {
-            Some(rt) => rt.down || rt.restarting_since.is_some() || rt.settle_until.is_some(),
+            Some(rt) => down(Some(rt), InitialState::Up),
             None => self
                 .cluster
                 .node(id)
-                .is_some_and(|n| n.initial_state == InitialState::Down),
+                .is_some_and(|n| down(None, n.initial_state)),
         }
     }
 
@@ -161,14 +170,15 @@ impl State {
     }
 
     pub(super) fn count_node(&mut self, id: NodeId, class: Class, add: bool) {
-        if class != Class::Up {
-            if add {
-                self.unavailable.insert(id);
-            } else {
-                self.unavailable.remove(&id);
-            }
+        if class == Class::Up {
+            // An available node counts nowhere.
+            return;
         }
-        let tenant = self.cluster.node(id).and_then(|n| n.tenant.clone());
+        if add {
+            self.unavailable.insert(id);
+        } else {
+            self.unavailable.remove(&id);
+        }
         let apply = |c: &mut Count| {
             let slot = match class {
                 Class::Up => return,
@@ -182,8 +192,12 @@ impl State {
             }
         };
         apply(&mut self.cluster_count);
-        if let Some(t) = tenant {
-            apply(self.tenant_counts.entry(t).or_default());
+        if let Some(t) = self.cluster.node(id).and_then(|n| n.tenant.as_deref()) {
+            if let Some(c) = self.tenant_counts.get_mut(t) {
+                apply(c);
+            } else {
+                apply(self.tenant_counts.entry(t.to_owned()).or_default());
+            }
         }
     }
 }

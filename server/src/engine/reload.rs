@@ -86,14 +86,13 @@ impl State {
     /// or disks than when they were granted, in words: a server must not start with them (their
     /// locks would silently vanish, or grow onto nodes that another task may hold).
     pub fn stranded_locks(cluster: &Arc<Cluster>, snapshot: &Snapshot) -> Vec<String> {
-        let probe = State::new(cluster.clone());
         snapshot
             .tasks
             .values()
             .flat_map(|t| t.actions().map(move |a| (t, a)))
             .filter(|(_, a)| matches!(a.status, ActionStatus::Performed { .. }))
             .filter_map(|(t, a)| {
-                let why = match (probe.resolve(&a.scope), &a.covers) {
+                let why = match (super::state::resolve(cluster, &a.scope), &a.covers) {
                     (Err(_), _) => "is not in it",
                     (Ok(now), Some(then)) if now != *then => "would cover other nodes or disks",
                     _ => return None,

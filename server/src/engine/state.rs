@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 mod request;
+pub(crate) use request::resolve;
 
 /// Longest task uid, description or action id (the wire limit).
 pub const MAX_ID_LEN: usize = 128;
@@ -175,10 +176,12 @@ impl State {
             }
         }
         state.schedule_ring_settles();
-        let ids: Vec<NodeId> = state.cluster.nodes().map(|n| n.id).collect();
-        for id in ids {
-            let class = state.class(id);
-            state.count_node(id, class, true);
+        // No lock is held yet: a node is down or up. Only the down ones count.
+        let cluster = state.cluster.clone();
+        for node in cluster.nodes() {
+            if crate::engine::locks::down(state.runtime.get(&node.id), node.initial_state) {
+                state.count_node(node.id, Class::Down, true);
+            }
         }
         for (uid, task) in snapshot.tasks {
             for action in task.actions() {

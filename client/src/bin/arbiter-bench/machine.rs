@@ -77,19 +77,18 @@ impl CpuUse {
     pub(crate) async fn sample(pids: Watched, start: Instant, end: Instant) -> CpuUse {
         tokio::time::sleep_until(start.into()).await;
         let before = Times::now(pids);
-        let t0 = Instant::now();
         tokio::time::sleep_until(end.into()).await;
-        let after = Times::now(pids);
-        let wall = t0.elapsed();
+        CpuUse::since(&before, &Times::now(pids))
+    }
+
+    /// The CPU used between two readings.
+    pub(crate) fn since(before: &Times, after: &Times) -> CpuUse {
+        let wall = after.at.saturating_duration_since(before.at);
         let field = |t: &Times, f: fn(&Machine) -> u64| t.machine.as_ref().map(f);
         CpuUse {
-            machine: share(field(&before, |m| m.busy), field(&after, |m| m.busy), wall),
-            irq: share(field(&before, |m| m.irq), field(&after, |m| m.irq), wall),
-            steal: share(
-                field(&before, |m| m.steal),
-                field(&after, |m| m.steal),
-                wall,
-            ),
+            machine: share(field(before, |m| m.busy), field(after, |m| m.busy), wall),
+            irq: share(field(before, |m| m.irq), field(after, |m| m.irq), wall),
+            steal: share(field(before, |m| m.steal), field(after, |m| m.steal), wall),
             bench: share(before.bench, after.bench, wall),
             server: share(before.server, after.server, wall),
             writer: share(before.writer, after.writer, wall),
@@ -99,7 +98,9 @@ impl CpuUse {
 }
 
 /// Ticks used so far, where readable.
-struct Times {
+pub(crate) struct Times {
+    /// When they were read.
+    at: Instant,
     machine: Option<Machine>,
     bench: Option<u64>,
     server: Option<u64>,
@@ -108,9 +109,11 @@ struct Times {
 }
 
 impl Times {
-    fn now(pids: Watched) -> Times {
+    /// The CPU times of the machine, this process and the watched ones, now.
+    pub(crate) fn now(pids: Watched) -> Times {
         let proc_dir = pids.server.map(|pid| format!("/proc/{pid}"));
         Times {
+            at: Instant::now(),
             machine: std::fs::read_to_string("/proc/stat")
                 .ok()
                 .and_then(|s| parse_machine(&s)),

@@ -421,7 +421,7 @@ fn row(kind: Kind, s: &Summary) -> String {
 
 /// Shares of one core, e.g. "machine 1.98 of 2 (irq 0.20, steal 0.00): bench 0.80, server
 /// 0.75 (writer thread 0.30), etcd 0.20, the rest 0.03".
-fn cpu_line(cpu: &CpuUse) -> String {
+pub(crate) fn cpu_line(cpu: &CpuUse) -> String {
     let mut parts = Vec::new();
     if let Some(b) = cpu.bench {
         parts.push(format!("bench {b:.2}"));

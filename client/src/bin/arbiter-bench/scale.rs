@@ -7,6 +7,7 @@
 //! time to `listening on` again after `kill -9` and a restart on the same store.
 
 use crate::cli::{Args, Store};
+use crate::machine::{CpuUse, Times, Watched};
 use crate::spawn;
 use anyhow::{Context as _, bail};
 use arbiter_client::Client;
@@ -212,7 +213,7 @@ pub(crate) fn run(args: &Args, nodes: u32, tasks: u32, watchers: u32) -> anyhow:
             times[CHECKS - 1].as_secs_f64() * 1e3
         );
         if watchers > 0 {
-            fan_out(&endpoint, args.ticket.clone(), &client, watchers).await?;
+            fan_out(&endpoint, args.ticket.clone(), &client, watchers, pid).await?;
         }
         Ok::<_, anyhow::Error>(failures == 0)
     })?;
@@ -236,12 +237,13 @@ pub(crate) fn run(args: &Args, nodes: u32, tasks: u32, watchers: u32) -> anyhow:
 
 /// Opens `watchers` watches of task `scale-0` (over connections of
 /// `WATCHES_PER_CONNECTION` streams each), makes one change to it (a refresh), and reports the
-/// time until the last watcher has it.
+/// time until the last watcher has it, and where the CPU went meanwhile (server `pid`).
 async fn fan_out(
     endpoint: &str,
     ticket: Option<String>,
     client: &Client,
     watchers: u32,
+    pid: u32,
 ) -> anyhow::Result<()> {
     let n = watchers as usize;
     let connections = n.div_ceil(WATCHES_PER_CONNECTION);
@@ -275,6 +277,11 @@ async fn fan_out(
     }
     let open = opened.elapsed();
     let _ = go_tx.send(true);
+    let watched = Watched {
+        server: Some(pid),
+        ..Watched::default()
+    };
+    let cpu_before = Times::now(watched);
     let changed = Instant::now();
     client.refresh_task("scale-0").await?;
     let mut last = changed;
@@ -285,12 +292,15 @@ async fn fan_out(
             last = last.max(at);
         }
     }
+    let cpu = CpuUse::since(&cpu_before, &Times::now(watched));
     let took = last.saturating_duration_since(changed);
     println!(
         "watch fan-out: {seen} of {n} watchers ({connections} connections) had the change {:.1} ms after it was made (opening them took {:.2} s)",
         took.as_secs_f64() * 1e3,
         open.as_secs_f64()
     );
+    // Ticks are 10 ms: a rough split, but it tells the server's share from the bench's.
+    println!("cpu during the fan-out: {}", crate::report::cpu_line(&cpu));
     println!(
         "aim: fan-out to 10,000 watchers within 100 ms: {}",
         if n >= 10_000 {

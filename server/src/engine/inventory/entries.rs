@@ -227,17 +227,20 @@ pub(super) fn vdisk_member(
     probs: &mut Problems,
 ) -> Option<VDisk> {
     let key = PDiskKey { node, pdisk };
-    if cluster.node(node).is_none() {
-        probs.add(key_path(at, "node"), format!("unknown node {node}"));
-        None
-    } else if !cluster.has_pdisk(key) {
-        probs.add(
-            key_path(at, "pdisk"),
-            format!("node {node} has no pdisk {pdisk}"),
-        );
-        None
-    } else {
-        Some(VDisk { pdisk: key })
+    // One lookup of the node: at 100,000 nodes a second one showed in the start's profile.
+    match cluster.node(node) {
+        None => {
+            probs.add(key_path(at, "node"), format!("unknown node {node}"));
+            None
+        }
+        Some(n) if !n.pdisks.iter().any(|p| p.id == pdisk) => {
+            probs.add(
+                key_path(at, "pdisk"),
+                format!("node {node} has no pdisk {pdisk}"),
+            );
+            None
+        }
+        Some(_) => Some(VDisk { pdisk: key }),
     }
 }
 

@@ -122,35 +122,39 @@ impl State {
 
     /// What a scope names in the current inventory.
     pub(crate) fn resolve(&self, scope: &Scope) -> Result<Items, EngineError> {
-        match scope {
-            Scope::Node(n) => match self.cluster.node(*n) {
-                Some(_) => Ok(Items::Nodes(vec![*n])),
-                None => Err(EngineError::UnknownNode(*n)),
-            },
-            Scope::Host(h) => {
-                let nodes = self.cluster.host_nodes(h);
-                if nodes.is_empty() {
-                    // YDB treats a numeric host as a node id.
-                    match h.parse::<NodeId>() {
-                        Ok(n) if self.cluster.node(n).is_some() => Ok(Items::Nodes(vec![n])),
-                        _ => Err(EngineError::UnknownHost(h.clone())),
-                    }
-                } else {
-                    Ok(Items::Nodes(nodes.to_vec()))
+        resolve(&self.cluster, scope)
+    }
+}
+
+/// What a scope names in `cluster`.
+pub(crate) fn resolve(cluster: &Cluster, scope: &Scope) -> Result<Items, EngineError> {
+    match scope {
+        Scope::Node(n) => match cluster.node(*n) {
+            Some(_) => Ok(Items::Nodes(vec![*n])),
+            None => Err(EngineError::UnknownNode(*n)),
+        },
+        Scope::Host(h) => {
+            let nodes = cluster.host_nodes(h);
+            if nodes.is_empty() {
+                // YDB treats a numeric host as a node id.
+                match h.parse::<NodeId>() {
+                    Ok(n) if cluster.node(n).is_some() => Ok(Items::Nodes(vec![n])),
+                    _ => Err(EngineError::UnknownHost(h.clone())),
                 }
+            } else {
+                Ok(Items::Nodes(nodes.to_vec()))
             }
-            Scope::PDisk(k) => {
-                if self.cluster.has_pdisk(*k) {
-                    Ok(Items::PDisk(*k))
-                } else {
-                    Err(EngineError::UnknownDevice(format!("pdisk {k}")))
-                }
-            }
-            Scope::PDiskPath { host, path } => self
-                .cluster
-                .pdisk_at(host, path)
-                .map(Items::PDisk)
-                .ok_or_else(|| EngineError::UnknownDevice(format!("{host}:{path}"))),
         }
+        Scope::PDisk(k) => {
+            if cluster.has_pdisk(*k) {
+                Ok(Items::PDisk(*k))
+            } else {
+                Err(EngineError::UnknownDevice(format!("pdisk {k}")))
+            }
+        }
+        Scope::PDiskPath { host, path } => cluster
+            .pdisk_at(host, path)
+            .map(Items::PDisk)
+            .ok_or_else(|| EngineError::UnknownDevice(format!("{host}:{path}"))),
     }
 }
