@@ -31,9 +31,9 @@ use crate::engine::{Change, State, Timestamp};
 use crate::store::Store;
 use crate::watches::{Subscription, TaskUpdate, Watches};
 use pipeline::{Batch, Pipeline};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
@@ -85,7 +85,13 @@ struct Core {
 pub struct Writer {
     tx: SyncSender<Job>,
     stopping: Arc<AtomicBool>,
+    /// Agents' order streams that closed, for the next batch to take in (see
+    /// [`Writer::detach_agent`]).
+    detached: Detached,
 }
+
+/// Nodes whose agent's order stream closed, not yet taken in by the writer.
+type Detached = Arc<Mutex<Vec<NodeId>>>;
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -111,10 +117,17 @@ impl Writer {
         let flag = stopping.clone();
         let store: Arc<dyn Store> = Arc::from(store);
         let pipeline = Pipeline::start(store.clone(), inline)?;
+        let detached = Detached::default();
+        let theirs = detached.clone();
         let handle = std::thread::Builder::new()
             .name("arbiter-writer".into())
-            .spawn(move || Loop::new(state, store, pipeline).run(&rx, &flag))?;
-        Ok((Writer { tx, stopping }, handle))
+            .spawn(move || Loop::new(state, store, pipeline, theirs).run(&rx, &flag))?;
+        let writer = Writer {
+            tx,
+            stopping,
+            detached,
+        };
+        Ok((writer, handle))
     }
 
     /// Makes the writer stop after the batch it is running (committed and answered). Later
@@ -122,10 +135,25 @@ impl Writer {
     /// when some connections still hold handles.
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        // Wake an idle writer; if the queue is full it is busy and sees the flag soon anyway.
+        self.wake();
+    }
+
+    /// Wakes an idle writer; if the queue is full it is busy and runs a batch soon anyway.
+    fn wake(&self) {
         let _ = self
             .tx
             .try_send(Box::new(|_, _| (Vec::new(), Box::new(|_| {}))));
+    }
+
+    /// An agent's order stream for `node` closed. It must not be lost, not even when the queue
+    /// is full (the node would count as having its agent forever): it is noted where the next
+    /// batch takes it in before its jobs, and the writer is woken.
+    fn detach_agent(&self, node: NodeId) {
+        self.detached
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(node);
+        self.wake();
     }
 
     /// Runs `f` on the engine, in arrival order, and returns its value once its changes are
@@ -182,15 +210,7 @@ impl Writer {
             };
             core.poke = true;
             let rx = core.agents.subscribe(node, orders);
-            let detach = Box::new(move || {
-                // Queued at once; nobody waits for the answer.
-                drop(writer.submit(move |core, now| {
-                    core.state.agent_detached(node, now);
-                    core.agents.prune(node);
-                    core.poke = true;
-                    ((), Vec::new())
-                }));
-            });
+            let detach = Box::new(move || writer.detach_agent(node));
             let host = (core.state.cluster().node(node))
                 .map(|n| n.host.clone())
                 .unwrap_or_default();
@@ -245,10 +265,12 @@ struct Loop {
     generation: u64,
     /// The clock never goes backwards for the engine, even if the system clock does.
     last_now: Timestamp,
+    /// See [`Writer::detach_agent`].
+    detached: Detached,
 }
 
 impl Loop {
-    fn new(state: State, store: Arc<dyn Store>, pipeline: Pipeline) -> Loop {
+    fn new(state: State, store: Arc<dyn Store>, pipeline: Pipeline, detached: Detached) -> Loop {
         Loop {
             core: Core {
                 state,
@@ -260,6 +282,18 @@ impl Loop {
             pipeline,
             generation: 0,
             last_now: Timestamp(0),
+            detached,
+        }
+    }
+
+    /// The agents whose order streams closed since the last batch, taken in.
+    fn take_detached(&mut self, now: Timestamp) {
+        let nodes =
+            std::mem::take(&mut *self.detached.lock().unwrap_or_else(PoisonError::into_inner));
+        for node in nodes {
+            self.core.state.agent_detached(node, now);
+            self.core.agents.prune(node);
+            self.core.poke = true;
         }
     }
 
@@ -323,6 +357,7 @@ impl Loop {
         }
         let started = std::time::Instant::now();
         let now = self.now();
+        self.take_detached(now);
         let tokens_before = self.core.state.counters().last_fencing_token;
         let ticked = self.core.state.tick(now);
         let mut changes = ticked.changes;

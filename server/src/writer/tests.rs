@@ -411,3 +411,43 @@ fn a_quiet_request_is_committed_in_line_and_load_goes_back_to_the_commit_thread(
     drop(go);
     handle.join().expect("writer thread");
 }
+
+/// An agent's stream that closes while the writer's queue is full is still taken in: the node
+/// must not count as having its agent forever.
+#[test]
+fn an_agent_detached_while_the_queue_is_full_is_not_lost() {
+    let (store, started, go) = gated();
+    let (writer, handle) = Writer::start(state(), Box::new(store.clone())).expect("start");
+    let wait = Duration::from_secs(5);
+    let rt = runtime();
+    let agent = rt
+        .block_on(writer.attach_agent(1))
+        .expect("writer")
+        .expect("node 1 exists");
+    assert_eq!(rt.block_on(writer.read(|s, _| s.agent_connected(1))), Ok(true));
+    // The writer thread waits in a commit; the queue fills up behind it.
+    let first = create(&writer, request("t1", 1, Duration::from_secs(3600)));
+    started.recv_timeout(wait).expect("the commit starts");
+    let mut queued = Vec::new();
+    let mut full = false;
+    for _ in 0..=QUEUE_CAPACITY {
+        let mut read = Box::pin(writer.read(|_, _| ()));
+        if let Some(Err(WriterError::Overloaded)) = ready_now(&mut read) {
+            full = true;
+            break;
+        }
+        queued.push(read);
+    }
+    assert!(full, "the queue never filled");
+    drop(agent);
+    drop(go);
+    rt.block_on(async {
+        assert_eq!(first.await, Ok(true));
+        for read in queued {
+            assert_eq!(read.await, Ok(()));
+        }
+        assert_eq!(writer.read(|s, _| s.agent_connected(1)).await, Ok(false));
+    });
+    drop(writer);
+    handle.join().expect("writer thread");
+}
