@@ -519,6 +519,32 @@ async fn a_lock_with_drain_waits_for_the_agent_drains_and_undrains_once_the_node
         setup.log()
     );
     assert_eq!(setup.logged("undrain").len(), 1, "{:?}", setup.log());
+
+    // How each hook ended is in the audit trail (its progress is not), by the agent's caller.
+    let text = cli_ok(&cli(
+        &server,
+        None,
+        &["audit", "-o", "json", "--kind", "work_reported"],
+    ));
+    let entries: Vec<Value> = serde_json::from_str(&text).expect("a JSON array");
+    let details: Vec<&str> = entries
+        .iter()
+        .map(|e| e["detail"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        details,
+        vec![
+            format!("drain hook on node 1 for action {action_id}: done"),
+            format!("undrain hook on node 1 for action {action_id}: done"),
+        ],
+        "{entries:#?}"
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["task_uid"] == "t-drain" && e["node_ids"] == serde_json::json!([1])),
+        "{entries:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -831,6 +857,30 @@ async fn a_failing_or_hanging_drain_hook_shows_in_the_details_and_is_retried() {
         node_condition(&node_status(&c, 4).await),
         NodeCondition::EnteringMaintenance,
         "not drained"
+    );
+    // Each failed attempt is in the audit trail, with how it ended.
+    let text = cli_ok(&cli(
+        &server,
+        None,
+        &[
+            "audit",
+            "-o",
+            "json",
+            "--kind",
+            "work_reported",
+            "--node",
+            "4",
+        ],
+    ));
+    let entries: Vec<Value> = serde_json::from_str(&text).expect("a JSON array");
+    assert!(entries.len() >= 2, "{entries:#?}");
+    assert!(
+        entries.iter().all(|e| e["task_uid"] == "t-fail"
+            && e["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("drain hook on node 4")
+                    && d.contains("exited with status 3: no replica for shard 7"))),
+        "{entries:#?}"
     );
 
     // A hook that hangs: killed after --drain-timeout, and retried.

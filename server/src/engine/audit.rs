@@ -77,11 +77,14 @@ pub enum AuditKind {
     FreezeSet,
     /// Read-only mode was turned on or off.
     ReadOnlySet,
+    /// A node's agent reported how a drain or cordon hook (or its undo) ended: done, or failed
+    /// with its exit and last stderr line (progress reports are not entered).
+    WorkReported,
 }
 
 impl AuditKind {
     /// Every kind, in declaration order.
-    pub const ALL: [AuditKind; 13] = [
+    pub const ALL: [AuditKind; 14] = [
         AuditKind::TaskCreated,
         AuditKind::LockGranted,
         AuditKind::ActionCompleted,
@@ -95,6 +98,7 @@ impl AuditKind {
         AuditKind::RefusalsSuppressed,
         AuditKind::FreezeSet,
         AuditKind::ReadOnlySet,
+        AuditKind::WorkReported,
     ];
 
     /// The wire and command-line name (`lock_granted`).
@@ -113,6 +117,7 @@ impl AuditKind {
             AuditKind::RefusalsSuppressed => "refusals_suppressed",
             AuditKind::FreezeSet => "freeze_set",
             AuditKind::ReadOnlySet => "read_only_set",
+            AuditKind::WorkReported => "work_reported",
         }
     }
 

@@ -3,10 +3,15 @@
 //! ([`crate::agents`]).
 
 use super::Context;
+use super::audit::Audit;
 use super::error::ServiceError;
 use crate::engine::NodeId;
-use crate::engine::drain::{HookOutcome, Order, Orders, WorkKind as EngineWorkKind, WorkReport};
+use crate::engine::audit::{AuditEntry, AuditKind};
+use crate::engine::drain::{
+    HookOutcome, Order, Orders, WorkKind as EngineWorkKind, WorkReport, WorkState,
+};
 use crate::engine::state::MAX_ID_LEN;
+use crate::identity::Caller;
 use arbiter_proto::arbiter::v1::report_work_request::Outcome;
 use arbiter_proto::arbiter::v1::{
     AgentOrder, AgentOrdersResponse, ReportWorkRequest, ReportWorkResponse, WorkKind,
@@ -149,23 +154,43 @@ pub fn report(req: ReportWorkRequest) -> Result<(NodeId, WorkReport), ServiceErr
     ))
 }
 
-/// Records a report.
+/// Records a report. How a hook ended (done or failed, not its progress) goes to the audit
+/// trail in the same commit, as `work_reported` by the reporting caller.
 pub async fn report_work(
     ctx: &Context,
+    audit: &Audit,
+    caller: &Caller,
     req: ReportWorkRequest,
 ) -> Result<ReportWorkResponse, ServiceError> {
     let (node, report) = report(req)?;
     let log = report.clone();
+    let what = match (log.kind, log.undo) {
+        (EngineWorkKind::Drain, false) => "drain",
+        (EngineWorkKind::Drain, true) => "undrain",
+        (EngineWorkKind::Cordon, false) => "cordon",
+        (EngineWorkKind::Cordon, true) => "uncordon",
+    };
+    let entry = match &log.outcome {
+        HookOutcome::Running(_) => None,
+        ended => Some(AuditEntry {
+            task: log.task.clone(),
+            nodes: vec![node],
+            detail: format!(
+                "{what} hook on node {node} for action {}: {}",
+                log.action,
+                WorkState::from(ended.clone())
+            ),
+            ..audit.entry(AuditKind::WorkReported, Some(caller))
+        }),
+    };
     let (recorded, _) = ctx
-        .command(move |s, _now| Ok(s.report_work(node, report)?))
+        .audited(move |s, _now| {
+            let o = s.report_work(node, report)?;
+            let entries = entry.filter(|_| o.value).into_iter().collect();
+            Ok((o, entries))
+        })
         .await?;
     if recorded {
-        let what = match (log.kind, log.undo) {
-            (EngineWorkKind::Drain, false) => "drain",
-            (EngineWorkKind::Drain, true) => "undrain",
-            (EngineWorkKind::Cordon, false) => "cordon",
-            (EngineWorkKind::Cordon, true) => "uncordon",
-        };
         match &log.outcome {
             HookOutcome::Failed { exit, stderr, .. } => tracing::warn!(node, task = %log.task,
                 action = %log.action, hook = what, exit = %exit, stderr = %stderr, "agent hook failed"),

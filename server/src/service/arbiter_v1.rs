@@ -265,8 +265,8 @@ impl ArbiterService for ArbiterApi {
     ) -> Result<Response<arbiter_proto::arbiter::v1::ReportWorkResponse>, Status> {
         let audit = Audit::of("ReportWork", &request);
         let (meta, _, req) = request.into_parts();
-        self.operator(&audit, &meta, "report agent work")?;
-        super::agents::report_work(&self.ctx, req)
+        let caller = self.operator(&audit, &meta, "report agent work")?;
+        super::agents::report_work(&self.ctx, &audit, &caller, req)
             .await
             .map(Response::new)
             .map_err(|e| e.to_grpc())

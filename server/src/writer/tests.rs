@@ -424,7 +424,10 @@ fn an_agent_detached_while_the_queue_is_full_is_not_lost() {
         .block_on(writer.attach_agent(1))
         .expect("writer")
         .expect("node 1 exists");
-    assert_eq!(rt.block_on(writer.read(|s, _| s.agent_connected(1))), Ok(true));
+    assert_eq!(
+        rt.block_on(writer.read(|s, _| s.agent_connected(1))),
+        Ok(true)
+    );
     // The writer thread waits in a commit; the queue fills up behind it.
     let first = create(&writer, request("t1", 1, Duration::from_secs(3600)));
     started.recv_timeout(wait).expect("the commit starts");

@@ -272,7 +272,7 @@ pub(crate) struct AuditArgs {
     pub(crate) by: Option<String>,
     /// Only entries of this kind: task_created, lock_granted, action_completed, task_dropped,
     /// lock_expired, node_state_set, heartbeat_timeout, inventory_reloaded, refused,
-    /// login_failed, refusals_suppressed, freeze_set, read_only_set.
+    /// login_failed, refusals_suppressed, freeze_set, read_only_set, work_reported.
     #[arg(long, value_name = "KIND")]
     pub(crate) kind: Option<String>,
     /// Only entries at or after this time: RFC 3339 (2026-01-01T00:00:00Z) or a duration ago
