@@ -566,5 +566,5 @@ fn clip(outcome: HookOutcome) -> HookOutcome {
 }
 
 #[cfg(test)]
-#[path = "drain_tests.rs"]
+#[path = "drain_tests/mod.rs"]
 mod tests;

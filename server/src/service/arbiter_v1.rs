@@ -34,7 +34,6 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
@@ -602,27 +601,43 @@ impl ArbiterService for ArbiterApi {
             .await
             .map_err(|e| ServiceError::from(e).to_grpc())?
             .ok_or_else(|| Status::invalid_argument("Task not found"))?;
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let mut shutdown = self.ctx.shutdown.clone();
-        tokio::spawn(async move {
-            // The subscription (with its driver handle) and the slot live as long as the stream.
-            let mut sub = sub;
-            let _guard = guard;
-            loop {
-                let update = sub.updates.borrow_and_update().clone();
-                let gone = update == TaskUpdate::Gone;
-                if tx.send(Ok(message(&uid, update))).await.is_err() || gone {
-                    return;
-                }
+        // The stream itself waits on the task's channel: no task of its own and no channel
+        // between, so a change reaches each watcher in one wake-up. The subscription (with its
+        // driver handle) and the slot live as long as the stream, which tonic drops when the
+        // caller goes away.
+        let watching = Watching {
+            uid,
+            sub,
+            shutdown: self.ctx.shutdown.clone(),
+            _slot: guard,
+            first: true,
+        };
+        let stream = futures_util::stream::unfold(Some(watching), |watching| async move {
+            let mut w = watching?;
+            if !std::mem::take(&mut w.first) {
                 tokio::select! {
-                    changed = sub.updates.changed() => if changed.is_err() { return },
-                    _ = shutdown.wait_for(|stopping| *stopping) => return,
-                    () = tx.closed() => return,
+                    changed = w.sub.updates.changed() => changed.ok()?,
+                    _ = w.shutdown.wait_for(|stopping| *stopping) => return None,
                 }
             }
+            let update = w.sub.updates.borrow_and_update().clone();
+            let gone = update == TaskUpdate::Gone;
+            let item = Ok(message(&w.uid, update));
+            // The task gone: this message is the last.
+            Some((item, (!gone).then_some(w)))
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(stream)))
     }
+}
+
+/// One open watch stream's state.
+struct Watching {
+    uid: String,
+    sub: crate::watches::Subscription,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    _slot: WatchSlot,
+    /// The state when the watch opened is sent first, without waiting for a change.
+    first: bool,
 }
 
 fn message(uid: &str, update: TaskUpdate) -> WatchMaintenanceTaskResponse {
