@@ -344,8 +344,11 @@ impl State {
                 match &outcome {
                     HookOutcome::Done => *field = None,
                     HookOutcome::Failed { .. } => {
-                        if let Some(a) = field.as_mut() {
-                            a.undo_failure = Some(WorkState::from(outcome.clone()).to_string());
+                        let failure = Some(WorkState::from(outcome.clone()).to_string());
+                        match field.as_mut() {
+                            // The same failure again (a resent report) changes nothing.
+                            Some(a) if a.undo_failure != failure => a.undo_failure = failure,
+                            _ => return false,
                         }
                     }
                     HookOutcome::Running(_) => return false,
@@ -536,7 +539,7 @@ impl From<HookOutcome> for WorkState {
 }
 
 /// Bounds what a report carries: progress to 100%, stderr to one short line.
-fn clip(outcome: HookOutcome) -> HookOutcome {
+pub(crate) fn clip(outcome: HookOutcome) -> HookOutcome {
     let line = |s: String| {
         let s = s.lines().last().unwrap_or("").trim().to_owned();
         if s.len() <= MAX_STDERR {

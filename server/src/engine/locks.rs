@@ -10,13 +10,10 @@ use crate::engine::state::{Class, Count, Items, LockRef};
 use crate::engine::task::{Action, ActionStatus};
 use crate::engine::time::Timestamp;
 
-/// Whether a node with this runtime state (none yet: the inventory's `initial_state` rules)
-/// is unavailable without a lock: see [`State::is_down`].
-pub(crate) fn down(rt: Option<&NodeRuntime>, initial: InitialState) -> bool {
-    match rt {
-        Some(rt) => rt.down || rt.restarting_since.is_some() || rt.settle_until.is_some(),
-        None => initial == InitialState::Down,
-    }
+/// Whether a node with this runtime state is unavailable without a lock (a node with none yet
+/// goes by the inventory's `initial_state`): see [`State::is_down`].
+pub(crate) fn runtime_down(rt: &NodeRuntime) -> bool {
+    rt.down || rt.restarting_since.is_some() || rt.settle_until.is_some()
 }
 
 impl State {
@@ -142,11 +139,11 @@ impl State {
     /// settling.
     pub(crate) fn is_down(&self, id: NodeId) -> bool {
         match self.runtime.get(&id) {
-            Some(rt) => down(Some(rt), InitialState::Up),
+            Some(rt) => runtime_down(rt),
             None => self
                 .cluster
                 .node(id)
-                .is_some_and(|n| down(None, n.initial_state)),
+                .is_some_and(|n| n.initial_state == InitialState::Down),
         }
     }
 
@@ -180,10 +177,10 @@ impl State {
             self.unavailable.remove(&id);
         }
         let apply = |c: &mut Count| {
-            let slot = match class {
-                Class::Up => return,
-                Class::Locked => &mut c.locked,
-                Class::Down => &mut c.down,
+            let slot = if class == Class::Locked {
+                &mut c.locked
+            } else {
+                &mut c.down
             };
             if add {
                 *slot += 1;

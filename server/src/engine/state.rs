@@ -4,7 +4,7 @@
 //! and returns the [`Change`] records that the store must persist before anyone is told.
 
 use crate::engine::check::{CheckCtx, Verdict};
-use crate::engine::cluster::{Cluster, InventoryMap, NodeId, PDiskKey};
+use crate::engine::cluster::{Cluster, InitialState, InventoryMap, NodeId, PDiskKey};
 use crate::engine::error::EngineError;
 use crate::engine::fence::LockEnd;
 use crate::engine::liveness::HealthConfig;
@@ -179,7 +179,11 @@ impl State {
         // No lock is held yet: a node is down or up. Only the down ones count.
         let cluster = state.cluster.clone();
         for node in cluster.nodes() {
-            if crate::engine::locks::down(state.runtime.get(&node.id), node.initial_state) {
+            let down = match state.runtime.get(&node.id) {
+                Some(rt) => crate::engine::locks::runtime_down(rt),
+                None => node.initial_state == InitialState::Down,
+            };
+            if down {
                 state.count_node(node.id, Class::Down, true);
             }
         }

@@ -8,7 +8,7 @@ use super::error::ServiceError;
 use crate::engine::NodeId;
 use crate::engine::audit::{AuditEntry, AuditKind};
 use crate::engine::drain::{
-    HookOutcome, Order, Orders, WorkKind as EngineWorkKind, WorkReport, WorkState,
+    HookOutcome, Order, Orders, WorkKind as EngineWorkKind, WorkReport, WorkState, clip,
 };
 use crate::engine::state::MAX_ID_LEN;
 use crate::identity::Caller;
@@ -172,13 +172,14 @@ pub async fn report_work(
     };
     let entry = match &log.outcome {
         HookOutcome::Running(_) => None,
+        // Bounded as the engine keeps it: the last stderr line, cut short.
         ended => Some(AuditEntry {
             task: log.task.clone(),
             nodes: vec![node],
             detail: format!(
                 "{what} hook on node {node} for action {}: {}",
                 log.action,
-                WorkState::from(ended.clone())
+                WorkState::from(clip(ended.clone()))
             ),
             ..audit.entry(AuditKind::WorkReported, Some(caller))
         }),

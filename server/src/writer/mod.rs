@@ -74,8 +74,9 @@ struct Core {
     state: State,
     watches: Watches,
     agents: AgentHub,
-    /// Set by a job that changed soft state a check reads (an agent came or went): the
-    /// batch re-checks the driven tasks as if something had been committed.
+    /// Set when soft state a check reads changed (an agent came, by a job, or went, by
+    /// `Loop::take_detached`): the batch re-checks the driven tasks as if something had been
+    /// committed.
     poke: bool,
 }
 

@@ -56,6 +56,19 @@ fn completing_a_drain_orders_the_undrain_at_once_and_done_clears_the_mark() {
         )
     );
     assert_eq!(r.st.orders(1).drain, undo("d", &id));
+    // The same failure reported again (a resent report) changes nothing.
+    let (changed, changes) = r.report(
+        1,
+        report(
+            WorkKind::Drain,
+            "d",
+            &id,
+            true,
+            failed(1, "exited with status 2", "no route", 30_000),
+        ),
+    );
+    assert!(!changed, "{changes:?}");
+    assert!(changes.is_empty(), "{changes:?}");
     // ... and in the node's detail, where an operator looks.
     assert_eq!(
         r.st.node(1).expect("node").detail.as_deref(),
