@@ -63,7 +63,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     }
     // Before any load, so that nothing else competes for the disk.
     let floor_dir = args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let floor = fsync::measure(&floor_dir, fsync::SAMPLES)
+    let floor = fsync::measure(&floor_dir, fsync::SAMPLES, fsync::SPACED_SAMPLES)
         .map_err(|e| format!("{}: {e}", floor_dir.display()));
     let runs = match &args.endpoint {
         Some(url) => vec![external(args, url)?],

@@ -136,17 +136,28 @@ pub(crate) fn print(args: &Args, runs: &[Run], floor: &Result<Fsync, String>) ->
 }
 
 /// e.g. "fdatasync in /tmp (the store's filesystem): p50 82µs, p99 310µs (300 in-place
-/// writes of 128 bytes)".
+/// writes of 128 bytes); 1 ms apart: p50 95µs, p90 140µs (100 writes)".
 fn floor_line(floor: &Result<Fsync, String>) -> String {
     match floor {
-        Ok(f) => format!(
-            "fdatasync in {} (the store's filesystem): p50 {}, p99 {} ({} in-place writes of \
-             128 bytes)",
-            f.dir.display(),
-            latency(f.p50),
-            latency(f.p99),
-            f.count
-        ),
+        Ok(f) => {
+            let mut line = format!(
+                "fdatasync in {} (the store's filesystem): p50 {}, p99 {} ({} in-place writes \
+                 of 128 bytes)",
+                f.dir.display(),
+                latency(f.p50),
+                latency(f.p99),
+                f.count
+            );
+            if let Some((p50, p90)) = f.spaced_p50 {
+                line.push_str(&format!(
+                    "; 1 ms apart: p50 {}, p90 {} ({} writes)",
+                    latency(p50),
+                    latency(p90),
+                    f.spaced
+                ));
+            }
+            line
+        }
         Err(e) => format!("fdatasync: not measured ({e}); the one-client bound is left out"),
     }
 }
@@ -632,6 +643,8 @@ mod tests {
             count: 10,
             p50: Duration::from_micros(p50_micros),
             p99: Duration::from_micros(p50_micros * 3),
+            spaced: 0,
+            spaced_p50: None,
         }
     }
 
