@@ -32,16 +32,14 @@ fn completing_a_drain_orders_the_undrain_at_once_and_done_clears_the_mark() {
     );
     assert!(!changed);
     // It fails: kept in words, the undo still owed.
-    let (changed, changes) = r.report(
-        1,
-        report(
-            WorkKind::Drain,
-            "d",
-            &id,
-            true,
-            failed(1, "exited with status 2", "no route", 30_000),
-        ),
+    let undo_failed = report(
+        WorkKind::Drain,
+        "d",
+        &id,
+        true,
+        failed(1, "exited with status 2", "no route", 30_000),
     );
+    let (changed, changes) = r.report(1, undo_failed.clone());
     assert!(changed);
     assert!(
         changes.iter().any(|c| matches!(c, Change::PutNode(1, _))),
@@ -57,16 +55,7 @@ fn completing_a_drain_orders_the_undrain_at_once_and_done_clears_the_mark() {
     );
     assert_eq!(r.st.orders(1).drain, undo("d", &id));
     // The same failure reported again (a resent report) changes nothing.
-    let (changed, changes) = r.report(
-        1,
-        report(
-            WorkKind::Drain,
-            "d",
-            &id,
-            true,
-            failed(1, "exited with status 2", "no route", 30_000),
-        ),
-    );
+    let (changed, changes) = r.report(1, undo_failed);
     assert!(!changed, "{changes:?}");
     assert!(changes.is_empty(), "{changes:?}");
     // ... and in the node's detail, where an operator looks.
